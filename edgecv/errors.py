@@ -1,0 +1,74 @@
+"""Every named exception edgecv raises, in one place.
+
+Each carries a stable ``code`` (used as the job ``error.code`` and in HTTP bodies) and a message that
+tells the user what to do. Translation to user text happens only at the edges (CLI, HTTP).
+"""
+
+from __future__ import annotations
+
+
+class EdgecvError(Exception):
+    """Base class. ``code`` is stable and machine-readable; ``str(err)`` is the human message."""
+
+    code = "error"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+class ConfigError(EdgecvError):
+    code = "config_invalid"
+
+
+class ModelNotFound(EdgecvError):
+    code = "model_not_found"
+
+
+class ModelPackageError(EdgecvError):
+    """A model package is malformed, its weights are missing, or a sha256 does not match."""
+
+    code = "model_package_invalid"
+
+
+class ImageUnreadable(EdgecvError):
+    code = "image_unreadable"
+
+
+class InferenceError(EdgecvError):
+    code = "inference_error"
+
+
+class PipelineError(EdgecvError):
+    code = "pipeline_error"
+
+
+class RejectedFile(EdgecvError):
+    """Ingest refused a file; it is quarantined with this message as the reason."""
+
+    code = "rejected"
+
+
+class JobNotFound(EdgecvError):
+    code = "job_not_found"
+
+
+class ObservationNotFound(EdgecvError):
+    code = "observation_not_found"
+
+
+class StoreError(EdgecvError):
+    code = "store_error"
+
+
+class SchemaTooNew(StoreError):
+    code = "schema_too_new"
+
+
+class AgentLocked(EdgecvError):
+    code = "data_dir_locked"

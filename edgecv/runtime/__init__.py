@@ -1,0 +1,1 @@
+"""Model packages, inference backends and the one Ultralytics-compatible decoder."""
