@@ -1,0 +1,76 @@
+"""The ``edgecv`` command: thin click commands that parse, call one library function, print.
+
+Sub-command groups live in sibling modules (``jobs``, ``models``, ``agent``, ``sync``, ``serve`` …);
+each registers itself on :data:`main` when imported below.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from pathlib import Path
+
+import click
+
+from edgecv import __version__
+from edgecv.config import Config, load_config
+from edgecv.errors import EdgecvError
+
+COMMAND_MODULES = ("jobs", "models", "run", "agent", "sync", "serve", "admin")
+
+
+class AppContext:
+    """What every command gets: the global options, and the config loaded once on first use."""
+
+    def __init__(self, config_file: Path | None, overrides: dict) -> None:
+        self.config_file = config_file
+        self.overrides = overrides
+        self._config: Config | None = None
+
+    def config(self, **more) -> Config:
+        if self._config is None or more:
+            try:
+                self._config = load_config(self.config_file, {**self.overrides, **more})
+            except EdgecvError as exc:
+                raise click.ClickException(str(exc)) from None
+        return self._config
+
+
+def fail(exc: EdgecvError) -> click.ClickException:
+    """A known error → a click error whose text says what happened and how to fix it."""
+    return click.ClickException(str(exc))
+
+
+pass_app = click.make_pass_decorator(AppContext)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="edgecv")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="edgecv.toml to read (default: $EDGECV_CONFIG, then ./edgecv.toml).",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the job log, spool and caches live (env EDGECV_DATA_DIR).",
+)
+@click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+@click.pass_context
+def main(ctx: click.Context, config_file: Path | None, data_dir: Path | None, log_level: str | None) -> None:
+    """edgecv: the CV Jobs API on edge hardware."""
+    ctx.obj = AppContext(config_file, {"data_dir": data_dir, "log_level": log_level})
+    logging.basicConfig(
+        level=(log_level or "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+for _name in COMMAND_MODULES:
+    try:
+        importlib.import_module(f"edgecv.cli.{_name}")
+    except ModuleNotFoundError as _exc:  # a command module not written yet
+        if _exc.name != f"edgecv.cli.{_name}":
+            raise

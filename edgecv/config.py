@@ -1,0 +1,283 @@
+"""One typed configuration, read once from ``edgecv.toml`` + ``EDGECV_*`` env vars + CLI flags.
+
+Precedence (highest first): CLI flags, environment, the TOML file, defaults. Nothing else in edgecv
+reads the environment.
+
+TOML layout: top-level keys are agent settings (``data_dir``, ``inbox``, ``default_model`` …);
+``[folders]`` maps inbox sub-folders to model names; ``[sync]``, ``[api]`` and ``[webhooks]`` are
+sections. Env vars: ``EDGECV_<KEY>`` for top-level keys (``EDGECV_DATA_DIR``), and
+``EDGECV_<SECTION>_<KEY>`` for section keys (``EDGECV_SYNC_URL``, ``EDGECV_API_PORT``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgecv.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+CONFIG_ENV = "EDGECV_CONFIG"
+DEFAULT_CONFIG_NAME = "edgecv.toml"
+
+
+def default_data_dir() -> Path:
+    """``$XDG_DATA_HOME/edgecv`` (``~/.local/share/edgecv``) per user; ``/var/lib/edgecv`` for root services."""
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".local" / "share"
+    return base / "edgecv"
+
+
+@dataclass
+class SyncSettings:
+    url: str | None = None  # tenant API base URL; None = sync disabled
+    api_key: str | None = field(default=None, repr=False)  # never logged
+    device_id: str | None = None  # default: derived once and stored in the data dir
+    batch_max_items: int = 100
+    batch_max_bytes: int = 1_000_000
+    timeout_s: float = 10.0
+    backoff_base_s: float = 1.0
+    backoff_max_s: float = 300.0
+    image_policy: str = "none"  # none | thumbnail | full
+    disk_budget_mb: int = 2048
+
+
+@dataclass
+class ApiSettings:
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 8470
+    token: str | None = field(default=None, repr=False)  # required when host is not loopback
+    max_upload_mb: int = 25
+
+
+@dataclass
+class WebhookSettings:
+    endpoints: list[str] = field(default_factory=list)
+    secret: str | None = field(default=None, repr=False)
+
+
+@dataclass
+class Config:
+    data_dir: Path = field(default_factory=default_data_dir)
+    inbox: Path | None = None
+    default_model: str = "shelf-detection-v2"
+    tenant_id: str = "local"
+    models_dirs: list[Path] = field(default_factory=list)  # searched before the shipped models
+    device: str = "CPU"  # CPU | GPU | NPU | AUTO
+    backend: str = "auto"  # auto | openvino | onnx
+    precision: str | None = None  # None = the package default (int8)
+    poll: bool = False  # polling observer for network shares
+    poll_interval_s: float = 1.0
+    settle_s: float = 2.0  # polling mode: size/mtime must be stable this long
+    workers: int = 1
+    max_attempts: int = 3
+    lease_s: float = 300.0
+    max_image_pixels: int = 50_000_000
+    max_file_mb: int = 100
+    log_level: str = "INFO"
+    folders: dict[str, str] = field(default_factory=dict)  # inbox sub-folder → model name
+    sync: SyncSettings = field(default_factory=SyncSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
+
+    # Derived locations inside the data dir.
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "edgecv.db"
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.data_dir / "spool"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.data_dir / "quarantine"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.data_dir / "cache"
+
+    @property
+    def user_models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+
+_SECTIONS = {"sync": SyncSettings, "api": ApiSettings, "webhooks": WebhookSettings}
+_MAPPINGS = {"folders"}
+
+
+def _coerce(value: Any, typ: Any, key: str) -> Any:
+    """Turn a TOML or env value into the annotated type, or raise ConfigError naming the key."""
+    origin = typing.get_origin(typ)
+    args = typing.get_args(typ)
+    if origin in (typing.Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value == ""):
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], key)
+    try:
+        if typ is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(f"expected true/false, got {value!r}")
+        if typ is int:
+            if isinstance(value, bool):
+                raise ValueError(f"expected an integer, got {value!r}")
+            return int(value)
+        if typ is float:
+            return float(value)
+        if typ is str:
+            if not isinstance(value, (str, int, float)):
+                raise ValueError(f"expected a string, got {type(value).__name__}")
+            return str(value)
+        if typ is Path:
+            return Path(str(value)).expanduser()
+        if origin is list:
+            items = value.split(",") if isinstance(value, str) else list(value)
+            return [_coerce(v.strip() if isinstance(v, str) else v, args[0], key) for v in items if v != ""]
+        if origin is dict:
+            if not isinstance(value, dict):
+                raise ValueError(f"expected a table, got {type(value).__name__}")
+            return {str(k): _coerce(v, args[1], f"{key}.{k}") for k, v in value.items()}
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{key}: {exc}") from None
+    raise ConfigError(f"{key}: unsupported type {typ}")  # pragma: no cover
+
+
+def _apply(target: Any, values: dict[str, Any], where: str, prefix: str = "") -> None:
+    hints = typing.get_type_hints(type(target))
+    names = {f.name for f in dataclasses.fields(target)}
+    for key, value in values.items():
+        if key not in names or key in _SECTIONS and not prefix:
+            continue
+        setattr(target, key, _coerce(value, hints[key], f"{where}{prefix}{key}"))
+
+
+def _check_unknown(raw: dict[str, Any], source: str) -> None:
+    top = {f.name for f in dataclasses.fields(Config)}
+    for key, value in raw.items():
+        if key not in top:
+            raise ConfigError(f"{source}: unknown key {key!r}; known keys: {', '.join(sorted(top))}")
+        if key in _SECTIONS:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{source}: [{key}] must be a table")
+            known = {f.name for f in dataclasses.fields(_SECTIONS[key])}
+            for sub in value:
+                if sub not in known:
+                    raise ConfigError(
+                        f"{source}: unknown key {key}.{sub!r}; known keys: {', '.join(sorted(known))}"
+                    )
+
+
+def _env_values(environ: typing.Mapping[str, str]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    top: dict[str, Any] = {}
+    sections: dict[str, dict[str, Any]] = {name: {} for name in _SECTIONS}
+    for f in dataclasses.fields(Config):
+        if f.name in _SECTIONS or f.name in _MAPPINGS:
+            continue
+        env = f"EDGECV_{f.name.upper()}"
+        if env in environ:
+            top[f.name] = environ[env]
+    for name, cls in _SECTIONS.items():
+        for f in dataclasses.fields(cls):
+            env = f"EDGECV_{name.upper()}_{f.name.upper()}"
+            if env in environ:
+                sections[name][f.name] = environ[env]
+    return top, sections
+
+
+def find_config_file(explicit: Path | None, environ: typing.Mapping[str, str]) -> Path | None:
+    if explicit is not None:
+        return explicit
+    if environ.get(CONFIG_ENV):
+        return Path(environ[CONFIG_ENV])
+    local = Path.cwd() / DEFAULT_CONFIG_NAME
+    return local if local.is_file() else None
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def load_config(
+    config_file: Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    environ: typing.Mapping[str, str] | None = None,
+) -> Config:
+    """Build the one Config: defaults ← TOML ← env ← ``overrides`` (CLI flags; ``None`` values ignored).
+
+    ``overrides`` keys are top-level names or ``"section.key"``.
+    """
+    environ = os.environ if environ is None else environ
+    cfg = Config()
+    path = find_config_file(config_file, environ)
+    if path is not None:
+        raw = read_toml(path)
+        _check_unknown(raw, str(path))
+        _apply(cfg, raw, f"{path}: ")
+        for name in _SECTIONS:
+            if name in raw:
+                _apply(getattr(cfg, name), raw[name], f"{path}: ", f"{name}.")
+        if "data_dir" in raw and not Path(raw["data_dir"]).expanduser().is_absolute():
+            cfg.data_dir = (path.parent / cfg.data_dir).resolve()
+        if "inbox" in raw and cfg.inbox is not None and not cfg.inbox.is_absolute():
+            cfg.inbox = (path.parent / cfg.inbox).resolve()
+    top, sections = _env_values(environ)
+    _apply(cfg, top, "env: ")
+    for name, values in sections.items():
+        _apply(getattr(cfg, name), values, "env: ", f"{name}.")
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        if "." in key:
+            section, sub = key.split(".", 1)
+            _apply(getattr(cfg, section), {sub: value}, "option: ", f"{section}.")
+        else:
+            _apply(cfg, {key: value}, "option: ")
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    """Checks that need more than a type: ranges and enumerations. Raises ConfigError naming the key."""
+    if cfg.device.upper() not in ("CPU", "GPU", "NPU", "AUTO"):
+        raise ConfigError(f"device: expected one of CPU, GPU, NPU, AUTO, got {cfg.device!r}")
+    cfg.device = cfg.device.upper()
+    if cfg.backend not in ("auto", "openvino", "onnx"):
+        raise ConfigError(f"backend: expected auto, openvino or onnx, got {cfg.backend!r}")
+    if cfg.precision not in (None, "int8", "fp32", "fp16"):
+        raise ConfigError(f"precision: expected int8, fp32 or fp16, got {cfg.precision!r}")
+    for key in ("workers", "max_attempts", "max_image_pixels", "max_file_mb"):
+        if getattr(cfg, key) < 1:
+            raise ConfigError(f"{key}: must be at least 1, got {getattr(cfg, key)}")
+    if cfg.sync.image_policy not in ("none", "thumbnail", "full"):
+        raise ConfigError(f"sync.image_policy: expected none, thumbnail or full, got {cfg.sync.image_policy!r}")
+    if not (0 < cfg.api.port < 65536):
+        raise ConfigError(f"api.port: expected 1..65535, got {cfg.api.port}")
+    for folder, model in cfg.folders.items():
+        if Path(folder).is_absolute() or ".." in Path(folder).parts:
+            raise ConfigError(f"folders.{folder}: must be a path relative to the inbox")
+        if not model:
+            raise ConfigError(f"folders.{folder}: model name is empty")

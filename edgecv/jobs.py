@@ -1,0 +1,82 @@
+"""Observation and Job records and their wire form (the CV Jobs API shape, camelCase)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+JOB_STATUSES = ("queued", "processing", "completed", "failed")
+ACTIVE_STATUSES = ("queued", "processing")
+
+
+def utc_now() -> str:
+    """ISO 8601 UTC with milliseconds and a ``Z``: ``2026-11-28T15:08:00.123Z``."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Observation:
+    id: str
+    sha256: str
+    spool_path: str
+    original_name: str
+    media_type: str
+    size_bytes: int
+    width: int
+    height: int
+    metadata: dict[str, Any]
+    created_at: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "sha256": self.sha256,
+            "originalName": self.original_name,
+            "mediaType": self.media_type,
+            "sizeBytes": self.size_bytes,
+            "width": self.width,
+            "height": self.height,
+            "metadata": self.metadata,
+            "createdAt": self.created_at,
+        }
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    observation_id: str
+    model: str
+    status: str
+    attempts: int
+    created_at: str
+    started_at: str | None = None
+    completed_at: str | None = None
+    result: dict[str, Any] | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    inference_ms: float | None = None
+    device: str | None = None
+    lease_owner: str | None = field(default=None, compare=False)
+
+    @property
+    def done(self) -> bool:
+        return self.status in ("completed", "failed")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The job exactly as the API returns it (seed shape)."""
+        return {
+            "id": self.id,
+            "status": self.status,
+            "model": self.model,
+            "observationId": self.observation_id,
+            "createdAt": self.created_at,
+            "startedAt": self.started_at,
+            "completedAt": self.completed_at,
+            "error": {"code": self.error_code, "message": self.error_message} if self.error_code else None,
+            "result": self.result,
+        }
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
