@@ -19,7 +19,7 @@ MAX_NMS_CANDIDATES = 30000
 
 
 def predictions(raw: np.ndarray, num_classes: int | None = None) -> np.ndarray:
-    """The ``[N, 4+nc]`` prediction rows of a ``[1, 4+nc, N]`` output.
+    """The channel-major ``[4+nc, N]`` view of a ``[1, 4+nc, N]`` output.
 
     A ``[1, N, 4+nc]`` output (some exporters transpose) is accepted when ``num_classes`` makes the
     orientation unambiguous.
@@ -29,19 +29,21 @@ def predictions(raw: np.ndarray, num_classes: int | None = None) -> np.ndarray:
         raw = raw[None]
     if raw.ndim != 3 or raw.shape[0] != 1:
         raise InferenceError(f"model output: expected shape [1, 4+nc, N], got {list(raw.shape)}")
-    rows = raw[0]
-    if num_classes is not None:
-        channels = 4 + num_classes
-        if rows.shape[0] == channels:
-            return rows.T
-        if rows.shape[1] == channels:
-            return rows
-        raise InferenceError(
-            f"model output: expected shape [1, {channels}, N] for {num_classes} labels, got {list(raw.shape)}"
-        )
-    if rows.shape[0] < 5:
-        raise InferenceError(f"model output: expected shape [1, 4+nc, N] with nc >= 1, got {list(raw.shape)}")
-    return rows.T
+    pred = raw[0]
+    if num_classes is None:
+        if pred.shape[0] < 5:
+            raise InferenceError(
+                f"model output: expected shape [1, 4+nc, N] with nc >= 1, got {list(raw.shape)}"
+            )
+        return pred
+    channels = 4 + num_classes
+    if pred.shape[0] == channels:
+        return pred
+    if pred.shape[1] == channels:
+        return pred.T
+    raise InferenceError(
+        f"model output: expected shape [1, {channels}, N] for {num_classes} labels, got {list(raw.shape)}"
+    )
 
 
 def cxcywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:
@@ -79,14 +81,15 @@ def decode(
 
     ``image_shape`` is the original image's ``shape`` (``(h, w)`` or ``(h, w, c)``).
     """
-    rows = predictions(raw, num_classes)
-    scores_all = rows[:, 4:]
-    class_ids = scores_all.argmax(axis=1)
-    scores = scores_all[np.arange(len(rows)), class_ids]
-    mask = scores > conf
+    pred = predictions(raw, num_classes)
+    class_scores = pred[4:]
+    best = class_scores.max(axis=0)
+    mask = best > conf
     if not mask.any():
         return Detections.empty()
-    boxes, scores, class_ids = rows[mask, :4], scores[mask], class_ids[mask]
+    scores = best[mask]
+    class_ids = class_scores[:, mask].argmax(axis=0)
+    boxes = pred[:4, mask].T
     if len(scores) > MAX_NMS_CANDIDATES:
         top = np.argpartition(-scores, MAX_NMS_CANDIDATES)[:MAX_NMS_CANDIDATES]
         boxes, scores, class_ids = boxes[top], scores[top], class_ids[top]
@@ -94,7 +97,6 @@ def decode(
     keep = nms(xyxy, scores, class_ids, iou, agnostic=agnostic)[:max_detections]
     xyxy = info.to_original(xyxy[keep])
     h, w = image_shape[:2]
-    np.clip(xyxy[:, [0, 2]], 0, w, out=xyxy[:, [0, 2]]) if False else None
     xyxy[:, [0, 2]] = xyxy[:, [0, 2]].clip(0, w)
     xyxy[:, [1, 3]] = xyxy[:, [1, 3]].clip(0, h)
     return Detections(xyxy, scores[keep], class_ids[keep])

@@ -266,7 +266,9 @@ def _parse_weights(top: _Fields, source: str) -> list[WeightSet]:
             f.fail("files", f"{models[0][:-4]}.bin next to {models[0]}", list(files))
         ws = WeightSet(backend, precision, dict(files))
         if ws.key in {w.key for w in result}:
-            f.fail("precision", f"a backend/precision pair not listed before ({ws.key} is repeated)", precision)
+            f.fail(
+                "precision", f"a backend/precision pair not listed before ({ws.key} is repeated)", precision
+            )
         result.append(ws)
     return result
 

@@ -31,7 +31,9 @@ class LetterboxInfo:
         return out
 
 
-def letterbox(image: np.ndarray, width: int, height: int, pad_value: int = 114) -> tuple[np.ndarray, LetterboxInfo]:
+def letterbox(
+    image: np.ndarray, width: int, height: int, pad_value: int = 114
+) -> tuple[np.ndarray, LetterboxInfo]:
     """Resize keeping the aspect ratio, pad to ``width``×``height`` centred (as Ultralytics does)."""
     h, w = image.shape[:2]
     r = min(width / w, height / h)

@@ -1,0 +1,209 @@
+"""Inference backends: OpenVINO and ONNX Runtime behind one small interface.
+
+A backend turns an input tensor into the raw output tensor and nothing else; decoding lives in
+``decode.py``. Device choice is a pure function (``choose_device``) so it can be tested without hardware.
+Both backends are safe to share between threads: ONNX Runtime sessions are re-entrant and the
+OpenVINO backend keeps one infer request per thread instead of a global lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from edgecv.errors import InferenceError, ModelPackageError
+
+log = logging.getLogger(__name__)
+
+DEVICES = ("CPU", "GPU", "NPU", "AUTO")
+# Order tried for AUTO: accelerators first; AUTO starts on CPU while an accelerator compiles.
+AUTO_PREFERENCE = ("GPU", "NPU", "CPU")
+PERFORMANCE_HINTS = ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT")
+INFERENCE_PRECISIONS = {"f32": "f32", "fp32": "f32", "bf16": "bf16", "f16": "f16", "fp16": "f16"}
+
+
+class Backend(Protocol):
+    name: str
+    device: str
+
+    @property
+    def input_shape(self) -> list[int | None]: ...
+
+    @property
+    def output_shape(self) -> list[int | None]: ...
+
+    def infer(self, tensor: np.ndarray) -> np.ndarray: ...
+
+
+def default_threads() -> int:
+    """CPU threads this process may use (respects taskset/cgroup affinity)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def choose_device(requested: str, available: list[str]) -> str:
+    """The OpenVINO device string to compile for, given what was asked and what the machine has.
+
+    ``CPU``/``GPU``/``NPU`` (or an indexed one like ``GPU.1``) are used when present, else CPU with a
+    warning. ``AUTO`` becomes OpenVINO's AUTO plugin over the present devices, best first, or plain
+    ``CPU`` when that is all there is.
+    """
+    wanted = (requested or "CPU").strip().upper()
+    if wanted == "AUTO":
+        present = [d for d in AUTO_PREFERENCE if any(a.split(".")[0] == d for a in available)]
+        chosen = "CPU" if present in ([], ["CPU"]) else "AUTO:" + ",".join(present)
+        log.info("device AUTO: available %s, chosen %s", available, chosen)
+        return chosen
+    if wanted in available or (wanted in DEVICES and any(a.split(".")[0] == wanted for a in available)):
+        return wanted
+    log.warning(
+        "device %s was requested but is not available (available: %s); using CPU", requested, available
+    )
+    return "CPU"
+
+
+def _dims(partial_shape) -> list[int | None]:
+    return [d.get_length() if d.is_static else None for d in partial_shape]
+
+
+class OpenVinoBackend:
+    """OpenVINO runtime; reads IR (``.xml``) or ONNX files."""
+
+    name = "openvino"
+
+    def __init__(
+        self,
+        model_path: Path,
+        *,
+        device: str = "CPU",
+        cache_dir: Path | None = None,
+        performance_hint: str = "LATENCY",
+        inference_precision: str | None = None,
+        num_threads: int | None = None,
+    ) -> None:
+        import openvino as ov
+
+        hint = performance_hint.upper()
+        if hint not in PERFORMANCE_HINTS:
+            raise ValueError(
+                f"performance_hint: expected one of {', '.join(PERFORMANCE_HINTS)}, got {performance_hint!r}"
+            )
+        core = ov.Core()
+        if cache_dir is not None:
+            Path(cache_dir).mkdir(parents=True, exist_ok=True)
+            core.set_property({"CACHE_DIR": str(cache_dir)})
+        self.requested_device = device
+        target = choose_device(device, core.available_devices)
+        config = self._config(target, hint, inference_precision, num_threads)
+        try:
+            model = core.read_model(str(model_path))
+            self._compiled = core.compile_model(model, target, config)
+        except RuntimeError as exc:
+            raise ModelPackageError(f"OpenVINO could not load {model_path} on {target}: {exc}") from exc
+        self.device = self._execution_device(target)
+        self._input = self._compiled.input(0)
+        self._local = threading.local()
+        log.info("OpenVINO compiled %s on %s (hint %s, config %s)", model_path, self.device, hint, config)
+
+    @staticmethod
+    def _config(target: str, hint: str, precision: str | None, num_threads: int | None) -> dict:
+        config: dict = {"PERFORMANCE_HINT": hint}
+        plain = target.split(".")[0]
+        if precision is not None:
+            if precision.lower() not in INFERENCE_PRECISIONS:
+                raise ValueError(
+                    f"inference_precision: expected one of {', '.join(INFERENCE_PRECISIONS)}, got {precision!r}"
+                )
+            if plain in ("CPU", "GPU"):
+                config["INFERENCE_PRECISION_HINT"] = INFERENCE_PRECISIONS[precision.lower()]
+            else:
+                log.info("inference_precision %s ignored on %s (device picks its own)", precision, target)
+        if num_threads and plain == "CPU":
+            config["INFERENCE_NUM_THREADS"] = int(num_threads)
+        return config
+
+    def _execution_device(self, target: str) -> str:
+        try:
+            devices = self._compiled.get_property("EXECUTION_DEVICES")
+        except RuntimeError:
+            return target
+        return ",".join(devices) if devices else target
+
+    @property
+    def inference_precision(self) -> str | None:
+        """What the compiled model actually runs in (e.g. ``bf16`` on AMX CPUs by default)."""
+        try:
+            return str(self._compiled.get_property("INFERENCE_PRECISION_HINT"))
+        except RuntimeError:
+            return None
+
+    @property
+    def input_shape(self) -> list[int | None]:
+        return _dims(self._input.get_partial_shape())
+
+    @property
+    def output_shape(self) -> list[int | None]:
+        return _dims(self._compiled.output(0).get_partial_shape())
+
+    def _request(self):
+        request = getattr(self._local, "request", None)
+        if request is None:
+            request = self._local.request = self._compiled.create_infer_request()
+        return request
+
+    def infer(self, tensor: np.ndarray) -> np.ndarray:
+        request = self._request()
+        try:
+            request.infer({0: tensor})
+            return np.array(request.get_output_tensor(0).data, dtype=np.float32)
+        except RuntimeError as exc:
+            raise InferenceError(f"OpenVINO inference failed on {self.device}: {exc}") from exc
+
+
+class OnnxRuntimeBackend:
+    """ONNX Runtime on the CPU execution provider."""
+
+    name = "onnx"
+
+    def __init__(self, model_path: Path, *, device: str = "CPU", num_threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        if device.upper() != "CPU":
+            log.warning("device %s was requested but the onnx backend runs on CPU only; using CPU", device)
+        self.device = "CPU"
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = num_threads or default_threads()
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3
+        try:
+            self._session = ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types for bad files
+            raise ModelPackageError(f"ONNX Runtime could not load {model_path}: {exc}") from exc
+        inp = self._session.get_inputs()[0]
+        self._input_name = inp.name
+        self._dtype = np.float16 if inp.type == "tensor(float16)" else np.float32
+        log.info("ONNX Runtime loaded %s (%s intra-op threads)", model_path, opts.intra_op_num_threads)
+
+    @property
+    def input_shape(self) -> list[int | None]:
+        return [d if isinstance(d, int) else None for d in self._session.get_inputs()[0].shape]
+
+    @property
+    def output_shape(self) -> list[int | None]:
+        return [d if isinstance(d, int) else None for d in self._session.get_outputs()[0].shape]
+
+    def infer(self, tensor: np.ndarray) -> np.ndarray:
+        try:
+            (out, *_) = self._session.run(None, {self._input_name: tensor.astype(self._dtype, copy=False)})
+        except Exception as exc:
+            raise InferenceError(f"ONNX Runtime inference failed: {exc}") from exc
+        return np.asarray(out, dtype=np.float32)
