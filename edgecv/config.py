@@ -64,7 +64,12 @@ class ApiSettings:
 @dataclass
 class WebhookSettings:
     endpoints: list[str] = field(default_factory=list)
-    secret: str | None = field(default=None, repr=False)
+    secret: str | None = field(default=None, repr=False)  # whsec_<base64>; required with endpoints
+    events: list[str] = field(default_factory=lambda: ["job.completed", "job.failed"])
+    timeout_s: float = 10.0
+    max_attempts: int = 12  # then the delivery is marked failed
+    backoff_base_s: float = 5.0  # first retry after ~5 s, doubling, with jitter
+    backoff_max_s: float = 3600.0
 
 
 @dataclass
@@ -273,7 +278,9 @@ def validate(cfg: Config) -> None:
         if getattr(cfg, key) < 1:
             raise ConfigError(f"{key}: must be at least 1, got {getattr(cfg, key)}")
     if cfg.sync.image_policy not in ("none", "thumbnail", "full"):
-        raise ConfigError(f"sync.image_policy: expected none, thumbnail or full, got {cfg.sync.image_policy!r}")
+        raise ConfigError(
+            f"sync.image_policy: expected none, thumbnail or full, got {cfg.sync.image_policy!r}"
+        )
     if not (0 < cfg.api.port < 65536):
         raise ConfigError(f"api.port: expected 1..65535, got {cfg.api.port}")
     for folder, model in cfg.folders.items():

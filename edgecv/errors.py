@@ -72,3 +72,35 @@ class SchemaTooNew(StoreError):
 
 class AgentLocked(EdgecvError):
     code = "data_dir_locked"
+
+
+class WebhookNotFound(EdgecvError):
+    code = "webhook_not_found"
+
+
+class WebhookVerificationError(EdgecvError):
+    """A webhook's signature, id or timestamp did not check out; do not trust its body."""
+
+    code = "webhook_invalid"
+
+
+class ApiError(EdgecvError):
+    """An HTTP API answered with an error. ``status`` is the HTTP status, ``code`` the body's code."""
+
+    code = "api_error"
+
+    def __init__(self, message: str, *, status: int = 0, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.status = status
+
+
+class ApiAuthError(ApiError):
+    code = "unauthorized"
+
+
+class ApiNotFound(ApiError):
+    code = "not_found"
+
+
+class WaitTimeout(EdgecvError):
+    code = "wait_timeout"

@@ -22,6 +22,7 @@ from typing import Any
 from edgecv.errors import JobNotFound, ObservationNotFound, SchemaTooNew, StoreError
 from edgecv.ids import new_id
 from edgecv.jobs import JOB_STATUSES, Job, Observation, utc_now
+from edgecv.store import webhooks as webhook_sql
 
 log = logging.getLogger(__name__)
 
@@ -296,15 +297,16 @@ class Store:
 
     # -- leases and state transitions -----------------------------------------------------------
 
-    def claim_job(self, owner: str, lease_s: float) -> Job | None:
-        """Take the oldest queued job: ``processing``, leased to ``owner``, attempts + 1."""
+    def claim_job(self, owner: str, lease_s: float, *, job_id: str | None = None) -> Job | None:
+        """Take the oldest queued job (or ``job_id`` if it is queued): ``processing``, leased, attempts + 1."""
+        pick = "?" if job_id else "(SELECT id FROM jobs WHERE status = 'queued' ORDER BY id LIMIT 1)"
+        params = (owner, time.time() + lease_s, utc_now(), *((job_id,) if job_id else ()))
         with self.transaction() as conn:
             row = conn.execute(
                 "UPDATE jobs SET status = 'processing', lease_owner = ?, lease_expires_at = ?,"
-                " attempts = attempts + 1, started_at = ?"
-                " WHERE id = (SELECT id FROM jobs WHERE status = 'queued' ORDER BY id LIMIT 1)"
+                f" attempts = attempts + 1, started_at = ? WHERE id = {pick} AND status = 'queued'"
                 " RETURNING *",
-                (owner, time.time() + lease_s, utc_now()),
+                params,
             ).fetchone()
         return _job(row) if row else None
 
@@ -361,6 +363,7 @@ class Store:
             "INSERT OR IGNORE INTO outbox (job_id, idempotency_key, created_at) VALUES (?, ?, ?)",
             (job.id, f"{job.id}:v1", job.completed_at),
         )
+        webhook_sql.enqueue_job_event(conn, job)
 
     def fail_queued_job(self, job_id: str, code: str, message: str) -> Job:
         """Fail a job that never ran (e.g. its model is not installed): claim and fail in one go."""

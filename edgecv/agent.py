@@ -1,0 +1,143 @@
+"""``edgecv agent``: watcher + intake + workers (+ sync relay, local API, webhooks) in one process.
+
+Signal handlers only set a flag. On SIGINT/SIGTERM the watcher stops taking files, each worker
+finishes the job in hand, and the process exits cleanly. One agent per data dir (an exclusive lock).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgecv.config import Config
+from edgecv.errors import AgentLocked, ConfigError
+from edgecv.registry import DetectorPool
+from edgecv.store import Store
+from edgecv.watcher import InboxWatcher, Intake
+from edgecv.worker import Worker, WorkSignal
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def data_dir_lock(data_dir: Path) -> Iterator[None]:
+    """Exclusive, process-lifetime lock on the data dir (released by the kernel if we are killed)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(data_dir / "agent.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise AgentLocked(
+                f"another edgecv agent is running on {data_dir}; stop it or use another --data-dir"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class Agent:
+    config: Config
+    stop_event: threading.Event = field(default_factory=threading.Event)
+    on_ready: Callable[[Agent], None] | None = None
+
+    def __post_init__(self) -> None:
+        self.threads: list[threading.Thread] = []
+        self.signal = WorkSignal()
+        self.store: Store | None = None
+        self.watcher: InboxWatcher | None = None
+        self.services: list = []  # objects with a stop() to call on shutdown
+
+    def request_stop(self, *_args) -> None:
+        self.stop_event.set()
+        self.signal.notify()
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self.request_stop)
+        signal.signal(signal.SIGINT, self.request_stop)
+
+    def run(self) -> None:
+        """Run until :meth:`request_stop` (or a signal). Blocks."""
+        cfg = self.config
+        if cfg.inbox is None:
+            raise ConfigError("inbox: not set; pass --inbox DIR or set inbox in edgecv.toml")
+        with data_dir_lock(cfg.data_dir):
+            self.store = Store(cfg.db_path)
+            try:
+                self._run(cfg)
+            finally:
+                self.store.close()
+        log.info("agent stopped")
+
+    def _run(self, cfg: Config) -> None:
+        store = self.store
+        store.recover_jobs(cfg.max_attempts)
+        for i in range(cfg.workers):
+            worker = Worker(store, cfg, detectors=DetectorPool(cfg), signal=self.signal, name=f"worker-{i}")
+            self._thread(f"edgecv-worker-{i}", worker.run_forever, self.stop_event)
+        self._thread("edgecv-lease-reaper", self._reap_expired_leases)
+        self._start_optional_services(cfg, store)
+        intake = Intake(
+            store,
+            cfg,
+            cfg.inbox,
+            on_queued=self.signal.notify,
+            settle_s=cfg.settle_s if cfg.poll else 0.0,
+        )
+        self.watcher = InboxWatcher(intake, poll=cfg.poll, poll_interval_s=cfg.poll_interval_s)
+        self.watcher.start()
+        log.info(
+            "agent ready: data dir %s, %d worker(s), default model %s",
+            cfg.data_dir,
+            cfg.workers,
+            cfg.default_model,
+        )
+        if self.on_ready is not None:
+            self.on_ready(self)
+        self.stop_event.wait()
+        log.info("stopping: finishing the job in hand")
+        self.watcher.stop()
+        self.signal.notify()
+        for service in self.services:
+            with contextlib.suppress(Exception):
+                service.stop()
+        for thread in self.threads:
+            thread.join(timeout=cfg.lease_s)
+
+    def _thread(self, name: str, target: Callable, *args) -> threading.Thread:
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+        thread.start()
+        self.threads.append(thread)
+        return thread
+
+    def _reap_expired_leases(self) -> None:
+        while not self.stop_event.wait(max(5.0, self.config.lease_s / 4)):
+            requeued, _ = self.store.recover_jobs(self.config.max_attempts, only_expired=True)
+            if requeued:
+                self.signal.notify()
+
+    def _start_optional_services(self, cfg: Config, store: Store) -> None:
+        """Sync relay, local API and webhook delivery, where those parts are installed and configured."""
+        for starter in _SERVICE_STARTERS:
+            service = starter(self, cfg, store)
+            if service is not None:
+                self.services.append(service)
+
+
+_SERVICE_STARTERS: list[Callable[[Agent, Config, Store], object | None]] = []
+
+
+def service_starter(fn: Callable[[Agent, Config, Store], object | None]):
+    """Register a function that starts an optional service inside the agent (returns an object with stop())."""
+    _SERVICE_STARTERS.append(fn)
+    return fn

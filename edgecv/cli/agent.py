@@ -1,0 +1,44 @@
+"""``edgecv agent``: watch an inbox and process everything that lands in it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from edgecv.agent import Agent
+from edgecv.cli import AppContext, fail, main, pass_app
+from edgecv.errors import EdgecvError
+
+
+@main.command("agent")
+@click.option(
+    "--inbox", type=click.Path(file_okay=False, path_type=Path), help="Folder to watch (env EDGECV_INBOX)."
+)
+@click.option(
+    "--model", "default_model", help="Default model for images without a sidecar or folder mapping."
+)
+@click.option("--poll/--no-poll", default=None, help="Poll instead of inotify (network shares).")
+@click.option("--device", type=click.Choice(["CPU", "GPU", "NPU", "AUTO"], case_sensitive=False))
+@click.option("--backend", type=click.Choice(["auto", "openvino", "onnx"]))
+@click.option("--workers", type=click.IntRange(1, 64))
+@pass_app
+def agent(
+    app: AppContext,
+    inbox: Path | None,
+    default_model: str | None,
+    poll: bool | None,
+    device: str | None,
+    backend: str | None,
+    workers: int | None,
+) -> None:
+    """Watch INBOX recursively; every image becomes a job. Runs until SIGINT/SIGTERM."""
+    cfg = app.config(
+        inbox=inbox, default_model=default_model, poll=poll, device=device, backend=backend, workers=workers
+    )
+    runner = Agent(cfg)
+    runner.install_signal_handlers()
+    try:
+        runner.run()
+    except EdgecvError as exc:
+        raise fail(exc) from None

@@ -1,0 +1,73 @@
+"""``edgecv jobs list`` / ``edgecv jobs show``."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from edgecv.cli import AppContext, fail, main, pass_app
+from edgecv.errors import EdgecvError
+from edgecv.jobs import JOB_STATUSES, Job
+from edgecv.store import Store
+
+
+def open_store(app: AppContext) -> Store:
+    try:
+        return Store(app.config().db_path)
+    except EdgecvError as exc:
+        raise fail(exc) from None
+
+
+def job_line(job: Job) -> str:
+    """One human-readable line per job."""
+    if job.status == "completed" and job.result is not None:
+        outcome = f"{len(job.result.get('detections', []))} detection(s)"
+    elif job.status == "failed":
+        outcome = f"{job.error_code}: {job.error_message}"
+    else:
+        outcome = ""
+    return f"{job.id}  {job.status:<10}  {job.model:<24}  {job.created_at}  {outcome}".rstrip()
+
+
+@main.group()
+def jobs() -> None:
+    """Inspect the local job log."""
+
+
+@jobs.command("list")
+@click.option("--status", type=click.Choice(JOB_STATUSES), help="Only jobs in this state.")
+@click.option("--model", help="Only jobs for this model.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
+@click.option("--cursor", help="Continue after this job id (from the previous page).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of jobs as the API returns them.")
+@pass_app
+def list_jobs(
+    app: AppContext, status: str | None, model: str | None, limit: int, cursor: str | None, as_json: bool
+) -> None:
+    """List jobs, newest first."""
+    store = open_store(app)
+    try:
+        page, next_cursor = store.list_jobs(status=status, model=model, limit=limit, cursor=cursor)
+    except EdgecvError as exc:
+        raise fail(exc) from None
+    if as_json:
+        click.echo(json.dumps([j.to_dict() for j in page], indent=2, ensure_ascii=False))
+        return
+    for job in page:
+        click.echo(job_line(job))
+    if next_cursor:
+        click.echo(f"… more: --cursor {next_cursor}", err=True)
+
+
+@jobs.command("show")
+@click.argument("job_id")
+@pass_app
+def show_job(app: AppContext, job_id: str) -> None:
+    """Print one job exactly as the API returns it."""
+    store = open_store(app)
+    try:
+        job = store.get_job(job_id)
+    except EdgecvError as exc:
+        raise fail(exc) from None
+    click.echo(job.to_json())

@@ -1,0 +1,109 @@
+"""``edgecv models list|show|add|eval``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from edgecv.cli import AppContext, fail, main, pass_app
+from edgecv.errors import EdgecvError
+from edgecv.registry import find_package, installed_models
+
+
+@main.group()
+def models() -> None:
+    """Installed model packages."""
+
+
+def _backends(pkg) -> str:
+    return ", ".join(f"{w.backend}/{w.precision}" for w in pkg.weights)
+
+
+@models.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def list_models(app: AppContext, as_json: bool) -> None:
+    """Installed packages with version, backends/precisions and whether their sha256 verify."""
+    cfg = app.config()
+    rows = []
+    for name, pkg in sorted(installed_models(cfg).items()):
+        try:
+            find_package(cfg, name, verify=True)
+            verified = "sha256 ok"
+        except EdgecvError as exc:
+            verified = f"BROKEN: {exc}"
+        rows.append((pkg, verified))
+    if as_json:
+        click.echo(json.dumps([{**p.to_dict(), "verified": v == "sha256 ok"} for p, v in rows], indent=2))
+        return
+    if not rows:
+        click.echo("no model packages installed")
+    for pkg, verified in rows:
+        click.echo(f"{pkg.name:<26} {pkg.version:<8} {pkg.pipeline:<9} {_backends(pkg):<45} {verified}")
+
+
+@models.command("show")
+@click.argument("name")
+@pass_app
+def show_model(app: AppContext, name: str) -> None:
+    """The package manifest summary, sha256-verified."""
+    try:
+        pkg = find_package(app.config(), name, verify=True)
+    except EdgecvError as exc:
+        raise fail(exc) from None
+    click.echo(json.dumps({**pkg.to_dict(), "path": str(pkg.path), "verified": True}, indent=2))
+
+
+@models.command("add")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.option("--name", required=True, help="Model name jobs will use (e.g. custom).")
+@click.option("--description", default="Custom-trained model", show_default=True)
+@click.option("--force", is_flag=True, help="Replace an existing package of that name.")
+@pass_app
+def add_model(app: AppContext, path: Path, name: str, description: str, force: bool) -> None:
+    """Install an Ultralytics-exported ONNX model (names and imgsz read from its metadata)."""
+    from edgecv.runtime.custom import add_ultralytics_onnx
+
+    cfg = app.config()
+    try:
+        pkg = add_ultralytics_onnx(path, name, cfg.user_models_dir, description=description, force=force)
+    except EdgecvError as exc:
+        raise fail(exc) from None
+    click.echo(
+        f"installed {pkg.name} ({len(pkg.labels)} labels, input {pkg.input.width}x{pkg.input.height}) in {pkg.path}"
+    )
+
+
+@models.command("eval")
+@click.argument("name")
+@click.option(
+    "--data",
+    "data_dir",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="A dataset folder with images/ and annotations.json (COCO).",
+)
+@click.option("--backend", type=click.Choice(["openvino", "onnx"]), default="openvino", show_default=True)
+@click.option("--precision", type=click.Choice(["int8", "fp32"]), default=None)
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def eval_model(
+    app: AppContext, name: str, data_dir: Path, backend: str, precision: str | None, as_json: bool
+) -> None:
+    """COCO mAP50 and mAP50-95 of an installed model on a labelled dataset."""
+    from edgecv.evaluation import evaluate_package
+
+    try:
+        pkg = find_package(app.config(), name)
+        report = evaluate_package(pkg, data_dir, backend=backend, precision=precision)
+    except EdgecvError as exc:
+        raise fail(exc) from None
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    click.echo(f"{name} ({backend}/{precision or pkg.default_precision}) on {data_dir}:")
+    for key in ("mAP50", "mAP50-95"):
+        if key in report:
+            click.echo(f"  {key}: {report[key]:.4f}")

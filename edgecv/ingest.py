@@ -1,0 +1,300 @@
+"""File or bytes → observation + queued job: validate, hash, dedupe, sidecar metadata, spool.
+
+Order of operations makes every step safe to repeat after a crash:
+1. read and validate the bytes (quarantine what is not a usable image);
+2. write them into the spool under their content hash (atomic rename; same bytes → same name);
+3. insert observation + job in one transaction (identical bytes for the same model → existing job);
+4. only then remove the file from the inbox.
+A crash between any two steps leaves the file in the inbox, and the next attempt finds the same spool
+file and the same job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgecv.config import Config
+from edgecv.errors import EdgecvError, ImageUnreadable, RejectedFile
+from edgecv.imageio import IMAGE_SUFFIXES, read_header
+from edgecv.jobs import Job, Observation
+from edgecv.store import Store
+
+log = logging.getLogger(__name__)
+
+TEMP_SUFFIXES = (".tmp", ".part", ".crdownload", ".partial", ".download", ".swp", "~")
+SIDECAR_SUFFIX = ".json"
+# An incomplete image modified this recently is probably still being written: wait, don't quarantine.
+INCOMPLETE_GRACE_S = 30.0
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    observation: Observation
+    job: Job | None
+    created: bool  # a new job was queued (False: identical bytes already had a job for this model)
+
+
+class NotReady(EdgecvError):
+    """The file is not complete yet; try again later (not an error, nothing is quarantined)."""
+
+    code = "not_ready"
+
+
+# -- what counts as an inbox file ------------------------------------------------------------------
+
+
+def is_ignored_name(name: str) -> bool:
+    """Hidden files and temporary names never count."""
+    lower = name.lower()
+    return name.startswith(".") or lower.endswith(TEMP_SUFFIXES)
+
+
+def is_image_name(name: str) -> bool:
+    return not is_ignored_name(name) and Path(name).suffix.lower() in IMAGE_SUFFIXES
+
+
+def is_sidecar_name(name: str) -> bool:
+    return not is_ignored_name(name) and name.lower().endswith(SIDECAR_SUFFIX)
+
+
+def sidecar_candidates(image: Path) -> list[Path]:
+    """``photo.json`` and ``photo.jpg.json`` both describe ``photo.jpg``."""
+    return [image.with_suffix(SIDECAR_SUFFIX), image.with_name(image.name + SIDECAR_SUFFIX)]
+
+
+def images_for_sidecar(sidecar: Path) -> list[Path]:
+    """Image paths a sidecar may belong to, existing ones only."""
+    stem = sidecar.name[: -len(SIDECAR_SUFFIX)]
+    direct = sidecar.with_name(stem)
+    if is_image_name(direct.name) and direct.exists():
+        return [direct]
+    return sorted(
+        p for p in sidecar.parent.glob(f"{_glob_escape(stem)}.*") if is_image_name(p.name) and p.exists()
+    )
+
+
+def _glob_escape(text: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
+
+
+# -- the core: bytes in --------------------------------------------------------------------------
+
+
+def validate_bytes(data: bytes, config: Config):
+    """The ImageHeader of usable image bytes, or RejectedFile/NotReady saying why not."""
+    if not data:
+        raise RejectedFile("empty file (0 bytes)", code="empty_file")
+    if len(data) > config.max_file_mb * 1024 * 1024:
+        raise RejectedFile(
+            f"file is {len(data) / 1e6:.1f} MB, over the max_file_mb limit of {config.max_file_mb}",
+            code="file_too_large",
+        )
+    try:
+        header = read_header(data)
+    except ImageUnreadable as exc:
+        raise RejectedFile(str(exc), code="not_an_image") from None
+    if header.width <= 0 or header.height <= 0:
+        raise RejectedFile(f"image header claims {header.width}×{header.height} pixels", code="not_an_image")
+    if header.width * header.height > config.max_image_pixels:
+        raise RejectedFile(
+            f"image header claims {header.width}×{header.height} = {header.width * header.height} pixels, "
+            f"over the max_image_pixels limit of {config.max_image_pixels} (decompression-bomb guard); "
+            "downscale the image or raise max_image_pixels",
+            code="too_many_pixels",
+        )
+    return header
+
+
+def spool_file(config: Config, data: bytes, sha256: str, media_type: str) -> str:
+    """Write ``data`` to ``spool/ab/<sha256>.<ext>`` atomically; return the path relative to the data dir."""
+    ext = {"image/jpeg": ".jpg", "image/png": ".png", "image/bmp": ".bmp", "image/webp": ".webp"}[media_type]
+    rel = Path("spool") / sha256[:2] / f"{sha256}{ext}"
+    dest = config.data_dir / rel
+    if not dest.exists():
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, dest)
+    return rel.as_posix()
+
+
+def ingest_bytes(
+    store: Store,
+    config: Config,
+    data: bytes,
+    *,
+    name: str,
+    metadata: dict[str, Any] | None = None,
+    model: str | None = None,
+) -> IngestResult:
+    """Validate image bytes, spool them, insert the observation and (when ``model``) a queued job.
+
+    Raises RejectedFile (with a stable ``code``) when the bytes are not a usable image.
+    """
+    header = validate_bytes(data, config)
+    if not header.complete:
+        raise RejectedFile(
+            f"{header.media_type} file is truncated (no end-of-image marker); send the complete file again",
+            code="truncated",
+        )
+    sha256 = hashlib.sha256(data).hexdigest()
+    existing = store.find_observation_by_hash(sha256)
+    rel = existing.spool_path if existing else spool_file(config, data, sha256, header.media_type)
+    observation, job, created = store.add_observation(
+        sha256=sha256,
+        spool_path=rel,
+        original_name=name,
+        media_type=header.media_type,
+        size_bytes=len(data),
+        width=header.width,
+        height=header.height,
+        metadata=metadata or {},
+        model=model,
+    )
+    if created:
+        log.info("queued %s for %s (%s, model %s)", job.id, name, observation.id, model)
+    elif job is not None:
+        log.info("%s is identical to %s; existing job %s (%s)", name, observation.id, job.id, job.status)
+    return IngestResult(observation, job, created)
+
+
+# -- files in the inbox ----------------------------------------------------------------------------
+
+
+def model_for(config: Config, rel_path: Path, metadata: dict[str, Any]) -> str:
+    """Sidecar ``model``, then the deepest matching ``[folders]`` entry, then the default model."""
+    if isinstance(metadata.get("model"), str) and metadata["model"]:
+        return metadata["model"]
+    best, depth = None, -1
+    parents = rel_path.parent.parts
+    for folder, model in config.folders.items():
+        parts = Path(folder).parts
+        if parents[: len(parts)] == parts and len(parts) > depth:
+            best, depth = model, len(parts)
+    return best or config.default_model
+
+
+def read_sidecar(path: Path) -> dict[str, Any]:
+    try:
+        raw = path.read_text(encoding="utf-8")
+        value = json.loads(raw)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RejectedFile(f"sidecar {path.name} cannot be read: {exc}", code="sidecar_invalid") from None
+    except json.JSONDecodeError as exc:
+        raise RejectedFile(
+            f"sidecar {path.name} is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
+            "fix it and drop the image and sidecar again",
+            code="sidecar_invalid",
+        ) from None
+    if not isinstance(value, dict):
+        raise RejectedFile(
+            f"sidecar {path.name} must hold a JSON object, got {type(value).__name__}", code="sidecar_invalid"
+        )
+    if "model" in value and not isinstance(value["model"], str):
+        raise RejectedFile(f"sidecar {path.name}: model must be a string", code="sidecar_invalid")
+    return value
+
+
+def find_sidecar(image: Path) -> Path | None:
+    for candidate in sidecar_candidates(image):
+        if candidate.is_file() and not candidate.is_symlink():
+            return candidate
+    return None
+
+
+def quarantine(config: Config, path: Path, reason: str, code: str) -> Path:
+    """Move ``path`` into ``<data-dir>/quarantine/`` with ``<name>.reason`` beside it; return the new path."""
+    config.quarantine_dir.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    safe = "".join(c if c.isprintable() and c not in "/\\" else "_" for c in path.name) or "unnamed"
+    dest = config.quarantine_dir / f"{stamp}_{safe}"
+    n = 1
+    while dest.exists() or dest.with_name(dest.name + ".reason").exists():
+        dest = config.quarantine_dir / f"{stamp}_{n}_{safe}"
+        n += 1
+    try:
+        os.replace(path, dest)
+    except OSError:
+        # Another filesystem: copy the bytes (a symlink is recreated, never followed), then unlink.
+        if path.is_symlink():
+            os.symlink(os.readlink(path), dest)
+        else:
+            dest.write_bytes(path.read_bytes())
+        path.unlink()
+    dest.with_name(dest.name + ".reason").write_text(
+        f"code: {code}\nfile: {path}\nreason: {reason}\n", encoding="utf-8"
+    )
+    log.warning("quarantined %s: %s", path, reason)
+    return dest
+
+
+def ingest_file(store: Store, config: Config, path: Path, inbox: Path) -> IngestResult | None:
+    """Ingest one inbox file (with its sidecar), then remove both from the inbox.
+
+    Returns None when the file was quarantined or vanished; raises NotReady when it should be tried
+    again later (an incomplete image that was modified moments ago).
+    """
+    try:
+        rel = path.relative_to(inbox)
+    except ValueError:
+        rel = Path(path.name)
+    sidecar = find_sidecar(path)
+    try:
+        data = _read_inbox_file(path, inbox)
+        metadata = read_sidecar(sidecar) if sidecar else {}
+        header = validate_bytes(data, config)
+        if not header.complete:
+            if time.time() - path.stat().st_mtime < INCOMPLETE_GRACE_S:
+                raise NotReady(f"{path} is incomplete and was modified moments ago")
+            raise RejectedFile(
+                f"{header.media_type} file is truncated (no end-of-image marker); send the complete file again",
+                code="truncated",
+            )
+        metadata = {**metadata, "sourcePath": rel.as_posix()}
+        model = model_for(config, rel, metadata)
+        result = ingest_bytes(store, config, data, name=rel.as_posix(), metadata=metadata, model=model)
+    except RejectedFile as exc:
+        if not path.is_symlink() and not os.path.lexists(path):
+            return None
+        quarantine(config, path, str(exc), exc.code)
+        if sidecar is not None and sidecar.exists():
+            quarantine(config, sidecar, f"sidecar of quarantined {path.name}: {exc}", exc.code)
+        return None
+    except FileNotFoundError:
+        return None
+    for done in (path, sidecar):
+        if done is not None:
+            with contextlib.suppress(FileNotFoundError):
+                done.unlink()
+    return result
+
+
+def _read_inbox_file(path: Path, inbox: Path) -> bytes:
+    """Bytes of a regular file inside the inbox; symlinks out of the inbox and unreadable files refused."""
+    if path.is_symlink():
+        target = Path(os.path.realpath(path))
+        if not target.is_relative_to(Path(os.path.realpath(inbox))):
+            raise RejectedFile(
+                f"symlink points outside the inbox (to {target}); copy the file in instead",
+                code="symlink_outside",
+            )
+    if not path.is_file():
+        raise RejectedFile("not a regular file", code="not_a_file")
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except PermissionError:
+        raise RejectedFile(
+            "permission denied reading the file; make it readable by the edgecv user", code="unreadable"
+        ) from None

@@ -1,0 +1,80 @@
+"""Which model packages are installed here, and the detectors opened from them.
+
+Search order (first folder holding a name wins): ``models_dirs`` from the config, the data dir's
+``models/`` (where ``edgecv models add`` puts custom models), then the packages shipped with edgecv.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from edgecv.config import Config
+from edgecv.errors import ModelNotFound
+from edgecv.runtime.package import ModelPackage, bundled_models_dir, discover_packages, load_package
+
+log = logging.getLogger(__name__)
+
+
+def model_dirs(config: Config) -> list[Path]:
+    dirs = [*config.models_dirs, config.user_models_dir]
+    bundled = bundled_models_dir()
+    if bundled is not None:
+        dirs.append(bundled)
+    return dirs
+
+
+def installed_models(config: Config) -> dict[str, ModelPackage]:
+    """Every installed package by name (manifests parsed; weights not hashed)."""
+    return discover_packages(model_dirs(config))
+
+
+def find_package(config: Config, name: str, *, verify: bool = True) -> ModelPackage:
+    """The package for ``name``, sha256-verified, or ModelNotFound naming what is installed."""
+    packages = installed_models(config)
+    if name not in packages:
+        known = ", ".join(sorted(packages)) or "none"
+        raise ModelNotFound(
+            f"model {name!r} is not installed (installed: {known}); "
+            "add it with `edgecv models add` or choose another model"
+        )
+    return load_package(packages[name].path, verify=verify)
+
+
+class DetectorPool:
+    """Detectors opened on first use and kept: one pool per worker thread, so no lock on inference."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._detectors: dict[str, object] = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: str):
+        detector = self._detectors.get(name)
+        if detector is None:
+            from edgecv.runtime.detector import Detector
+
+            package = find_package(self.config, name)
+            detector = Detector.open(
+                package,
+                backend=self.config.backend,
+                precision=self.config.precision,
+                device=self.config.device,
+                cache_dir=self.config.cache_dir / "openvino",
+            )
+            log.info(
+                "loaded %s %s (%s %s on %s)",
+                name,
+                package.version,
+                detector.backend,
+                detector.precision,
+                detector.device,
+            )
+            with self._lock:
+                self._detectors[name] = detector
+        return detector
+
+    def loaded(self) -> dict[str, object]:
+        with self._lock:
+            return dict(self._detectors)

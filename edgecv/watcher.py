@@ -1,0 +1,262 @@
+"""Inbox watching: a watchdog adapter, a pure path filter, and the intake that schedules ingest.
+
+When is a file complete?
+- inotify (default on Linux): only ``IN_CLOSE_WRITE`` (watchdog's closed event) and ``IN_MOVED_TO``
+  (moved event) count. ``cp`` of a large file and a writer that pauses mid-file produce neither
+  until the writer closes; write-to-temp-then-rename produces one moved event for the final name.
+- polling (``--poll``, for network shares): a file counts once its size and mtime have been unchanged
+  for ``settle_s``.
+- Both: ingest re-checks the image's end-of-image marker and waits for a recently modified file
+  that is still incomplete.
+
+Sidecars: ``NAME.json`` beside an image is consumed with it whichever arrives first. An image whose
+sidecar is already there is ingested at once. An image without one is ingested at once too, unless
+its folder has seen sidecars (or ``expect_sidecars`` is set): then it waits up to ``sidecar_wait_s``
+for its sidecar.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+from watchdog.observers.polling import PollingObserver
+
+from edgecv.config import Config
+from edgecv.ingest import (
+    IngestResult,
+    NotReady,
+    find_sidecar,
+    images_for_sidecar,
+    ingest_file,
+    is_ignored_name,
+    is_image_name,
+    is_sidecar_name,
+)
+from edgecv.store import Store
+
+log = logging.getLogger(__name__)
+
+NOT_READY_RETRY_S = 0.5
+
+
+def classify(path: Path, inbox: Path) -> str | None:
+    """``"image"``, ``"sidecar"`` or None (ignored): the pure filter for "does this path count?"."""
+    try:
+        rel = path.relative_to(inbox)
+    except ValueError:
+        return None
+    if any(is_ignored_name(part) for part in rel.parts):
+        return None
+    if is_image_name(path.name):
+        return "image"
+    if is_sidecar_name(path.name):
+        return "sidecar"
+    return None
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, submit: Callable[[Path], None], polling: bool) -> None:
+        self._submit = submit
+        self._polling = polling
+
+    def on_closed(self, event: FileSystemEvent) -> None:
+        if not event.is_directory:
+            self._submit(Path(os.fsdecode(event.src_path)))
+
+    def on_moved(self, event: FileSystemEvent) -> None:
+        if not event.is_directory:
+            self._submit(Path(os.fsdecode(event.dest_path)))
+
+    def on_created(self, event: FileSystemEvent) -> None:
+        if self._polling and not event.is_directory:
+            self._submit(Path(os.fsdecode(event.src_path)))
+
+    on_modified = on_created
+
+
+class Intake:
+    """Schedules inbox paths for ingest on its own thread; calls ``on_queued`` for each new job."""
+
+    def __init__(
+        self,
+        store: Store,
+        config: Config,
+        inbox: Path,
+        *,
+        on_queued: Callable[[IngestResult], None] | None = None,
+        settle_s: float = 0.0,
+        sidecar_wait_s: float = 2.0,
+        expect_sidecars: bool = False,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.inbox = inbox
+        self.on_queued = on_queued
+        self.settle_s = settle_s
+        self.sidecar_wait_s = sidecar_wait_s
+        self.expect_sidecars = expect_sidecars
+        self._heap: list[tuple[float, int, Path]] = []
+        self._due: dict[Path, float] = {}
+        self._stat: dict[Path, tuple[int, int]] = {}
+        self._first_seen: dict[Path, float] = {}
+        self._sidecar_dirs: set[Path] = set()
+        self._seq = 0
+        self._cond = threading.Condition()
+        self._stop = False
+        self._thread: threading.Thread | None = None
+
+    # -- scheduling ---------------------------------------------------------------------------
+
+    def submit(self, path: Path, delay: float = 0.0) -> None:
+        kind = classify(path, self.inbox)
+        if kind is None:
+            return
+        if kind == "sidecar":
+            self._sidecar_dirs.add(path.parent)
+            for image in images_for_sidecar(path):
+                self._schedule(image, 0.0, replace=True)
+            return
+        self._first_seen.setdefault(path, time.monotonic())
+        if delay == 0.0 and self._should_wait_for_sidecar(path):
+            delay = self.sidecar_wait_s
+        self._schedule(path, max(delay, self.settle_s))
+
+    def _should_wait_for_sidecar(self, image: Path) -> bool:
+        if find_sidecar(image) is not None:
+            return False
+        return self.expect_sidecars or image.parent in self._sidecar_dirs
+
+    def _schedule(self, path: Path, delay: float, *, replace: bool = False) -> None:
+        due = time.monotonic() + delay
+        with self._cond:
+            current = self._due.get(path)
+            if current is not None and (not replace or due >= current):
+                return
+            self._due[path] = due
+            self._seq += 1
+            heapq.heappush(self._heap, (due, self._seq, path))
+            self._cond.notify()
+
+    def pending(self) -> int:
+        with self._cond:
+            return len(self._due)
+
+    def scan(self) -> int:
+        """Submit every file already in the inbox (start-up catch-up). Returns how many images."""
+        count = 0
+        for root, dirs, files in os.walk(self.inbox):
+            dirs[:] = [d for d in dirs if not is_ignored_name(d)]
+            for name in files:
+                path = Path(root) / name
+                if classify(path, self.inbox) == "sidecar":
+                    self._sidecar_dirs.add(path.parent)
+            for name in sorted(files):
+                path = Path(root) / name
+                if classify(path, self.inbox) == "image":
+                    self._schedule(path, self.settle_s)
+                    count += 1
+        return count
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="edgecv-intake", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def _next_due(self) -> Path | None:
+        with self._cond:
+            while not self._stop:
+                while self._heap and self._due.get(self._heap[0][2]) != self._heap[0][0]:
+                    heapq.heappop(self._heap)  # superseded entry
+                if self._heap and self._heap[0][0] <= time.monotonic():
+                    _, _, path = heapq.heappop(self._heap)
+                    del self._due[path]
+                    return path
+                timeout = self._heap[0][0] - time.monotonic() if self._heap else None
+                self._cond.wait(timeout)
+            return None
+
+    def _run(self) -> None:
+        while True:
+            path = self._next_due()
+            if path is None:
+                return
+            try:
+                self.process(path)
+            except Exception:  # the intake never dies because one file failed
+                log.exception("ingest of %s failed; it stays in the inbox for the next start", path)
+
+    def process(self, path: Path) -> IngestResult | None:
+        """One ingest attempt for ``path`` (tests call this directly)."""
+        if self.settle_s and not self._settled(path):
+            self._schedule(path, self.settle_s)
+            return None
+        try:
+            result = ingest_file(self.store, self.config, path, self.inbox)
+        except NotReady:
+            self._schedule(path, NOT_READY_RETRY_S)
+            return None
+        self._stat.pop(path, None)
+        self._first_seen.pop(path, None)
+        if result is not None and result.created and self.on_queued is not None:
+            self.on_queued(result)
+        return result
+
+    def _settled(self, path: Path) -> bool:
+        """Polling mode: size and mtime unchanged since the last look, ``settle_s`` ago."""
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            self._stat.pop(path, None)
+            return True  # let ingest see it is gone
+        now = (st.st_size, st.st_mtime_ns)
+        before = self._stat.get(path)
+        self._stat[path] = now
+        return before == now and time.time() - st.st_mtime >= self.settle_s
+
+
+class InboxWatcher:
+    """Runs a watchdog observer (inotify or polling) over the inbox and feeds an Intake."""
+
+    def __init__(self, intake: Intake, *, poll: bool = False, poll_interval_s: float = 1.0) -> None:
+        self.intake = intake
+        self.poll = poll
+        if poll:
+            self._observer = PollingObserver(timeout=poll_interval_s)
+        else:
+            self._observer = Observer()
+        self._observer.schedule(_Handler(intake.submit, poll), str(intake.inbox), recursive=True)
+
+    def start(self) -> int:
+        """Start watching, then submit what is already there. Returns the number found at start-up."""
+        self.intake.inbox.mkdir(parents=True, exist_ok=True)
+        self._observer.start()
+        self.intake.start()
+        found = self.intake.scan()
+        log.info(
+            "watching %s (%s); %d image(s) already there",
+            self.intake.inbox,
+            "polling" if self.poll else "inotify",
+            found,
+        )
+        return found
+
+    def stop(self) -> None:
+        self._observer.stop()
+        self._observer.join(timeout=10)
+        self.intake.stop()
