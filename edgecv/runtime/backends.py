@@ -140,9 +140,10 @@ class OpenVinoBackend:
     def inference_precision(self) -> str | None:
         """What the compiled model actually runs in (e.g. ``bf16`` on AMX CPUs by default)."""
         try:
-            return str(self._compiled.get_property("INFERENCE_PRECISION_HINT"))
+            value = self._compiled.get_property("INFERENCE_PRECISION_HINT")
         except RuntimeError:
             return None
+        return value.to_string() if hasattr(value, "to_string") else str(value)
 
     @property
     def input_shape(self) -> list[int | None]:

@@ -195,7 +195,7 @@ def parse_manifest(manifest: dict, pkg_dir: Path, source: str = "model.json") ->
     name = top.text("name")
     if not NAME_RE.match(name):
         top.fail("name", "lowercase letters, digits, '.', '_' or '-' (at most 64)", name)
-    labels = top.get("labels", list, "a non-empty list of strings")
+    labels = top.get("labels", list, "a non-empty list of non-empty strings")
     if not labels or not all(isinstance(x, str) and x for x in labels):
         top.fail("labels", "a non-empty list of non-empty strings", labels)
     weights = _parse_weights(top, source)
