@@ -1,0 +1,116 @@
+"""The agent as a real process: SIGTERM exits cleanly, SIGKILL mid-backlog loses nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from agent_helpers import wait_until
+from conftest import distinct_jpeg
+
+
+def start_agent(data_dir: Path, inbox: Path, models_root: Path, log: Path) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "EDGECV_DATA_DIR": str(data_dir),
+        "EDGECV_MODELS_DIRS": str(models_root),
+        "EDGECV_DEFAULT_MODEL": "rect",
+        "EDGECV_API_ENABLED": "false",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "edgecv", "agent", "--inbox", str(inbox)],
+        env=env,
+        stdout=open(log, "ab"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+def db_rows(data_dir: Path, sql: str) -> list[tuple]:
+    if not (data_dir / "edgecv.db").exists():
+        return []
+    conn = sqlite3.connect(data_dir / "edgecv.db", timeout=30)
+    try:
+        return conn.execute(sql).fetchall()
+    except sqlite3.OperationalError:
+        return []
+    finally:
+        conn.close()
+
+
+def count_done(data_dir: Path) -> int:
+    rows = db_rows(data_dir, "SELECT COUNT(*) FROM jobs WHERE status IN ('completed', 'failed')")
+    return rows[0][0] if rows else 0
+
+
+def test_sigterm_finishes_and_exits_cleanly(tmp_path, models_root):
+    data_dir, inbox = tmp_path / "data", tmp_path / "inbox"
+    inbox.mkdir()
+    proc = start_agent(data_dir, inbox, models_root, tmp_path / "agent.log")
+    try:
+        (inbox / "one.jpg").write_bytes(distinct_jpeg(1))
+        wait_until(lambda: count_done(data_dir) == 1, timeout=60)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        proc.kill()
+    assert "agent stopped" in (tmp_path / "agent.log").read_text()
+    assert db_rows(data_dir, "SELECT status FROM jobs") == [("completed",)]
+
+
+def test_second_agent_on_the_same_data_dir_is_refused(tmp_path, models_root):
+    data_dir, inbox = tmp_path / "data", tmp_path / "inbox"
+    inbox.mkdir()
+    first = start_agent(data_dir, inbox, models_root, tmp_path / "a.log")
+    try:
+        wait_until(lambda: "agent ready" in (tmp_path / "a.log").read_text(), timeout=60)
+        second = start_agent(data_dir, inbox, models_root, tmp_path / "b.log")
+        assert second.wait(timeout=60) == 1
+        assert "another edgecv agent is running" in (tmp_path / "b.log").read_text()
+    finally:
+        first.kill()
+        first.wait()
+
+
+@pytest.mark.parametrize("kills", [2])
+def test_sigkill_mid_backlog_loses_nothing_and_runs_nothing_twice(tmp_path, models_root, kills):
+    data_dir, inbox = tmp_path / "data", tmp_path / "inbox"
+    inbox.mkdir()
+    images = {f"img-{i:03d}.jpg": distinct_jpeg(i) for i in range(60)}
+    for name, data in images.items():
+        (inbox / name).write_bytes(data)
+    log = tmp_path / "agent.log"
+    done_before = 0
+    for _ in range(kills):
+        proc = start_agent(data_dir, inbox, models_root, log)
+        try:
+            wait_until(lambda d=done_before: count_done(data_dir) > d + 3, timeout=90, interval=0.01)
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+        done_before = count_done(data_dir)
+    assert done_before < len(images), "the backlog finished before the kill; the test proves nothing"
+    proc = start_agent(data_dir, inbox, models_root, log)
+    try:
+        wait_until(lambda: count_done(data_dir) == len(images), timeout=180)
+        time.sleep(0.5)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    hashes = {hashlib.sha256(d).hexdigest() for d in images.values()}
+    rows = db_rows(
+        data_dir,
+        "SELECT o.sha256, j.status, j.attempts FROM jobs j JOIN observations o ON o.id = j.observation_id",
+    )
+    assert sorted(r[0] for r in rows) == sorted(hashes)  # exactly one job per accepted image
+    assert {r[1] for r in rows} <= {"completed", "failed"}
+    outbox = db_rows(data_dir, "SELECT COUNT(*), COUNT(DISTINCT job_id) FROM outbox")[0]
+    assert outbox == (len(images), len(images))  # finished exactly once each
+    assert db_rows(data_dir, "PRAGMA integrity_check") == [("ok",)]
+    assert list(inbox.iterdir()) == []

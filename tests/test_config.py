@@ -1,0 +1,61 @@
+"""One config from TOML + env + flags, validated once, errors naming the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edgecv.config import load_config
+from edgecv.errors import ConfigError
+
+
+def test_precedence_flags_over_env_over_file(tmp_path):
+    toml = tmp_path / "edgecv.toml"
+    toml.write_text(
+        'data_dir = "d"\nworkers = 2\ndevice = "gpu"\n[folders]\n"aisle-3" = "damage-assessment-v1"\n[sync]\nurl = "http://file"\n'
+    )
+    cfg = load_config(toml, environ={"EDGECV_WORKERS": "3", "EDGECV_SYNC_URL": "http://env"})
+    assert cfg.data_dir == tmp_path / "d"  # relative to the file
+    assert cfg.workers == 3 and cfg.device == "GPU"
+    assert cfg.sync.url == "http://env"
+    assert cfg.folders == {"aisle-3": "damage-assessment-v1"}
+    cfg = load_config(toml, {"workers": 5, "device": None}, environ={"EDGECV_WORKERS": "3"})
+    assert cfg.workers == 5 and cfg.device == "GPU"
+
+
+def test_config_env_var_names_the_file(tmp_path):
+    toml = tmp_path / "x.toml"
+    toml.write_text('default_model = "building-inspection-v1"\n')
+    assert load_config(environ={"EDGECV_CONFIG": str(toml)}).default_model == "building-inspection-v1"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("workers = 0\n", "workers: must be at least 1"),
+        ('device = "TPU"\n', "device: expected one of CPU, GPU, NPU, AUTO"),
+        ("colour = 1\n", "unknown key 'colour'"),
+        ("[sync]\nurll = 1\n", "unknown key sync.'urll'"),
+        ('workers = "many"\n', "workers: invalid literal"),
+        ("workers = [\n", "not valid TOML"),
+        ('[folders]\n"../x" = "m"\n', "folders.../x: must be a path relative to the inbox"),
+    ],
+)
+def test_errors_name_the_key(tmp_path, text, message):
+    toml = tmp_path / "edgecv.toml"
+    toml.write_text(text)
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(".", r"\.")):
+        load_config(toml, environ={})
+
+
+def test_env_bool_and_list_coercion():
+    cfg = load_config(environ={"EDGECV_POLL": "yes", "EDGECV_MODELS_DIRS": "/a,/b"})
+    assert cfg.poll is True and cfg.models_dirs == [Path("/a"), Path("/b")]
+    with pytest.raises(ConfigError, match="poll: expected true/false"):
+        load_config(environ={"EDGECV_POLL": "maybe"})
+
+
+def test_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.toml", environ={})

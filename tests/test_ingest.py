@@ -1,0 +1,194 @@
+"""Bad input loses nothing: each case is quarantined with a reason, or ends as a failed job with a code."""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from pathlib import Path
+
+import pytest
+from conftest import distinct_jpeg, jpeg_bytes
+
+from edgecv.ingest import ingest_file
+from edgecv.worker import Worker
+
+
+def quarantined(config) -> dict[str, str]:
+    """Quarantined file name → its reason text."""
+    qdir = config.quarantine_dir
+    if not qdir.exists():
+        return {}
+    return {
+        p.name: (qdir / (p.name + ".reason")).read_text()
+        for p in qdir.iterdir()
+        if not p.name.endswith(".reason")
+    }
+
+
+def png_bomb(width: int = 30000, height: int = 30000) -> bytes:
+    """A tiny PNG whose header claims width×height pixels."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    chunk = lambda kind, body: (
+        struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    )  # noqa: E731
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 100))
+        + chunk(b"IEND", b"")
+    )
+
+
+def drop(inbox: Path, name: str, data: bytes) -> Path:
+    path = inbox / name
+    path.write_bytes(data)
+    return path
+
+
+def old(path: Path) -> Path:
+    """Make a file look written long ago (an incomplete old file is truncated, not still being written)."""
+    os.utime(path, (1_600_000_000, 1_600_000_000), follow_symlinks=False)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "code"),
+    [
+        ("empty.jpg", b"", "empty_file"),
+        ("text.jpg", b"hello, I am not a picture\n" * 10, "not_an_image"),
+        ("bomb.png", png_bomb(), "too_many_pixels"),
+    ],
+)
+def test_unusable_files_are_quarantined_with_a_reason(store, config, inbox, name, data, code):
+    path = drop(inbox, name, data)
+    assert ingest_file(store, config, path, inbox) is None
+    assert not path.exists()
+    reasons = quarantined(config)
+    assert len(reasons) == 1
+    ((qname, reason),) = reasons.items()
+    assert qname.endswith(name) and f"code: {code}" in reason
+    assert store.count_by_status() == {"queued": 0, "processing": 0, "completed": 0, "failed": 0}
+
+
+def test_truncated_jpeg_is_quarantined_once_it_is_old(store, config, inbox):
+    data = jpeg_bytes()
+    path = old(drop(inbox, "cut.jpg", data[: len(data) // 2]))
+    assert ingest_file(store, config, path, inbox) is None
+    assert "code: truncated" in next(iter(quarantined(config).values()))
+
+
+def test_truncated_jpeg_still_being_written_is_retried_not_quarantined(store, config, inbox):
+    from edgecv.ingest import NotReady
+
+    data = jpeg_bytes()
+    path = drop(inbox, "growing.jpg", data[: len(data) // 2])
+    with pytest.raises(NotReady):
+        ingest_file(store, config, path, inbox)
+    assert path.exists() and not quarantined(config)
+
+
+def test_symlink_outside_the_inbox_is_quarantined_and_target_untouched(store, config, inbox, tmp_path):
+    target = tmp_path / "secret.jpg"
+    target.write_bytes(jpeg_bytes())
+    link = inbox / "link.jpg"
+    link.symlink_to(target)
+    assert ingest_file(store, config, link, inbox) is None
+    assert target.exists() and not os.path.lexists(link)
+    assert "symlink_outside" in next(iter(quarantined(config).values()))
+
+
+def test_unreadable_file_is_quarantined(store, config, inbox, monkeypatch):
+    path = drop(inbox, "locked.jpg", jpeg_bytes())
+    if os.geteuid() != 0:
+        path.chmod(0)
+    else:  # root reads anything: make the open fail the way it does for the service user
+        import builtins
+
+        real_open = builtins.open
+
+        def deny(file, *args, **kwargs):
+            if Path(file) == path:
+                raise PermissionError(13, "Permission denied")
+            return real_open(file, *args, **kwargs)
+
+        monkeypatch.setattr(builtins, "open", deny)
+    assert ingest_file(store, config, path, inbox) is None
+    monkeypatch.undo()
+    assert "code: unreadable" in next(iter(quarantined(config).values()))
+
+
+def test_malformed_sidecar_quarantines_image_and_sidecar(store, config, inbox):
+    image = drop(inbox, "shelf.jpg", jpeg_bytes())
+    drop(inbox, "shelf.json", b'{"model": "rect", oops}')
+    assert ingest_file(store, config, image, inbox) is None
+    reasons = quarantined(config)
+    assert sorted(n.split("_", 1)[1] for n in reasons) == ["shelf.jpg", "shelf.json"]
+    assert all("sidecar_invalid" in r and "not valid JSON" in r for r in reasons.values())
+    assert list(inbox.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["unicode é 棚 photo.jpg", "spaces  in name.jpg", "new\nline.jpg"])
+def test_odd_file_names_are_processed(store, config, inbox, name):
+    path = drop(inbox, name, jpeg_bytes())
+    result = ingest_file(store, config, path, inbox)
+    assert result.created and result.observation.original_name == name
+    assert not path.exists()
+    spooled = config.data_dir / result.observation.spool_path
+    assert spooled.read_bytes() == jpeg_bytes() and result.observation.sha256 in spooled.name
+
+
+def test_unknown_model_fails_the_job_with_a_clear_code(store, config, inbox):
+    image = drop(inbox, "x.jpg", jpeg_bytes())
+    drop(inbox, "x.json", b'{"model": "no-such-model", "tags": ["aisle-3"]}')
+    result = ingest_file(store, config, image, inbox)
+    assert result.job.model == "no-such-model"
+    assert result.observation.metadata["tags"] == ["aisle-3"]
+    job = Worker(store, config).run_once()
+    assert job.status == "failed" and job.error_code == "model_not_found"
+    assert "'no-such-model' is not installed" in job.error_message and "rect" in job.error_message
+
+
+def test_image_that_decodes_to_nothing_fails_the_job(store, config, inbox):
+    data = bytearray(jpeg_bytes())
+    data[200:600] = b"\x00" * 400  # header and end marker intact, entropy data garbage
+    path = drop(inbox, "garbled.jpg", bytes(data))
+    result = ingest_file(store, config, path, inbox)
+    job = Worker(store, config).run_once()
+    assert job.id == result.job.id and job.status in ("completed", "failed")
+    if job.status == "failed":
+        assert job.error_code == "image_unreadable"
+
+
+def test_same_bytes_twice_return_the_existing_job(store, config, inbox):
+    first = ingest_file(store, config, drop(inbox, "a.jpg", distinct_jpeg(1)), inbox)
+    second = ingest_file(store, config, drop(inbox, "copy-of-a.jpg", distinct_jpeg(1)), inbox)
+    assert second.job.id == first.job.id and not second.created
+    assert list(inbox.iterdir()) == []
+
+
+def test_folder_mapping_then_default_model(store, config, inbox):
+    config.folders = {"facades": "building-model", "facades/close": "damage-model"}
+    (inbox / "facades" / "close").mkdir(parents=True)
+    a = ingest_file(store, config, drop(inbox / "facades", "a.jpg", distinct_jpeg(2)), inbox)
+    b = ingest_file(store, config, drop(inbox / "facades" / "close", "b.jpg", distinct_jpeg(3)), inbox)
+    c = ingest_file(store, config, drop(inbox, "c.jpg", distinct_jpeg(4)), inbox)
+    assert (a.job.model, b.job.model, c.job.model) == ("building-model", "damage-model", "rect")
+
+
+def test_exif_orientation_is_applied(store, config, inbox):
+    from edgecv.imageio import decode, read_header
+
+    data = jpeg_bytes(width=320, height=240)
+    rotated = _with_exif_orientation(data, 6)  # rotate 90° clockwise on display
+    header = read_header(rotated)
+    assert (header.width, header.height, header.orientation) == (240, 320, 6)
+    assert decode(rotated).shape[:2] == (320, 240)
+
+
+def _with_exif_orientation(jpeg: bytes, orientation: int) -> bytes:
+    ifd = struct.pack(">H", 1) + struct.pack(">HHIHH", 0x0112, 3, 1, orientation, 0) + struct.pack(">I", 0)
+    tiff = b"MM" + struct.pack(">HI", 42, 8) + ifd
+    body = b"Exif\x00\x00" + tiff
+    app1 = b"\xff\xe1" + struct.pack(">H", len(body) + 2) + body
+    return jpeg[:2] + app1 + jpeg[2:]

@@ -1,0 +1,131 @@
+"""The real agent on a real inbox: inotify and polling, incomplete writes, sidecars, catch-up."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from agent_helpers import AgentThread, wait_until
+from conftest import distinct_jpeg, jpeg_bytes
+
+from edgecv.watcher import classify
+
+
+def big_jpeg(tmp_path: Path) -> Path:
+    """A ~6 MB JPEG (noise compresses badly) with the red rectangle in it."""
+    rng = np.random.default_rng(7)
+    image = rng.integers(0, 60, (2400, 3200, 3), dtype=np.uint8)
+    image[800:1400, 1000:1800] = (0, 0, 255)
+    path = tmp_path / "big-source.jpg"
+    cv2.imwrite(str(path), image, [cv2.IMWRITE_JPEG_QUALITY, 98])
+    assert path.stat().st_size > 3_000_000
+    return path
+
+
+def observations(agent) -> list:
+    rows = agent.store.conn.execute("SELECT id, sha256, size_bytes FROM observations").fetchall()
+    return [tuple(r) for r in rows]
+
+
+@pytest.mark.parametrize(
+    ("rel", "kind"),
+    [
+        ("a.jpg", "image"),
+        ("sub/dir/B.JPEG", "image"),
+        ("a.json", "sidecar"),
+        (".hidden.jpg", None),
+        (".cache/a.jpg", None),
+        ("a.jpg.tmp", None),
+        ("a.jpg.part", None),
+        ("a.jpg.crdownload", None),
+        ("a.jpg~", None),
+        ("notes.txt", None),
+    ],
+)
+def test_path_filter(tmp_path, rel, kind):
+    assert classify(tmp_path / rel, tmp_path) == kind
+
+
+def test_large_copy_slow_writer_and_temp_rename_each_give_one_complete_observation(config, inbox, tmp_path):
+    source = big_jpeg(tmp_path)
+    expected = source.read_bytes()
+    with AgentThread(config) as agent:
+        shutil.copyfile(source, inbox / "copied.jpg")  # cp of a large file
+        with open(inbox / "slow.jpg", "wb") as fh:  # a writer that pauses mid-file
+            fh.write(distinct_jpeg(1)[:3000])
+            fh.flush()
+            time.sleep(2.5)
+            fh.write(distinct_jpeg(1)[3000:])
+        tmp = inbox / "renamed.jpg.part"  # write to temp, then rename
+        tmp.write_bytes(distinct_jpeg(2))
+        os.rename(tmp, inbox / "renamed.jpg")
+        wait_until(lambda: len(agent.done_jobs()) == 3, timeout=60)
+        obs = observations(agent)
+        sizes = sorted(size for _, _, size in obs)
+        assert sizes == sorted([len(expected), len(distinct_jpeg(1)), len(distinct_jpeg(2))])
+        assert all(j.status == "completed" for j in agent.done_jobs())
+        assert list(inbox.iterdir()) == []
+
+
+def test_ignored_files_stay_in_the_inbox(config, inbox):
+    with AgentThread(config) as agent:
+        for name in (".hidden.jpg", "x.jpg.tmp", "readme.txt"):
+            (inbox / name).write_bytes(jpeg_bytes())
+        (inbox / "real.jpg").write_bytes(distinct_jpeg(5))
+        wait_until(lambda: len(agent.done_jobs()) == 1)
+        time.sleep(0.3)
+        assert sorted(p.name for p in inbox.iterdir()) == [".hidden.jpg", "readme.txt", "x.jpg.tmp"]
+
+
+def test_sidecar_is_consumed_whichever_arrives_first(config, inbox):
+    with AgentThread(config) as agent:
+        (inbox / "first.json").write_text('{"tags": ["sidecar-first"], "capturedAt": "2026-11-28T10:00:00Z"}')
+        time.sleep(0.2)
+        (inbox / "first.jpg").write_bytes(distinct_jpeg(6))
+        wait_until(lambda: len(agent.done_jobs()) == 1)
+        (inbox / "second.jpg").write_bytes(distinct_jpeg(7))  # image first, sidecar a moment later
+        time.sleep(0.4)
+        (inbox / "second.jpg.json").write_text('{"tags": ["image-first"], "store": "S-12"}')
+        wait_until(lambda: len(agent.done_jobs()) == 2)
+        meta = {
+            r["original_name"]: r["metadata"]
+            for r in agent.store.conn.execute("SELECT original_name, metadata FROM observations")
+        }
+        assert '"sidecar-first"' in meta["first.jpg"] and "capturedAt" in meta["first.jpg"]
+        assert '"image-first"' in meta["second.jpg"] and '"S-12"' in meta["second.jpg"]
+        assert list(inbox.iterdir()) == []
+
+
+def test_files_present_at_start_are_picked_up_and_nothing_runs_twice(config, inbox):
+    for i in range(3):
+        (inbox / f"early-{i}.jpg").write_bytes(distinct_jpeg(10 + i))
+    os.makedirs(inbox / "nested")
+    (inbox / "nested" / "deep.jpg").write_bytes(distinct_jpeg(13))
+    with AgentThread(config) as agent:
+        wait_until(lambda: len(agent.done_jobs()) == 4)
+    (inbox / "again.jpg").write_bytes(distinct_jpeg(10))  # same bytes as early-0, after a restart
+    with AgentThread(config) as agent:
+        time.sleep(1.0)
+        wait_until(lambda: not (inbox / "again.jpg").exists())
+        assert len(agent.done_jobs()) == 4
+        assert agent.store.conn.execute("SELECT SUM(attempts) FROM jobs").fetchone()[0] == 4
+
+
+def test_polling_mode_waits_for_a_stable_file(config, inbox):
+    config.poll = True
+    config.poll_interval_s = 0.2
+    config.settle_s = 0.6
+    with AgentThread(config) as agent:
+        data = distinct_jpeg(20)
+        with open(inbox / "share.jpg", "wb") as fh:
+            fh.write(data[:2000])
+            fh.flush()
+            time.sleep(1.5)  # longer than settle_s: the end-of-image check keeps it waiting
+            fh.write(data[2000:])
+        wait_until(lambda: len(agent.done_jobs()) == 1, timeout=30)
+        assert observations(agent)[0][2] == len(data)
