@@ -50,12 +50,12 @@ def test_to_tensor_channel_order_scale_and_layout():
     image = np.zeros((20, 20, 3), np.uint8)
     image[..., 2] = 255  # red in BGR
     rgb = to_tensor(image, InputSpec(20, 20, color="RGB", scale=255.0))[0]
-    assert rgb.shape == (1, 3, 20, 20) and rgb.dtype == np.float32
+    assert rgb.shape == (1, 3, 20, 20) and rgb.dtype == np.float32 and rgb.flags["C_CONTIGUOUS"]
     assert rgb[0, 0].min() == 1.0 and rgb[0, 2].max() == 0.0
     bgr = to_tensor(image, InputSpec(20, 20, color="BGR", scale=1.0))[0]
     assert bgr[0, 2].min() == 255.0
     nhwc = to_tensor(image, InputSpec(20, 20, layout="NHWC"))[0]
-    assert nhwc.shape == (1, 20, 20, 3) and nhwc[0, 0, 0, 0] == 1.0
+    assert nhwc.shape == (1, 20, 20, 3) and nhwc[0, 0, 0, 0] == 1.0 and nhwc.flags["C_CONTIGUOUS"]
 
 
 def test_to_tensor_accepts_grey_and_bgra_and_stretch():

@@ -162,7 +162,7 @@ class OpenVinoBackend:
     def infer(self, tensor: np.ndarray) -> np.ndarray:
         request = self._request()
         try:
-            request.infer({0: tensor})
+            request.infer({0: tensor}, share_inputs=True)
             return np.array(request.get_output_tensor(0).data, dtype=np.float32)
         except RuntimeError as exc:
             raise InferenceError(f"OpenVINO inference failed on {self.device}: {exc}") from exc
