@@ -176,7 +176,7 @@ class OnnxRuntimeBackend:
     def __init__(self, model_path: Path, *, device: str = "CPU", num_threads: int | None = None) -> None:
         import onnxruntime as ort
 
-        if device.upper() != "CPU":
+        if device.upper() not in ("CPU", "AUTO"):
             log.warning("device %s was requested but the onnx backend runs on CPU only; using CPU", device)
         self.device = "CPU"
         opts = ort.SessionOptions()
