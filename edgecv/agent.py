@@ -50,6 +50,7 @@ class Agent:
     config: Config
     stop_event: threading.Event = field(default_factory=threading.Event)
     on_ready: Callable[[Agent], None] | None = None
+    once: bool = False  # stop once the inbox and the queue are empty (demos, cron-style runs)
 
     def __post_init__(self) -> None:
         self.threads: list[threading.Thread] = []
@@ -104,6 +105,8 @@ class Agent:
         )
         if self.on_ready is not None:
             self.on_ready(self)
+        if self.once:
+            self._stop_when_idle(intake)
         self.stop_event.wait()
         log.info("stopping: finishing the job in hand")
         self.watcher.stop()
@@ -113,6 +116,15 @@ class Agent:
                 service.stop()
         for thread in self.threads:
             thread.join(timeout=cfg.lease_s)
+
+    def _stop_when_idle(self, intake: Intake) -> None:
+        while not self.stop_event.wait(0.2):
+            counts = self.store.count_by_status()
+            if intake.idle() and counts["queued"] == 0 and counts["processing"] == 0:
+                log.info(
+                    "inbox and queue empty: %d completed, %d failed", counts["completed"], counts["failed"]
+                )
+                self.request_stop()
 
     def _thread(self, name: str, target: Callable, *args) -> threading.Thread:
         thread = threading.Thread(target=target, args=args, name=name, daemon=True)

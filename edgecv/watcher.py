@@ -109,6 +109,7 @@ class Intake:
         self._first_seen: dict[Path, float] = {}
         self._sidecar_dirs: set[Path] = set()
         self._seq = 0
+        self._busy = False
         self._cond = threading.Condition()
         self._stop = False
         self._thread: threading.Thread | None = None
@@ -149,6 +150,11 @@ class Intake:
         with self._cond:
             return len(self._due)
 
+    def idle(self) -> bool:
+        """Nothing scheduled and nothing being ingested right now."""
+        with self._cond:
+            return not self._due and not self._busy
+
     def scan(self) -> int:
         """Submit every file already in the inbox (start-up catch-up). Returns how many images."""
         count = 0
@@ -186,6 +192,7 @@ class Intake:
                 if self._heap and self._heap[0][0] <= time.monotonic():
                     _, _, path = heapq.heappop(self._heap)
                     del self._due[path]
+                    self._busy = True
                     return path
                 timeout = self._heap[0][0] - time.monotonic() if self._heap else None
                 self._cond.wait(timeout)
@@ -200,6 +207,9 @@ class Intake:
                 self.process(path)
             except Exception:  # the intake never dies because one file failed
                 log.exception("ingest of %s failed; it stays in the inbox for the next start", path)
+            finally:
+                with self._cond:
+                    self._busy = False
 
     def process(self, path: Path) -> IngestResult | None:
         """One ingest attempt for ``path`` (tests call this directly)."""

@@ -22,6 +22,7 @@ from edgecv.errors import EdgecvError
 @click.option("--device", type=click.Choice(["CPU", "GPU", "NPU", "AUTO"], case_sensitive=False))
 @click.option("--backend", type=click.Choice(["auto", "openvino", "onnx"]))
 @click.option("--workers", type=click.IntRange(1, 64))
+@click.option("--once", is_flag=True, help="Process what is in the inbox, then exit when the queue is empty.")
 @pass_app
 def agent(
     app: AppContext,
@@ -31,12 +32,13 @@ def agent(
     device: str | None,
     backend: str | None,
     workers: int | None,
+    once: bool,
 ) -> None:
     """Watch INBOX recursively; every image becomes a job. Runs until SIGINT/SIGTERM."""
     cfg = app.config(
         inbox=inbox, default_model=default_model, poll=poll, device=device, backend=backend, workers=workers
     )
-    runner = Agent(cfg)
+    runner = Agent(cfg, once=once)
     runner.install_signal_handlers()
     try:
         runner.run()

@@ -1,0 +1,128 @@
+"""The CLI end to end with CliRunner on a real data dir and the tiny real model."""
+
+from __future__ import annotations
+
+import json
+
+import click
+import pytest
+from click.testing import CliRunner
+from conftest import distinct_jpeg
+
+from edgecv.cli import main
+
+
+@pytest.fixture
+def cli(tmp_path, models_root):
+    env = {
+        "EDGECV_DATA_DIR": str(tmp_path / "data"),
+        "EDGECV_MODELS_DIRS": str(models_root),
+        "EDGECV_DEFAULT_MODEL": "rect",
+        "EDGECV_CONFIG": "",
+    }
+    runner = CliRunner(env=env)
+
+    def invoke(*args, ok=True):
+        result = runner.invoke(main, list(args), catch_exceptions=False)
+        if ok:
+            assert result.exit_code == 0, result.output
+        return result
+
+    return invoke
+
+
+def images(tmp_path, n, start=0):
+    paths = []
+    for i in range(start, start + n):
+        path = tmp_path / f"photo {i}.jpg"
+        path.write_bytes(distinct_jpeg(i))
+        paths.append(str(path))
+    return paths
+
+
+def test_run_prints_jobs_in_the_api_shape_and_keeps_originals(cli, tmp_path):
+    paths = images(tmp_path, 2)
+    out = json.loads(cli("run", *paths, "--json").output)
+    assert [j["status"] for j in out] == ["completed", "completed"]
+    job = out[0]
+    assert set(job) == {
+        "id",
+        "status",
+        "model",
+        "observationId",
+        "createdAt",
+        "startedAt",
+        "completedAt",
+        "error",
+        "result",
+    }
+    det = job["result"]["detections"][0]  # highest confidence first: the drawn rectangle
+    assert det["objectName"] == "red-thing" and det["confidence"] == pytest.approx(0.9, abs=0.01)
+    box = det["boundingBox"]
+    assert all(isinstance(v, int) for v in box.values())
+    assert abs(box["x"] - 20) <= 2 and abs(box["y"] - 20) <= 2  # distinct_jpeg(0) draws (20, 20)-(80, 70)
+    assert abs(box["width"] - 60) <= 3 and abs(box["height"] - 50) <= 3
+    assert det["attributes"] == {}
+    summary = job["result"]["summary"]
+    assert summary["totalDetections"] == len(job["result"]["detections"])
+    assert sum(summary["countsByLabel"].values()) == summary["totalDetections"]
+    assert all((tmp_path / p).exists() for p in paths)
+    again = json.loads(cli("run", paths[0], "--json").output)
+    assert again[0]["id"] == job["id"]  # identical bytes, same model: the existing job
+
+
+def test_jobs_show_and_list(cli, tmp_path):
+    out = json.loads(cli("run", *images(tmp_path, 3), "--json").output)
+    shown = json.loads(cli("jobs", "show", out[1]["id"]).output)
+    assert shown == out[1]
+    listed = json.loads(cli("jobs", "list", "--json", "--limit", "2").output)
+    assert [j["id"] for j in listed] == [out[2]["id"], out[1]["id"]]
+    text = cli("jobs", "list", "--status", "completed").output
+    assert text.count("completed") == 3
+    assert json.loads(cli("jobs", "list", "--json", "--model", "other").output) == []
+
+
+def test_run_reports_rejected_files_and_exits_nonzero(cli, tmp_path):
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("not an image")
+    result = cli("run", str(bad), ok=False)
+    assert result.exit_code == 1 and "not_an_image" in result.output
+
+
+def test_run_with_unknown_model_fails_the_job(cli, tmp_path):
+    result = cli("run", images(tmp_path, 1)[0], "--model", "nope", "--json", ok=False)
+    job = json.loads(result.output)[0]
+    assert job["status"] == "failed" and job["error"]["code"] == "model_not_found"
+
+
+def test_jobs_show_unknown_id_is_a_clear_error(cli):
+    result = cli("jobs", "show", "job_missing", ok=False)
+    assert result.exit_code == 1 and "job job_missing does not exist" in result.output
+
+
+def test_models_list_and_show(cli):
+    out = cli("models", "list").output
+    assert "rect" in out and "sha256 ok" in out and "onnx/fp32" in out
+    shown = json.loads(cli("models", "show", "rect").output)
+    assert shown["name"] == "rect" and shown["verified"] is True
+    missing = cli("models", "show", "nope", ok=False)
+    assert "model 'nope' is not installed" in missing.output
+
+
+def test_bad_config_is_reported_with_the_key(cli, tmp_path):
+    toml = tmp_path / "edgecv.toml"
+    toml.write_text("workers = 0\n")
+    result = cli("--config", str(toml), "jobs", "list", ok=False)
+    assert "workers: must be at least 1" in result.output
+
+
+def _commands(group: click.Group, prefix=()):
+    for name, cmd in group.commands.items():
+        yield (*prefix, name), cmd
+        if isinstance(cmd, click.Group):
+            yield from _commands(cmd, (*prefix, name))
+
+
+def test_every_command_has_help_text():
+    missing = [" ".join(path) for path, cmd in _commands(main) if not (cmd.help or "").strip()]
+    assert missing == []
