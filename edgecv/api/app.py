@@ -1,0 +1,209 @@
+"""The FastAPI application: state, authentication, error translation and the upload size guard.
+
+Routes live in :mod:`edgecv.api.routes`; they translate between HTTP and library calls and hold no
+business rules. Every error leaves as ``{"error": {"code": "…", "message": "…"}}``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from edgecv import __version__
+from edgecv.api.metrics import Metrics
+from edgecv.config import Config
+from edgecv.errors import (
+    ApiError,
+    ConfigError,
+    EdgecvError,
+    JobNotFound,
+    ModelNotFound,
+    ObservationNotFound,
+    RejectedFile,
+    StoreError,
+    WebhookNotFound,
+)
+from edgecv.store import Store
+
+log = logging.getLogger(__name__)
+
+ModelsProvider = Callable[[], dict[str, Any]]
+
+_STATUS_FOR: list[tuple[type[EdgecvError], int]] = [
+    (ApiError, 400),
+    (JobNotFound, 404),
+    (ObservationNotFound, 404),
+    (WebhookNotFound, 404),
+    (ModelNotFound, 422),
+    (RejectedFile, 422),
+    (ConfigError, 422),
+    (StoreError, 400),
+]
+_CODE_STATUS = {"file_too_large": 413, "webhook_from_config": 409}
+
+
+@dataclass
+class ApiState:
+    config: Config
+    store: Store
+    metrics: Metrics
+    models_provider: ModelsProvider
+    models_ttl_s: float = 5.0
+    _models: dict[str, Any] = field(default_factory=dict)
+    _models_at: float = -1e9
+
+    def models(self) -> dict[str, Any]:
+        """Installed model packages by name, re-scanned at most every ``models_ttl_s`` seconds."""
+        now = time.monotonic()
+        if now - self._models_at > self.models_ttl_s:
+            self._models = dict(self.models_provider())
+            self._models_at = now
+        return self._models
+
+
+def state(request: Request) -> ApiState:
+    return request.app.state.edgecv
+
+
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+
+
+def _status_for(exc: EdgecvError) -> int:
+    if isinstance(exc, ApiError) and exc.status:
+        return exc.status
+    if exc.code in _CODE_STATUS:
+        return _CODE_STATUS[exc.code]
+    for cls, status in _STATUS_FOR:
+        if isinstance(exc, cls):
+            return status
+    return 500
+
+
+async def _edgecv_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, EdgecvError)
+    status = _status_for(exc)
+    headers = {"www-authenticate": "Bearer"} if status == 401 else None
+    return error_response(status, exc.code, str(exc), headers)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    parts = []
+    for err in exc.errors()[:5]:
+        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
+        parts.append(f"{loc}: {err.get('msg', 'invalid')}")
+    return error_response(422, "invalid_request", "; ".join(parts) or "invalid request")
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    codes = {404: "not_found", 405: "method_not_allowed", 400: "bad_request", 413: "too_large"}
+    message = exc.detail if isinstance(exc.detail, str) else "request failed"
+    if exc.status_code == 404 and message == "Not Found":
+        message = f"no such path {request.url.path}; the API is described at /openapi.json"
+    return error_response(exc.status_code, codes.get(exc.status_code, "http_error"), message, exc.headers)
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(500, "internal_error", "internal error; the agent log has the details")
+
+
+class BodyLimit:
+    """Pure ASGI guard: answer 413 once a request body passes ``max_bytes`` (declared or streamed)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._reject(scope, receive, send)
+            return
+        seen = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise _TooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _TooLarge:
+            if not started:
+                await self._reject(scope, receive, send)
+
+    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
+        mb = self.max_bytes / (1024 * 1024)
+        response = error_response(
+            413, "too_large", f"request body is over the {mb:g} MB upload limit (api.max_upload_mb)"
+        )
+        await response(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def create_app(
+    config: Config,
+    store: Store,
+    *,
+    metrics: Metrics | None = None,
+    models: ModelsProvider | None = None,
+) -> FastAPI:
+    """The ASGI app for ``config``'s tenant over ``store``. ``models`` lists installed packages
+    (default: :func:`edgecv.registry.installed_models`)."""
+    from edgecv.api import routes
+
+    if models is None:
+        from edgecv.registry import installed_models
+
+        def models() -> dict[str, Any]:
+            return installed_models(config)
+
+    if metrics is None:
+        metrics = Metrics()
+    metrics.bind_store(store)
+    app = FastAPI(
+        title="edgecv local API",
+        version=__version__,
+        description="The CV Jobs API served by an edgecv agent for one tenant. Errors are "
+        '`{"error": {"code", "message"}}`.',
+        redoc_url=None,
+    )
+    app.state.edgecv = ApiState(config, store, metrics, models)
+    app.add_exception_handler(EdgecvError, _edgecv_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)
+    app.add_middleware(BodyLimit, max_bytes=config.api.max_upload_mb * 1024 * 1024)
+    routes.register(app)
+    return app

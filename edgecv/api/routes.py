@@ -1,0 +1,340 @@
+"""HTTP routes: parse the request, call one library function, shape the response. No business rules."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import unicodedata
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.datastructures import UploadFile
+
+from edgecv.api import schemas
+from edgecv.api.app import ApiState, error_response, state
+from edgecv.api.auth import token_matches
+from edgecv.errors import ApiAuthError, ApiError, ApiNotFound, JobNotFound, ModelNotFound, ObservationNotFound
+from edgecv.store import webhooks as webhook_sql
+from edgecv.webhooks import check_url, generate_secret
+
+log = logging.getLogger(__name__)
+
+JOB_ID = r"^job_[0-9A-HJKMNP-TV-Z]{26}$"
+UPLOAD_TYPES = ("image/jpeg", "image/png", "image/bmp", "image/webp", "application/octet-stream")
+MAX_METADATA_BYTES = 64 * 1024
+
+_bearer = HTTPBearer(auto_error=False, description="Required when the agent has an api.token.")
+
+
+def require_token(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> None:
+    token = state(request).config.api.token
+    if token and not token_matches(request.headers.get("authorization"), token):
+        raise ApiAuthError("missing or wrong bearer token (Authorization: Bearer <api.token>)", status=401)
+
+
+def require_tenant(request: Request, tenantId: str) -> ApiState:
+    st = state(request)
+    if tenantId != st.config.tenant_id:
+        raise ApiNotFound(
+            f"tenant {tenantId!r} is not served by this agent", status=404, code="tenant_not_found"
+        )
+    return st
+
+
+Tenant = Annotated[ApiState, Depends(require_tenant)]
+_ERR = {"model": schemas.ErrorBody}
+tenant_router = APIRouter(
+    prefix="/v1/tenants/{tenantId}",
+    dependencies=[Depends(require_token)],
+    responses={400: _ERR, 401: _ERR, 404: _ERR, 409: _ERR, 413: _ERR, 422: _ERR},
+)
+ops_router = APIRouter()
+
+
+def _installed_names(st: ApiState) -> str:
+    return ", ".join(sorted(st.models())) or "none"
+
+
+def _check_model(st: ApiState, model: str) -> None:
+    if model not in st.models():
+        raise ModelNotFound(
+            f"model {model!r} is not installed here; installed: {_installed_names(st)} (GET …/cv/models)"
+        )
+
+
+# -- jobs --------------------------------------------------------------------------------------------
+
+
+@tenant_router.post(
+    "/cv/jobs", status_code=201, response_model=schemas.JobOut, responses={200: {"model": schemas.JobOut}}
+)
+def start_job(st: Tenant, body: schemas.StartJob) -> JSONResponse:
+    """Queue a job for an existing observation. The same observation and model give the same job (200)."""
+    _check_model(st, body.model)
+    try:
+        job, created = st.store.create_job(body.observationId, body.model)
+    except ObservationNotFound:
+        raise ObservationNotFound(
+            f"observation {body.observationId!r} does not exist; upload the image with "
+            "POST …/observations first and use the id it returns"
+        ) from None
+    return JSONResponse(job.to_dict(), status_code=201 if created else 200)
+
+
+@tenant_router.get("/cv/jobs/{id}", response_model=schemas.JobOut)
+def get_job(st: Tenant, id: str) -> JSONResponse:
+    try:
+        job = st.store.get_job(id)
+    except JobNotFound:
+        raise JobNotFound(f"job {id!r} does not exist; list jobs with GET …/cv/jobs") from None
+    return JSONResponse(job.to_dict())
+
+
+@tenant_router.get("/cv/jobs", response_model=schemas.JobPage)
+def list_jobs(
+    st: Tenant,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[
+        str | None, Query(pattern=JOB_ID, description="`nextCursor` of the previous page.")
+    ] = None,
+    status: schemas.JobStatus | None = None,
+    model: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
+) -> JSONResponse:
+    """Newest first. Keyset pagination: jobs created while you page never shift the pages still to come."""
+    jobs, next_cursor = st.store.list_jobs(status=status, model=model, limit=limit, cursor=cursor)
+    return JSONResponse(
+        {"data": [j.to_dict() for j in jobs], "nextCursor": next_cursor, "hasMore": next_cursor is not None}
+    )
+
+
+# -- observations ------------------------------------------------------------------------------------
+
+_UPLOAD_DOC = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "JPEG, PNG, BMP or WebP",
+                        },
+                        "metadata": {
+                            "type": "string",
+                            "description": "JSON object stored with the observation",
+                        },
+                        "model": {"type": "string", "description": "Also queue a job for this model"},
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+def _safe_name(filename: str | None) -> str:
+    """The upload's file name as a label only: last path part, printable, at most 200 characters."""
+    name = re.split(r"[\\/]", filename or "")[-1]
+    name = "".join(c for c in name if unicodedata.category(c)[0] != "C").strip()
+    return name[:200] or "upload"
+
+
+def _parse_metadata(raw: Any) -> dict[str, Any]:
+    if raw is None or raw == "":
+        return {}
+    if not isinstance(raw, str) or len(raw.encode()) > MAX_METADATA_BYTES:
+        raise ApiError("metadata must be a JSON object of at most 64 KB", status=422, code="invalid_metadata")
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise ApiError("metadata is not valid JSON", status=422, code="invalid_metadata") from None
+    if not isinstance(value, dict):
+        raise ApiError("metadata must be a JSON object", status=422, code="invalid_metadata")
+    return value
+
+
+@tenant_router.post(
+    "/observations",
+    status_code=201,
+    response_model=schemas.ObservationCreated,
+    openapi_extra=_UPLOAD_DOC,
+    responses={413: _ERR, 415: _ERR},
+)
+async def create_observation(st: Tenant, request: Request) -> JSONResponse:
+    """Upload one image (multipart field ``file``), optional ``metadata`` JSON and ``model`` to queue a job.
+
+    Identical bytes are one observation: uploading them again returns the same id."""
+    from edgecv.ingest import ingest_bytes
+
+    content_type = request.headers.get("content-type", "")
+    if not content_type.lower().startswith("multipart/form-data"):
+        raise ApiError(
+            f"expected multipart/form-data with a 'file' part, got {content_type or 'no content type'!r}",
+            status=415,
+            code="unsupported_media_type",
+        )
+    async with request.form(max_files=1, max_fields=8, max_part_size=MAX_METADATA_BYTES) as form:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise ApiError(
+                "multipart part 'file' with the image is required", status=422, code="file_missing"
+            )
+        part_type = (upload.content_type or "application/octet-stream").split(";")[0].strip().lower()
+        if part_type not in UPLOAD_TYPES:
+            raise ApiError(
+                f"file part has content type {part_type!r}; send one of {', '.join(UPLOAD_TYPES)}",
+                status=415,
+                code="unsupported_media_type",
+            )
+        metadata = _parse_metadata(form.get("metadata"))
+        model = form.get("model") or None
+        if model is not None:
+            if not isinstance(model, str):
+                raise ApiError("model must be a text field", status=422, code="invalid_request")
+            _check_model(st, model)
+        data = await upload.read()
+        name = _safe_name(upload.filename)
+    result = await run_in_threadpool(
+        ingest_bytes, st.store, st.config, data, name=name, metadata=metadata, model=model
+    )
+    body = _observation_dict(st, result.observation)
+    body["job"] = result.job.to_dict() if result.job else None
+    return JSONResponse(body, status_code=201)
+
+
+def _observation_dict(st: ApiState, observation: Any) -> dict[str, Any]:
+    body = observation.to_dict()
+    body["jobs"] = [j.to_dict() for j in st.store.jobs_for_observation(observation.id)]
+    return body
+
+
+def _observation(st: ApiState, id: str) -> Any:
+    try:
+        return st.store.get_observation(id)
+    except ObservationNotFound:
+        raise ObservationNotFound(f"observation {id!r} does not exist") from None
+
+
+@tenant_router.get("/observations/{id}", response_model=schemas.ObservationOut)
+def get_observation(st: Tenant, id: str) -> JSONResponse:
+    return JSONResponse(_observation_dict(st, _observation(st, id)))
+
+
+@tenant_router.get(
+    "/observations/{id}/image",
+    response_class=Response,
+    responses={200: {"content": {"image/*": {}}, "description": "The image bytes as uploaded."}, 410: _ERR},
+)
+def get_observation_image(st: Tenant, id: str) -> Response:
+    observation = _observation(st, id)
+    spool = (st.config.data_dir / "spool").resolve()
+    path = (st.config.data_dir / observation.spool_path).resolve()
+    if not path.is_relative_to(spool) or not path.is_file():
+        return error_response(410, "image_gone", f"the image of {id} is no longer in the spool (retention)")
+    return FileResponse(Path(path), media_type=observation.media_type)
+
+
+# -- models --------------------------------------------------------------------------------------------
+
+_PRIVATE_MODEL_KEYS = ("path",)
+
+
+@tenant_router.get("/cv/models", response_model=schemas.ModelList)
+def list_models(st: Tenant) -> JSONResponse:
+    """The model packages installed on this device (name, version, description, use case, labels …)."""
+    data = []
+    for name in sorted(st.models()):
+        info = st.models()[name].to_dict()
+        data.append({k: v for k, v in info.items() if k not in _PRIVATE_MODEL_KEYS})
+    return JSONResponse({"data": data})
+
+
+# -- webhooks ------------------------------------------------------------------------------------------
+
+
+@tenant_router.post("/webhooks", status_code=201, response_model=schemas.WebhookOut)
+def create_webhook(st: Tenant, body: schemas.WebhookIn) -> JSONResponse:
+    """Register an endpoint for job events. The response carries its ``whsec_`` secret, once."""
+    check_url(body.url)
+    endpoint = webhook_sql.create_endpoint(
+        st.store, body.url, generate_secret(), list(dict.fromkeys(body.events))
+    )
+    log.info("webhook endpoint %s registered for %s", endpoint.id, ", ".join(endpoint.events))
+    return JSONResponse(endpoint.to_dict(with_secret=True), status_code=201)
+
+
+@tenant_router.get("/webhooks", response_model=schemas.WebhookList)
+def list_webhooks(st: Tenant) -> JSONResponse:
+    return JSONResponse({"data": [e.to_dict() for e in webhook_sql.list_endpoints(st.store)]})
+
+
+@tenant_router.get("/webhooks/{id}", response_model=schemas.WebhookOut)
+def get_webhook(st: Tenant, id: str) -> JSONResponse:
+    return JSONResponse(webhook_sql.get_endpoint(st.store, id).to_dict())
+
+
+@tenant_router.delete("/webhooks/{id}", status_code=204, response_class=Response)
+def delete_webhook(st: Tenant, id: str) -> Response:
+    webhook_sql.delete_endpoint(st.store, id)
+    return Response(status_code=204)
+
+
+# -- operations ----------------------------------------------------------------------------------------
+
+
+@ops_router.get("/healthz", response_model=schemas.Health)
+def healthz() -> dict[str, Any]:
+    """The process is up."""
+    return {"status": "ok", "checks": {}}
+
+
+@ops_router.get("/readyz", response_model=schemas.Health, responses={503: {"model": schemas.Health}})
+def readyz(request: Request) -> JSONResponse:
+    """The job log answers and has this build's schema."""
+    from edgecv.store import schema_version
+
+    st = state(request)
+    checks = {}
+    try:
+        version = st.store.user_version()
+        checks["store"] = (
+            "ok" if version == schema_version() else f"schema {version}, expected {schema_version()}"
+        )
+    except Exception as exc:  # any failure means not ready
+        checks["store"] = f"error: {type(exc).__name__}"
+    try:
+        checks["models"] = f"{len(st.models())} installed"
+    except Exception as exc:
+        checks["models"] = f"error: {type(exc).__name__}"
+    ready = checks["store"] == "ok"
+    return JSONResponse(
+        {"status": "ok" if ready else "unavailable", "checks": checks}, status_code=200 if ready else 503
+    )
+
+
+@ops_router.get(
+    "/metrics",
+    response_class=Response,
+    dependencies=[Depends(require_token)],
+    responses={200: {"content": {"text/plain": {}}}, 401: _ERR},
+)
+def metrics(request: Request) -> Response:
+    """Prometheus text format."""
+    m = state(request).metrics
+    return Response(m.render(), media_type=m.content_type)
+
+
+def register(app: FastAPI) -> None:
+    app.include_router(tenant_router)
+    app.include_router(ops_router)

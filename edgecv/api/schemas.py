@@ -1,0 +1,124 @@
+"""Wire shapes of the local API (the CV Jobs API, camelCase), as pydantic models for the OpenAPI document
+and request validation. Responses are built from ``Job.to_dict()`` and friends."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+JobStatus = Literal["queued", "processing", "completed", "failed"]
+EventName = Literal["job.completed", "job.failed"]
+
+ID_PATTERN = r"^[a-z]+_[0-9A-HJKMNP-TV-Z]{26}$"
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class BoundingBox(BaseModel):
+    x: int
+    y: int
+    width: int
+    height: int
+
+
+class Detection(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    objectName: str
+    confidence: float
+    boundingBox: BoundingBox
+    attributes: dict[str, Any] = {}
+
+
+class JobResult(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    detections: list[Detection]
+    summary: dict[str, Any]
+
+
+class JobOut(BaseModel):
+    id: str
+    status: JobStatus
+    model: str
+    observationId: str
+    createdAt: str
+    startedAt: str | None
+    completedAt: str | None
+    error: ErrorDetail | None
+    result: JobResult | None
+
+
+class JobPage(BaseModel):
+    data: list[JobOut]
+    nextCursor: str | None = Field(
+        description="Pass as `cursor` to get the next page; null on the last page."
+    )
+    hasMore: bool
+
+
+class StartJob(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    observationId: str = Field(min_length=1, max_length=64)
+    model: str = Field(min_length=1, max_length=128)
+
+
+class ObservationOut(BaseModel):
+    id: str
+    sha256: str
+    originalName: str
+    mediaType: str
+    sizeBytes: int
+    width: int
+    height: int
+    metadata: dict[str, Any]
+    createdAt: str
+    jobs: list[JobOut] = []
+
+
+class ObservationCreated(ObservationOut):
+    job: JobOut | None = Field(None, description="The job queued for `model`, when one was given.")
+
+
+class ModelOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str
+    version: str
+    description: str
+    useCase: str
+
+
+class ModelList(BaseModel):
+    data: list[ModelOut]
+
+
+class WebhookIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: str = Field(
+        min_length=8, max_length=2048, description="Absolute http(s) URL that receives the events."
+    )
+    events: list[EventName] = Field(default=["job.completed", "job.failed"], min_length=1)
+
+
+class WebhookOut(BaseModel):
+    id: str
+    url: str
+    events: list[str]
+    source: Literal["config", "api"]
+    createdAt: str
+    secret: str | None = Field(None, description="whsec_… signing secret; returned only when created.")
+
+
+class WebhookList(BaseModel):
+    data: list[WebhookOut]
+
+
+class Health(BaseModel):
+    status: str
+    checks: dict[str, str] = {}

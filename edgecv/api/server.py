@@ -1,0 +1,113 @@
+"""Run the API with uvicorn, in the calling thread (``serve_forever``) or a background one (``start``)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import uvicorn
+
+from edgecv.api.app import ModelsProvider, create_app
+from edgecv.api.auth import check_bind
+from edgecv.api.metrics import Metrics
+from edgecv.config import Config
+from edgecv.errors import ConfigError
+from edgecv.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class ApiServer:
+    """One uvicorn server for the local API.
+
+    Either ``serve_forever()`` (blocks; in the main thread it also handles SIGINT/SIGTERM) and
+    ``shutdown()`` from elsewhere, or ``start()`` (returns once the socket listens) and ``stop()``.
+    """
+
+    def __init__(self, config: Config, app, *, host: str, port: int) -> None:
+        self.config = config
+        self.app = app
+        self._server = uvicorn.Server(
+            uvicorn.Config(
+                app,
+                host=host,
+                port=port,
+                log_level="warning",
+                access_log=False,
+                lifespan="off",
+                server_header=False,
+                timeout_graceful_shutdown=5,
+            )
+        )
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    @property
+    def port(self) -> int:
+        """The bound port (the real one when the config asked for port 0)."""
+        servers = getattr(self._server, "servers", None) or []
+        for server in servers:
+            for sock in server.sockets:
+                return sock.getsockname()[1]
+        return self._server.config.port
+
+    @property
+    def url(self) -> str:
+        host = self._server.config.host
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.port}"
+
+    def serve_forever(self) -> None:
+        log.info("API listening on %s:%s", self._server.config.host, self._server.config.port)
+        self._server.run()
+
+    def shutdown(self) -> None:
+        self._server.should_exit = True
+
+    def start(self, timeout_s: float = 10.0) -> None:
+        """Serve in a daemon thread; return when listening, or raise ConfigError if it could not bind."""
+
+        def run() -> None:
+            try:
+                self._server.run()
+            except BaseException as exc:  # SystemExit from a failed bind, too
+                self._error = exc
+
+        self._thread = threading.Thread(target=run, name="edgecv-api", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout_s
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise ConfigError(
+                    f"the API could not listen on {self._server.config.host}:{self._server.config.port} "
+                    f"({self._error or 'timed out'}); is the port in use? Change api.port."
+                )
+            time.sleep(0.01)
+        log.info("API listening on %s", self.url)
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            self._thread = None
+
+
+def make_server(
+    config: Config,
+    store: Store,
+    *,
+    metrics: Metrics | None = None,
+    models: ModelsProvider | None = None,
+    host: str | None = None,
+    port: int | None = None,
+) -> ApiServer:
+    """The local API for ``config`` over ``store``. Raises ConfigError for a non-loopback bind without
+    an ``api.token``. ``host``/``port`` override ``config.api`` (port 0 = any free port)."""
+    host = config.api.host if host is None else host
+    port = config.api.port if port is None else port
+    settings = type(config.api)(**{**config.api.__dict__, "host": host, "port": port})
+    check_bind(settings)
+    app = create_app(config, store, metrics=metrics, models=models)
+    return ApiServer(config, app, host=host, port=port)

@@ -1,0 +1,260 @@
+"""The local API over real loopback HTTP: jobs, observations, models, health, metrics, auth, limits."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import requests
+from api_fixtures import finish, live_api, queued_job
+from conftest import distinct_jpeg, jpeg_bytes
+
+from edgecv.api import Metrics, make_server
+from edgecv.errors import ConfigError
+
+
+@pytest.fixture
+def api(config, store):
+    with live_api(config, store) as server:
+        yield server
+
+
+def url(api, path: str, tenant: str = "local") -> str:
+    return f"{api.url}/v1/tenants/{tenant}{path}"
+
+
+def upload(api, data: bytes, *, name="shelf.jpg", ctype="image/jpeg", **fields):
+    return requests.post(
+        url(api, "/observations"), files={"file": (name, data, ctype)}, data=fields, timeout=10
+    )
+
+
+def test_health_ready_and_openapi(api):
+    assert requests.get(f"{api.url}/healthz", timeout=5).json()["status"] == "ok"
+    ready = requests.get(f"{api.url}/readyz", timeout=5)
+    assert ready.status_code == 200
+    assert ready.json()["checks"]["store"] == "ok"
+    doc = requests.get(f"{api.url}/openapi.json", timeout=5).json()
+    assert "/v1/tenants/{tenantId}/cv/jobs" in doc["paths"]
+    assert "/v1/tenants/{tenantId}/observations" in doc["paths"]
+
+
+def test_upload_observation_then_get_it_and_its_image(api):
+    data = jpeg_bytes()
+    resp = upload(api, data, metadata='{"store": "S12"}')
+    assert resp.status_code == 201, resp.text
+    obs = resp.json()
+    assert obs["id"].startswith("obs_") and obs["job"] is None
+    assert (obs["width"], obs["height"], obs["metadata"]) == (320, 240, {"store": "S12"})
+    got = requests.get(url(api, f"/observations/{obs['id']}"), timeout=5).json()
+    assert got["id"] == obs["id"] and got["jobs"] == []
+    image = requests.get(url(api, f"/observations/{obs['id']}/image"), timeout=5)
+    assert image.status_code == 200 and image.content == data
+    assert image.headers["content-type"] == "image/jpeg"
+    again = upload(api, data, name="copy.jpg")
+    assert again.json()["id"] == obs["id"]
+
+
+def test_upload_with_model_queues_a_job(api):
+    resp = upload(api, distinct_jpeg(1), model="rect")
+    assert resp.status_code == 201
+    job = resp.json()["job"]
+    assert job["status"] == "queued" and job["model"] == "rect"
+
+
+def test_upload_file_name_never_becomes_a_path(api, config):
+    resp = upload(api, distinct_jpeg(2), name="../../etc/passwd\x00.jpg")
+    assert resp.status_code == 201
+    assert resp.json()["originalName"] == "passwd.jpg"
+    assert not (config.data_dir.parent / "etc").exists()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status", "code"),
+    [
+        ({"data": b"not an image at all", "ctype": "image/jpeg"}, 422, "not_an_image"),
+        ({"data": jpeg_bytes(), "ctype": "text/html"}, 415, "unsupported_media_type"),
+        ({"data": jpeg_bytes(), "metadata": "[1, 2]"}, 422, "invalid_metadata"),
+        ({"data": jpeg_bytes(), "metadata": "{nope"}, 422, "invalid_metadata"),
+        ({"data": jpeg_bytes(), "model": "nope-v9"}, 422, "model_not_found"),
+    ],
+)
+def test_bad_uploads_get_a_4xx_with_a_reason(api, kwargs, status, code):
+    data = kwargs.pop("data")
+    resp = upload(api, data, **kwargs)
+    assert resp.status_code == status, resp.text
+    assert resp.json()["error"]["code"] == code
+    assert resp.json()["error"]["message"]
+
+
+def test_upload_needs_multipart(api):
+    resp = requests.post(
+        url(api, "/observations"), data=jpeg_bytes(), headers={"content-type": "image/jpeg"}, timeout=5
+    )
+    assert resp.status_code == 415
+    assert "multipart/form-data" in resp.json()["error"]["message"]
+    resp = requests.post(
+        url(api, "/observations"), data={"metadata": "{}"}, files={"x": ("a", b"1")}, timeout=5
+    )
+    assert resp.status_code == 422 and resp.json()["error"]["code"] == "file_missing"
+
+
+def test_upload_over_the_size_limit_is_413(config, store):
+    config = dataclasses.replace(config, api=dataclasses.replace(config.api, max_upload_mb=1))
+    with live_api(config, store) as api:
+        big = b"\xff\xd8\xff" + b"\0" * (1024 * 1024 + 10)
+        resp = upload(api, big)
+        assert resp.status_code == 413
+        assert "max_upload_mb" in resp.json()["error"]["message"]
+
+        def chunks():  # no content-length: the guard counts the streamed body
+            yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\n\r\n'
+            for _ in range(20):
+                yield b"\0" * 100_000
+
+        resp = requests.post(
+            url(api, "/observations"),
+            data=chunks(),
+            headers={"content-type": "multipart/form-data; boundary=b"},
+            timeout=10,
+        )
+        assert resp.status_code == 413
+
+
+def test_start_job_and_get_it(api):
+    obs = upload(api, distinct_jpeg(3)).json()
+    resp = requests.post(url(api, "/cv/jobs"), json={"observationId": obs["id"], "model": "rect"}, timeout=5)
+    assert resp.status_code == 201
+    job = resp.json()
+    assert job["status"] == "queued" and job["observationId"] == obs["id"] and job["id"].startswith("job_")
+    again = requests.post(url(api, "/cv/jobs"), json={"observationId": obs["id"], "model": "rect"}, timeout=5)
+    assert again.status_code == 200 and again.json()["id"] == job["id"]
+    got = requests.get(url(api, f"/cv/jobs/{job['id']}"), timeout=5).json()
+    assert got == job
+
+
+def test_start_job_errors_say_what_exists(api):
+    obs = upload(api, distinct_jpeg(4)).json()
+    resp = requests.post(
+        url(api, "/cv/jobs"), json={"observationId": obs["id"], "model": "shelf-x"}, timeout=5
+    )
+    assert resp.status_code == 422
+    assert resp.json()["error"]["code"] == "model_not_found"
+    assert "installed: rect" in resp.json()["error"]["message"]
+    resp = requests.post(url(api, "/cv/jobs"), json={"observationId": "obs_nope", "model": "rect"}, timeout=5)
+    assert resp.status_code == 404
+    assert "POST …/observations" in resp.json()["error"]["message"]
+    resp = requests.post(url(api, "/cv/jobs"), json={"observation": "x"}, timeout=5)
+    assert resp.status_code == 422 and resp.json()["error"]["code"] == "invalid_request"
+    resp = requests.post(
+        url(api, "/cv/jobs"), data="{not json", headers={"content-type": "application/json"}, timeout=5
+    )
+    assert resp.status_code == 422
+
+
+def test_completed_job_has_the_seed_shape(api, store, config):
+    job = finish(store, queued_job(store, config, 5))
+    got = requests.get(url(api, f"/cv/jobs/{job.id}"), timeout=5).json()
+    assert got["status"] == "completed" and got["error"] is None
+    assert got["result"]["detections"][0]["boundingBox"] == {"x": 100, "y": 60, "width": 80, "height": 80}
+    failed = finish(store, queued_job(store, config, 6), fail=True)
+    got = requests.get(url(api, f"/cv/jobs/{failed.id}"), timeout=5).json()
+    assert got["status"] == "failed" and got["error"]["code"] == "image_unreadable"
+
+
+def test_unknown_job_and_other_tenant_are_404(api, store, config):
+    job = queued_job(store, config, 7)
+    resp = requests.get(url(api, "/cv/jobs/job_01ARZ3NDEKTSV4RRFFQ69G5FAV"), timeout=5)
+    assert resp.status_code == 404 and resp.json()["error"]["code"] == "job_not_found"
+    for path in (f"/cv/jobs/{job.id}", "/cv/jobs", "/cv/models", f"/observations/{job.observation_id}"):
+        resp = requests.get(url(api, path, tenant="acme"), timeout=5)
+        assert resp.status_code == 404, path
+        assert resp.json()["error"]["code"] == "tenant_not_found"
+
+
+def test_list_pages_are_stable_while_jobs_are_inserted(api, store, config):
+    original = [queued_job(store, config, i) for i in range(10, 17)]
+    seen, cursor, pages = [], None, 0
+    while True:
+        params = {"limit": 3, **({"cursor": cursor} if cursor else {})}
+        page = requests.get(url(api, "/cv/jobs"), params=params, timeout=5).json()
+        seen += [j["id"] for j in page["data"]]
+        pages += 1
+        if pages == 1:
+            queued_job(store, config, 40)  # newer than everything: must not shift later pages
+        if not page["hasMore"]:
+            assert page["nextCursor"] is None
+            break
+        cursor = page["nextCursor"]
+    assert seen == [j.id for j in reversed(original)]
+    assert pages == 3
+
+
+def test_list_filters_and_bad_parameters(api, store, config):
+    done = finish(store, queued_job(store, config, 20))
+    queued_job(store, config, 21)
+    page = requests.get(url(api, "/cv/jobs"), params={"status": "completed"}, timeout=5).json()
+    assert [j["id"] for j in page["data"]] == [done.id]
+    page = requests.get(url(api, "/cv/jobs"), params={"model": "other"}, timeout=5).json()
+    assert page == {"data": [], "nextCursor": None, "hasMore": False}
+    for params in ({"status": "done"}, {"limit": 0}, {"limit": 1000}, {"cursor": "'; DROP TABLE jobs"}):
+        resp = requests.get(url(api, "/cv/jobs"), params=params, timeout=5)
+        assert resp.status_code == 422, params
+        assert resp.json()["error"]["code"] == "invalid_request"
+
+
+def test_models_lists_installed_packages(api):
+    data = requests.get(url(api, "/cv/models"), timeout=5).json()["data"]
+    assert [m["name"] for m in data] == ["rect"]
+    assert {"name", "version", "description", "useCase"} <= set(data[0])
+    assert "path" not in data[0]
+
+
+def test_metrics_exposes_queue_jobs_latency_and_backlog(config, store):
+    metrics = Metrics()
+    with live_api(config, store, metrics=metrics) as api:
+        queued_job(store, config, 30)
+        finish(store, queued_job(store, config, 31))
+        metrics.observe_inference(42.0, model="rect")
+        text = requests.get(f"{api.url}/metrics", timeout=5).text
+    assert 'edgecv_jobs{status="queued"} 1.0' in text
+    assert 'edgecv_jobs{status="completed"} 1.0' in text
+    assert "edgecv_queue_depth 1.0" in text
+    assert "edgecv_sync_backlog 1.0" in text
+    assert 'edgecv_inference_latency_seconds_count{model="rect"} 1.0' in text
+    assert 'edgecv_inference_latency_seconds_bucket{le="0.05",model="rect"} 1.0' in text
+
+
+def test_non_loopback_bind_needs_a_token(config, store):
+    with pytest.raises(ConfigError, match="no api.token is set"):
+        make_server(config, store, host="0.0.0.0", port=0)
+    config = dataclasses.replace(config, api=dataclasses.replace(config.api, token="t" * 24))
+    make_server(config, store, host="0.0.0.0", port=0)  # accepted (not started)
+
+
+def test_token_is_required_when_configured(config, store):
+    token = "s3cret-token-0123456789"
+    config = dataclasses.replace(config, api=dataclasses.replace(config.api, token=token))
+    with live_api(config, store) as api:
+        resp = requests.get(url(api, "/cv/jobs"), timeout=5)
+        assert resp.status_code == 401 and resp.headers["www-authenticate"] == "Bearer"
+        assert (
+            requests.get(
+                url(api, "/cv/jobs"), headers={"authorization": "Bearer nope"}, timeout=5
+            ).status_code
+            == 401
+        )
+        assert requests.get(f"{api.url}/metrics", timeout=5).status_code == 401
+        ok = requests.get(url(api, "/cv/jobs"), headers={"authorization": f"Bearer {token}"}, timeout=5)
+        assert ok.status_code == 200
+        assert requests.get(f"{api.url}/healthz", timeout=5).status_code == 200
+
+
+def test_unknown_path_is_a_json_404(api):
+    resp = requests.get(f"{api.url}/v2/nothing", timeout=5)
+    assert resp.status_code == 404 and "openapi.json" in resp.json()["error"]["message"]
+
+
+def test_port_in_use_is_a_clear_error(config, store, api):
+    with pytest.raises(ConfigError, match="port in use"):
+        make_server(config, store, port=api.port).start(timeout_s=5)
