@@ -181,3 +181,60 @@ def test_shelf_position_mapping():
 
     assert [shelf_position(i, 3) for i in range(3)] == ["top", "eye-level", "bottom"]
     assert [shelf_position(i, 5) for i in range(5)] == ["top", "eye-level", "middle", "middle", "bottom"]
+
+
+@pytest.mark.skipif("facades" not in DOMAINS, reason="no facades generator")
+def test_facade_truth_consistent(tmp_path):
+    from datagen import facades
+
+    a = tmp_path / "f"
+    gen.generate("facades", a, 3, 5, SIZE)
+    for t in _truth(a):
+        labels = _label_boxes(a, t["image"][:-4], t["width"], t["height"])
+        comps = t["components"]
+        assert len(labels) == len(comps)
+        n = t["storeyCount"]
+        assert 1 <= n <= 8 and t["summary"]["storeyCount"] == n
+        for (c, box), comp in zip(labels, comps, strict=True):
+            assert facades.NAMES[c] == comp["class"]
+            assert np.allclose(box, comp["xyxy"], atol=0.02)
+            assert 0 <= comp["storey"] < n
+            lo, hi = comp["storeySpan"]
+            assert 0 <= lo <= comp["storey"] <= hi < n
+            if comp["class"] == "door":
+                assert comp["storey"] == 0
+        assert sum(t["summary"]["componentCounts"].values()) == len(comps)
+    assert facades.storey_of(99.0, [100.0, 50.0, 0.0]) == 0
+    assert facades.storey_of(49.0, [100.0, 50.0, 0.0]) == 1
+    assert facades.storey_of(-5.0, [100.0, 50.0, 0.0]) == 1
+
+
+@pytest.mark.skipif("damage" not in DOMAINS, reason="no damage generator")
+def test_damage_truth_consistent(tmp_path):
+    from datagen import damage
+
+    a = tmp_path / "d"
+    gen.generate("damage", a, 4, 11, SIZE)
+    for t in _truth(a):
+        labels = _label_boxes(a, t["image"][:-4], t["width"], t["height"])
+        inst = t["instances"]
+        assert len(labels) == len(inst)
+        sevs = []
+        for (c, box), d in zip(labels, inst, strict=True):
+            assert damage.NAMES[c] == d["class"]
+            assert np.allclose(box, d["xyxy"], atol=0.02)
+            if d["class"] == "crack":
+                want = damage.crack_severity(d["lengthPx"], d["maxWidthPx"], t["width"], t["height"])
+            else:
+                want = damage.area_severity(d["class"], d["areaRatio"])
+            assert d["severity"] == want
+            sevs.append(d["severity"])
+        s = t["summary"]
+        assert s["conditionGrade"] == damage.condition_grade(sevs, s["damagedAreaRatio"])
+    assert damage.condition_grade([], 0.0) == 1
+    assert damage.condition_grade(["minor"], 0.01) == 2
+    assert damage.condition_grade(["minor", "moderate"], 0.01) == 3
+    assert damage.condition_grade(["severe"], 0.01) == 4
+    assert damage.condition_grade(["severe", "severe"], 0.01) == 5
+    assert damage.crack_severity(100, 9, 1280, 720) == "severe"
+    assert damage.crack_severity(100, 1, 1280, 720) == "minor"

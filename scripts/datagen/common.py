@@ -106,8 +106,9 @@ def to_u8(img: np.ndarray) -> np.ndarray:
 
 @lru_cache(maxsize=1)
 def _noise_field() -> np.ndarray:
-    """A fixed Gaussian noise field (float32, unit sigma) sampled by random offsets per image."""
-    return np.random.default_rng(20261128).standard_normal((1152, 1536, 3)).astype(np.float32)
+    """A fixed Gaussian noise field (uint8, 128 + 32 * N(0, 1)) sampled by random offsets per image."""
+    n = np.random.default_rng(20261128).standard_normal((1152, 1536, 3))
+    return np.clip(128.0 + 32.0 * n, 0, 255).astype(np.uint8)
 
 
 def sensor_noise(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
@@ -226,6 +227,33 @@ def blend(canvas: np.ndarray, sprite: np.ndarray, alpha: np.ndarray, x: int, y: 
     roi += (s - roi) * a
 
 
+def blend_premultiplied(canvas: np.ndarray, pre: np.ndarray, inv: np.ndarray, x: int, y: int) -> None:
+    """``canvas = canvas * inv + pre`` at (x, y); ``pre`` = colour * alpha, ``inv`` = 1 - alpha (3 channels)."""
+    H, W = canvas.shape[:2]
+    h, w = pre.shape[:2]
+    x1, y1, x2, y2 = max(0, x), max(0, y), min(W, x + w), min(H, y + h)
+    if x2 <= x1 or y2 <= y1:
+        return
+    sx, sy = x1 - x, y1 - y
+    roi = canvas[y1:y2, x1:x2]
+    roi *= inv[sy : sy + (y2 - y1), sx : sx + (x2 - x1)]
+    roi += pre[sy : sy + (y2 - y1), sx : sx + (x2 - x1)]
+
+
+def boxes_of(point_sets: list[np.ndarray], H: np.ndarray | None, w: int, h: int) -> list[tuple]:
+    """Tight clipped xyxy boxes of many point sets after an optional homography (one vectorised pass)."""
+    if not point_sets:
+        return []
+    lens = np.array([len(p) for p in point_sets])
+    pts = transform_points(H, np.concatenate(point_sets))
+    starts = np.concatenate([[0], np.cumsum(lens)[:-1]])
+    x1 = np.clip(np.minimum.reduceat(pts[:, 0], starts), 0, w)
+    y1 = np.clip(np.minimum.reduceat(pts[:, 1], starts), 0, h)
+    x2 = np.clip(np.maximum.reduceat(pts[:, 0], starts), 0, w)
+    y2 = np.clip(np.maximum.reduceat(pts[:, 1], starts), 0, h)
+    return [(float(a), float(b), float(c), float(d)) for a, b, c, d in zip(x1, y1, x2, y2, strict=True)]
+
+
 # ------------------------------------------------------------------------------------ photo finish
 @dataclass
 class PhotoStyle:
@@ -265,6 +293,7 @@ def photo_finish(img: np.ndarray, rng: np.random.Generator, style: PhotoStyle | 
     if add.max() > 0.5:
         a3 = np.repeat(add[..., None], 3, axis=2)
         cv2.add(img, cv2.resize(a3, (w, h), interpolation=cv2.INTER_LINEAR), dst=img)
+    out = to_u8(img)
     r = rng.random()
     if r < st.motion_blur_prob:
         k = int(rng.integers(3, 8))
@@ -273,12 +302,13 @@ def photo_finish(img: np.ndarray, rng: np.random.Generator, style: PhotoStyle | 
         rot = cv2.getRotationMatrix2D(((k - 1) / 2, (k - 1) / 2), rng.uniform(0, 180), 1.0)
         ker = cv2.warpAffine(ker, rot, (k, k))
         ker /= max(ker.sum(), 1e-6)
-        img = cv2.filter2D(img, -1, ker)
+        out = cv2.filter2D(out, -1, ker)
     elif r < st.motion_blur_prob + st.blur_prob:
-        img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.4, 1.3))
+        out = cv2.GaussianBlur(out, (0, 0), rng.uniform(0.4, 1.3))
     sigma = rng.uniform(*st.noise_sigma)
-    cv2.scaleAdd(sensor_noise(rng, h, w), float(sigma), img, dst=img)
-    return to_u8(img)
+    # noise field stored as uint8 128 + 32 * N(0, 1): out + sigma * N = out + sigma/32 * (field - 128)
+    k = float(sigma) / 32.0
+    return cv2.addWeighted(out, 1.0, sensor_noise(rng, h, w), k, -128.0 * k)
 
 
 def jpeg_quality(rng: np.random.Generator) -> int:

@@ -896,20 +896,21 @@ def generate(rng: np.random.Generator, width: int = 1280, height: int = 720):
     if bg_kind == 2:
         _pegboard(rng, canvas, bg_base)
 
-    # draw products: one resize per run
-    cache: dict[tuple, tuple] = {}
+    # draw products: one resize (and one premultiplied sprite) per run
+    cache: dict[int, tuple] = {}
     for sk, px, py, wd, ph, bright, r, run_id in draw_items:
         iw, ih = max(2, int(round(wd))), max(2, int(round(ph)))
-        key = (sk, iw, ih)
-        if key not in cache:
-            rgba = cv2.resize(_pyramid_level(sk, iw, ih), (iw, ih), interpolation=cv2.INTER_AREA)
-            cache[key] = (rgba[..., :3], rgba[..., 3:])
-        spr_r, a_r = cache[key]
         xi, yi = int(round(px)), int(round(py))
-        y0c, y1c = max(0, yi), max(0, min(H, yi + ih))
-        light = np.ones(ih, np.float32)
-        light[y0c - yi : y1c - yi] = vprof2[y0c:y1c]
-        C.blend(canvas, spr_r * (light[:, None, None] * np.float32(bright)), a_r, xi, yi)
+        if run_id not in cache:
+            rgba = cv2.resize(_pyramid_level(sk, iw, ih), (iw, ih), interpolation=cv2.INTER_AREA)
+            y0c, y1c = max(0, yi), max(0, min(H, yi + ih))
+            light = np.ones(ih, np.float32)
+            light[y0c - yi : y1c - yi] = vprof2[y0c:y1c]
+            a3 = np.repeat(rgba[..., 3:], 3, axis=2)
+            pre = rgba[..., :3] * a3 * (light[:, None, None] * np.float32(bright))
+            cache[run_id] = (np.ascontiguousarray(pre), 1.0 - a3)
+        pre, inv = cache[run_id]
+        C.blend_premultiplied(canvas, pre, inv, xi, yi)
         hull = _sprite_hull_unit(sk) * np.float64([iw, ih]) + np.float64([xi, yi])
         products.append((sk, r, run_id, hull))
 
@@ -1010,17 +1011,18 @@ def generate(rng: np.random.Generator, width: int = 1280, height: int = 720):
             occluded.append(k)
 
     # camera: mild perspective
-    Hm = C.random_homography(rng, W, H, 0.02) if rng.random() < 0.6 else None
+    Hm = C.random_homography(rng, W, H, 0.02) if rng.random() < 0.5 else None
     if Hm is not None:
         canvas = cv2.warpPerspective(
             canvas, Hm, (W, H), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101
         )
 
     # ---- truth
+    all_xyxy = C.boxes_of([p[3] for p in products] + [t["pts"] for t in tags], Hm, W, H)
     boxes = []
     prod_truth = []
-    for pid, (sk, r, run_id, hull) in enumerate(products):
-        xyxy = C.bbox_of(C.transform_points(Hm, hull), W, H)
+    for pid, (sk, r, run_id, _hull) in enumerate(products):
+        xyxy = all_xyxy[pid]
         boxes.append((sk, xyxy))
         prod_truth.append(
             {
@@ -1036,7 +1038,7 @@ def generate(rng: np.random.Generator, width: int = 1280, height: int = 720):
     tag_truth = []
     tag_by_run = {}
     for tid, t in enumerate(tags):
-        xyxy = C.bbox_of(C.transform_points(Hm, t["pts"]), W, H)
+        xyxy = all_xyxy[len(products) + tid]
         boxes.append((TAG_CLASS, xyxy))
         run = all_runs[t["run"]]
         tag_by_run[run.run_id] = t["price"]
@@ -1054,16 +1056,19 @@ def generate(rng: np.random.Generator, width: int = 1280, height: int = 720):
 
     positions = [shelf_position(r, n_rows) for r in range(n_rows)]
     run_truth = []
+    members_of: dict[int, list[dict]] = {}
+    for p in prod_truth:
+        members_of.setdefault(p["runId"], []).append(p)
     for run in all_runs:
-        members = [p for p in prod_truth if p["runId"] == run.run_id]
+        members = members_of.get(run.run_id, [])
+        ub = None
         if members:
-            ux1 = min(p["xyxy"][0] for p in members)
-            uy1 = min(p["xyxy"][1] for p in members)
-            ux2 = max(p["xyxy"][2] for p in members)
-            uy2 = max(p["xyxy"][3] for p in members)
-            ub = [ux1, uy1, ux2, uy2]
-        else:
-            ub = None
+            ub = [
+                min(p["xyxy"][0] for p in members),
+                min(p["xyxy"][1] for p in members),
+                max(p["xyxy"][2] for p in members),
+                max(p["xyxy"][3] for p in members),
+            ]
         run_truth.append(
             {
                 "runId": run.run_id,
