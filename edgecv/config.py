@@ -50,6 +50,11 @@ class SyncSettings:
     backoff_max_s: float = 300.0
     image_policy: str = "none"  # none | thumbnail | full
     disk_budget_mb: int = 2048
+    poll_interval_s: float = 2.0  # relay: how often to look for new results when idle
+    auth_probe_s: float = 60.0  # paused on 401/403: re-try this often (no attempts counted)
+    retry_after_max_s: float = 3600.0  # cap on a server's Retry-After
+    thumbnail_max_px: int = 320  # image_policy = thumbnail: longest side
+    retention_days: int = 30  # acknowledged outbox rows are forgotten after this (jobs stay)
 
 
 @dataclass

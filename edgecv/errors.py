@@ -104,3 +104,21 @@ class ApiNotFound(ApiError):
 
 class WaitTimeout(EdgecvError):
     code = "wait_timeout"
+
+
+class SyncNotConfigured(EdgecvError):
+    """Upstream sync needs ``sync.url`` (and usually ``sync.api_key``)."""
+
+    code = "sync_not_configured"
+
+
+class UpstreamUnreachable(EdgecvError):
+    """The tenant API could not be reached or did not answer in time (network error, timeout)."""
+
+    code = "upstream_unreachable"
+
+
+class DiskBudgetExceeded(EdgecvError):
+    """The spool and job log are over ``sync.disk_budget_mb`` even after retention; new images are refused."""
+
+    code = "disk_budget_exceeded"

@@ -1,0 +1,78 @@
+"""``edgecv sync``: push pending results upstream once; ``edgecv sync --status``: backlog and last error."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from edgecv.cli import AppContext, fail, main, pass_app
+from edgecv.errors import EdgecvError
+from edgecv.store import Store
+from edgecv.sync import sync_all, sync_status
+
+
+@main.command()
+@click.option(
+    "--status",
+    "show_status",
+    is_flag=True,
+    help="Show the backlog, relay state and last error; send nothing.",
+)
+@click.option("--json", "as_json", is_flag=True, help="With --status: print JSON.")
+@click.option(
+    "--timeout", type=float, default=300.0, show_default=True, help="Give up after this many seconds."
+)
+@click.option(
+    "--progress/--no-progress", default=None, help="Progress bar (default: on a long backlog at a terminal)."
+)
+@pass_app
+def sync(app: AppContext, show_status: bool, as_json: bool, timeout: float, progress: bool | None) -> None:
+    """Push every pending result (and image) to the tenant API once, then print a summary.
+
+    Exits 1 when anything is still pending (upstream down, credentials refused, timeout).
+    """
+    config = app.config()
+    store = Store(config.db_path)
+    try:
+        if show_status:
+            report = sync_status(store, config)
+            click.echo(json.dumps(report, indent=2) if as_json else format_status(report))
+            return
+        summary = sync_all(store, config, deadline_s=timeout, progress=progress)
+    except EdgecvError as exc:
+        raise fail(exc) from None
+    finally:
+        store.close()
+    click.echo(
+        f"sent {summary.sent}, duplicate {summary.duplicate}, rejected {summary.rejected}, "
+        f"still pending {summary.pending}"
+        + (f", images pending {summary.images_pending}" if summary.images_pending else "")
+    )
+    if not summary.complete:
+        click.echo(f"not everything was sent: {summary.state}: {summary.last_error or 'timed out'}", err=True)
+        raise SystemExit(1)
+
+
+def format_status(report: dict) -> str:
+    backlog, disk = report["backlog"], report["disk"]
+    online = {True: "online", False: "offline", None: "unknown"}[report["online"]]
+    lines = [
+        f"upstream:      {report['url'] or '(sync.url not set)'} ({online})",
+        f"relay state:   {report['state']}"
+        + (f" (updated {report['updatedAt']})" if report["updatedAt"] else ""),
+        f"backlog:       {backlog['pending']} pending, {backlog['parked']} parked, {backlog['sent']} sent, "
+        f"{backlog['imagesPending']} images pending",
+        f"last success:  {report['lastSuccessAt'] or 'never'}",
+        f"last error:    {report['lastError'] or 'none'}"
+        + (f" at {report['lastErrorAt']}" if report["lastErrorAt"] else ""),
+        f"disk:          {disk['usedBytes'] / 1e6:.1f} MB of {disk['budgetBytes'] / 1e6:.1f} MB; "
+        f"{disk['pruned']} images pruned, {disk['downscaled']} downscaled",
+    ]
+    if report["backoffUntil"]:
+        lines.append(f"next retry:    {report['backoffUntil']}")
+    if disk["refusingNewImages"]:
+        lines.append(f"REFUSING NEW IMAGES: {disk['refusingNewImages']}")
+    for item in report["parked"]:
+        lines.append(f"parked:        {item['jobId']}: {item['reason']}")
+    return "\n".join(lines)

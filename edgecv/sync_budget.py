@@ -1,0 +1,209 @@
+"""The disk budget for a device that stays offline for weeks: spool images + the job log.
+
+Order when the budget is reached (``DiskBudget.enforce``), oldest first at each step:
+
+1. delete spooled images that are fully synced (every job finished, every result acknowledged, the
+   image uploaded or not wanted by the image policy);
+2. downscale images whose jobs all finished but that still wait on the upstream (halve each side;
+   results are never touched, and boxes were computed on the original);
+3. refuse new images: :func:`may_accept_image` answers ``(False, reason)``.
+
+Ingest asks before it accepts a file::
+
+    ok, reason = may_accept_image(store, config, size_bytes)
+    if not ok: quarantine the file with ``reason``   # or raise DiskBudgetExceeded(reason)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+
+from edgecv.config import Config
+from edgecv.store import Store, outbox
+
+log = logging.getLogger(__name__)
+
+USAGE_CACHE_S = 10.0
+_budgets: dict[Path, DiskBudget] = {}
+_budgets_lock = threading.Lock()
+
+
+def may_accept_image(store: Store, config: Config, size_bytes: int = 0) -> tuple[bool, str | None]:
+    """May ingest accept a new image of ``size_bytes``? ``(True, None)`` or ``(False, reason)``.
+
+    Cheap to call per file: disk usage is cached for a few seconds and updated as images are accepted.
+    Runs the retention order above before it says no.
+    """
+    with _budgets_lock:
+        budget = _budgets.get(store.path)
+        if budget is None:
+            budget = _budgets[store.path] = DiskBudget.from_config(store, config)
+    return budget.may_accept_image(size_bytes)
+
+
+def dir_bytes(path: Path) -> int:
+    total = 0
+    stack = [path]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(Path(entry.path))
+                    elif entry.is_file(follow_symlinks=False):
+                        total += entry.stat(follow_symlinks=False).st_size
+        except FileNotFoundError:
+            continue
+    return total
+
+
+class DiskBudget:
+    """Spool + job log bytes against ``sync.disk_budget_mb``."""
+
+    def __init__(self, store: Store, data_dir: Path, spool_dir: Path, budget_bytes: int) -> None:
+        self.store, self.data_dir, self.spool_dir = store, Path(data_dir), Path(spool_dir)
+        self.budget_bytes = budget_bytes
+        self.last_used: int | None = None
+        self.refusing: str | None = None  # the reason new images are refused, None = accepting
+        self._measured_at = 0.0
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_config(cls, store: Store, config: Config) -> DiskBudget:
+        return cls(store, config.data_dir, config.spool_dir, config.sync.disk_budget_mb * 1024 * 1024)
+
+    def used_bytes(self, *, fresh: bool = False) -> int:
+        """Spool folder + database files; measured at most every ``USAGE_CACHE_S`` unless ``fresh``."""
+        now = time.monotonic()
+        if fresh or self.last_used is None or now - self._measured_at > USAGE_CACHE_S:
+            db = sum(p.stat().st_size for p in self._db_files() if p.exists())
+            self.last_used = dir_bytes(self.spool_dir) + db
+            self._measured_at = now
+        return self.last_used
+
+    def _db_files(self) -> list[Path]:
+        path = self.store.path
+        return [path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")]
+
+    def may_accept_image(self, size_bytes: int = 0) -> tuple[bool, str | None]:
+        with self._lock:
+            if self.used_bytes() + size_bytes > self.budget_bytes:
+                self._enforce_locked(size_bytes)
+            elif self.refusing is not None:
+                log.info("disk budget: back under %d bytes; accepting new images", self.budget_bytes)
+                self.refusing = None
+            if self.refusing is None:
+                self.last_used = (self.last_used or 0) + size_bytes
+                return True, None
+            return False, self.refusing
+
+    def enforce(self, headroom: int = 0) -> str | None:
+        """Apply the retention order until ``headroom`` bytes fit; returns the refusal reason or None."""
+        with self._lock:
+            return self._enforce_locked(headroom)
+
+    def _enforce_locked(self, headroom: int) -> str | None:
+        over = self.used_bytes(fresh=True) + headroom - self.budget_bytes
+        if over > 0:
+            over -= self._drop_synced(over)
+        if over > 0:
+            over -= self._downscale_unsynced(over)
+        self.used_bytes(fresh=True)
+        if over > 0:
+            reason = (
+                f"disk budget reached: {self.last_used / 1e6:.1f} MB used of {self.budget_bytes / 1e6:.1f} MB "
+                "(sync.disk_budget_mb) and nothing synced is left to delete; new images are refused until "
+                "the upstream is reachable again or the budget is raised"
+            )
+            if self.refusing is None:
+                log.error("%s", reason)
+            self.refusing = reason
+        elif self.refusing is not None:
+            log.info("disk budget: back under %d bytes; accepting new images", self.budget_bytes)
+            self.refusing = None
+        return self.refusing
+
+    def _drop_synced(self, need: int) -> int:
+        freed = 0
+        while freed < need:
+            batch = outbox.synced_images(self.store, 200)
+            if not batch:
+                break
+            for obs_id, rel in batch:
+                path = self.data_dir / rel
+                size = path.stat().st_size if path.exists() else 0
+                path.unlink(missing_ok=True)
+                outbox.record_retention(self.store, obs_id, "pruned", size, 0)
+                freed += size
+                if freed >= need:
+                    break
+        if freed:
+            log.warning("disk budget: deleted %d bytes of synced images", freed)
+        return freed
+
+    def _downscale_unsynced(self, need: int) -> int:
+        freed = 0
+        while freed < need:
+            batch = outbox.unsynced_finished_images(self.store, 50)
+            if not batch:
+                break
+            for obs_id, rel in batch:
+                before, after = downscale_file(self.data_dir / rel)
+                outbox.record_retention(self.store, obs_id, "downscaled", before, after)
+                freed += before - after
+                if freed >= need:
+                    break
+        if freed:
+            log.warning("disk budget: downscaled unsynced images, freed %d bytes", freed)
+        return freed
+
+
+def downscale_file(path: Path, factor: float = 0.5) -> tuple[int, int]:
+    """Shrink an image in place (same format, each side × ``factor``); ``(bytes_before, bytes_after)``."""
+    import cv2
+
+    if not path.exists():
+        return 0, 0
+    before = path.stat().st_size
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        return before, before
+    h, w = image.shape[:2]
+    small = cv2.resize(
+        image, (max(1, int(w * factor)), max(1, int(h * factor))), interpolation=cv2.INTER_AREA
+    )
+    ok, encoded = cv2.imencode(path.suffix or ".jpg", small)
+    if not ok or len(encoded) >= before:
+        return before, before
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(encoded.tobytes())
+    os.replace(tmp, path)
+    return before, len(encoded)
+
+
+def image_bytes(path: Path, variant: str, media_type: str, max_px: int) -> tuple[bytes | None, str]:
+    """The bytes to upload for a spooled image: the file itself, or a JPEG thumbnail; None if gone."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None, media_type
+    if variant == "full":
+        return data, media_type
+    import cv2
+    import numpy as np
+
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        return data, media_type
+    h, w = image.shape[:2]
+    scale = min(1.0, max_px / max(h, w))
+    if scale < 1.0:
+        image = cv2.resize(
+            image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA
+        )
+    ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    return (encoded.tobytes(), "image/jpeg") if ok else (data, media_type)
