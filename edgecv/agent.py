@@ -58,6 +58,7 @@ class Agent:
         self.store: Store | None = None
         self.watcher: InboxWatcher | None = None
         self.services: list = []  # objects with a stop() to call on shutdown
+        self.metrics = None
 
     def request_stop(self, *_args) -> None:
         self.stop_event.set()
@@ -82,19 +83,24 @@ class Agent:
 
     def _run(self, cfg: Config) -> None:
         store = self.store
+        store.on_job_queued = self.signal.notify
         store.recover_jobs(cfg.max_attempts)
+        from edgecv.api import Metrics
+
+        self.metrics = Metrics(store)
+        self._start_services(cfg, store)
         for i in range(cfg.workers):
-            worker = Worker(store, cfg, detectors=DetectorPool(cfg), signal=self.signal, name=f"worker-{i}")
+            worker = Worker(
+                store,
+                cfg,
+                detectors=DetectorPool(cfg),
+                signal=self.signal,
+                name=f"worker-{i}",
+                metrics=self.metrics,
+            )
             self._thread(f"edgecv-worker-{i}", worker.run_forever, self.stop_event)
         self._thread("edgecv-lease-reaper", self._reap_expired_leases)
-        self._start_optional_services(cfg, store)
-        intake = Intake(
-            store,
-            cfg,
-            cfg.inbox,
-            on_queued=self.signal.notify,
-            settle_s=cfg.settle_s if cfg.poll else 0.0,
-        )
+        intake = Intake(store, cfg, cfg.inbox, settle_s=cfg.settle_s if cfg.poll else 0.0)
         self.watcher = InboxWatcher(intake, poll=cfg.poll, poll_interval_s=cfg.poll_interval_s)
         self.watcher.start()
         log.info(
@@ -138,18 +144,16 @@ class Agent:
             if requeued:
                 self.signal.notify()
 
-    def _start_optional_services(self, cfg: Config, store: Store) -> None:
-        """Sync relay, local API and webhook delivery, where those parts are installed and configured."""
-        for starter in _SERVICE_STARTERS:
-            service = starter(self, cfg, store)
-            if service is not None:
-                self.services.append(service)
+    def _start_services(self, cfg: Config, store: Store) -> None:
+        """Local API and webhook delivery (and the sync relay when ``sync.url`` is set)."""
+        from edgecv.webhooks import Dispatcher
 
+        dispatcher = Dispatcher(store, cfg.webhooks)  # before workers: completions get delivery rows
+        self._thread("edgecv-webhooks", dispatcher.run_forever, self.stop_event)
+        if cfg.api.enabled:
+            from edgecv.api import make_server
 
-_SERVICE_STARTERS: list[Callable[[Agent, Config, Store], object | None]] = []
-
-
-def service_starter(fn: Callable[[Agent, Config, Store], object | None]):
-    """Register a function that starts an optional service inside the agent (returns an object with stop())."""
-    _SERVICE_STARTERS.append(fn)
-    return fn
+            server = make_server(cfg, store, metrics=self.metrics)
+            server.start()
+            self.services.append(server)
+            log.info("local API on %s", server.url)

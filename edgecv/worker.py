@@ -54,6 +54,7 @@ class Worker:
         signal: WorkSignal | None = None,
         name: str = "worker-0",
         on_finished: Callable[[Job], None] | None = None,
+        metrics=None,
     ) -> None:
         self.store = store
         self.config = config
@@ -61,6 +62,7 @@ class Worker:
         self.signal = signal or WorkSignal()
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{name}"
         self.on_finished = on_finished
+        self.metrics = metrics  # edgecv.api.Metrics, when the agent runs one
 
     def run_once(self) -> Job | None:
         job = self.store.claim_job(self.owner, self.config.lease_s)
@@ -96,6 +98,8 @@ class Worker:
             finished = self.store.complete_job(
                 job.id, self.owner, result, inference_ms=inference_ms, device=device
             )
+            if self.metrics is not None:
+                self.metrics.observe_inference(inference_ms, model=job.model)
             log.info(
                 "job %s completed: %d detection(s) in %.1f ms",
                 job.id,

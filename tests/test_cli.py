@@ -42,7 +42,7 @@ def images(tmp_path, n, start=0):
 
 def test_run_prints_jobs_in_the_api_shape_and_keeps_originals(cli, tmp_path):
     paths = images(tmp_path, 2)
-    out = json.loads(cli("run", *paths, "--json").output)
+    out = json.loads(cli("run", *paths, "--json").stdout)
     assert [j["status"] for j in out] == ["completed", "completed"]
     job = out[0]
     assert set(job) == {
@@ -67,19 +67,19 @@ def test_run_prints_jobs_in_the_api_shape_and_keeps_originals(cli, tmp_path):
     assert summary["totalDetections"] == len(job["result"]["detections"])
     assert sum(summary["countsByLabel"].values()) == summary["totalDetections"]
     assert all((tmp_path / p).exists() for p in paths)
-    again = json.loads(cli("run", paths[0], "--json").output)
+    again = json.loads(cli("run", paths[0], "--json").stdout)
     assert again[0]["id"] == job["id"]  # identical bytes, same model: the existing job
 
 
 def test_jobs_show_and_list(cli, tmp_path):
-    out = json.loads(cli("run", *images(tmp_path, 3), "--json").output)
-    shown = json.loads(cli("jobs", "show", out[1]["id"]).output)
+    out = json.loads(cli("run", *images(tmp_path, 3), "--json").stdout)
+    shown = json.loads(cli("jobs", "show", out[1]["id"]).stdout)
     assert shown == out[1]
-    listed = json.loads(cli("jobs", "list", "--json", "--limit", "2").output)
+    listed = json.loads(cli("jobs", "list", "--json", "--limit", "2").stdout)
     assert [j["id"] for j in listed] == [out[2]["id"], out[1]["id"]]
     text = cli("jobs", "list", "--status", "completed").output
     assert text.count("completed") == 3
-    assert json.loads(cli("jobs", "list", "--json", "--model", "other").output) == []
+    assert json.loads(cli("jobs", "list", "--json", "--model", "other").stdout) == []
 
 
 def test_run_reports_rejected_files_and_exits_nonzero(cli, tmp_path):
@@ -91,7 +91,7 @@ def test_run_reports_rejected_files_and_exits_nonzero(cli, tmp_path):
 
 def test_run_with_unknown_model_fails_the_job(cli, tmp_path):
     result = cli("run", images(tmp_path, 1)[0], "--model", "nope", "--json", ok=False)
-    job = json.loads(result.output)[0]
+    job = json.loads(result.stdout)[0]
     assert job["status"] == "failed" and job["error"]["code"] == "model_not_found"
 
 
@@ -103,7 +103,7 @@ def test_jobs_show_unknown_id_is_a_clear_error(cli):
 def test_models_list_and_show(cli):
     out = cli("models", "list").output
     assert "rect" in out and "sha256 ok" in out and "onnx/fp32" in out
-    shown = json.loads(cli("models", "show", "rect").output)
+    shown = json.loads(cli("models", "show", "rect").stdout)
     assert shown["name"] == "rect" and shown["verified"] is True
     missing = cli("models", "show", "nope", ok=False)
     assert "model 'nope' is not installed" in missing.output

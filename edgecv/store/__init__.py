@@ -14,7 +14,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -89,6 +89,7 @@ class Store:
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self.on_job_queued: Callable[[Job], None] | None = None  # called after the commit that queues a job
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._migrate()
 
@@ -208,14 +209,23 @@ class Store:
             if model is None:
                 return observation, None, False
             job, created = self._insert_job(conn, observation.id, model)
-            return observation, job, created
+        if created:
+            self._queued(job)
+        return observation, job, created
 
     def create_job(self, observation_id: str, model: str) -> tuple[Job, bool]:
         """Queue a job for an existing observation; the existing job if one exists for that model."""
         with self.transaction() as conn:
             if conn.execute("SELECT 1 FROM observations WHERE id = ?", (observation_id,)).fetchone() is None:
                 raise ObservationNotFound(f"observation {observation_id} does not exist")
-            return self._insert_job(conn, observation_id, model)
+            job, created = self._insert_job(conn, observation_id, model)
+        if created:
+            self._queued(job)
+        return job, created
+
+    def _queued(self, job: Job) -> None:
+        if self.on_job_queued is not None:
+            self.on_job_queued(job)
 
     @staticmethod
     def _insert_job(conn: sqlite3.Connection, observation_id: str, model: str) -> tuple[Job, bool]:
