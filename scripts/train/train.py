@@ -1,0 +1,253 @@
+"""Time-budgeted training loop: AdamW, warmup + cosine by elapsed time, EMA, bf16 autocast, checkpoints.
+
+The learning-rate schedule follows wall-clock time (``minutes``) rather than epochs, so a run on a
+shared or slow CPU still finishes its schedule inside the budget it was given.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .data import Augment, YoloDataset
+from .loss import DetectionLoss
+from .model import STRIDES, EdgeDet, ExportWrapper
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    out: str
+    val: str | None = None
+    width: int = 640
+    height: int = 384
+    size: str = "n"
+    minutes: float = 30.0
+    batch: int = 16
+    lr: float = 2e-3
+    weight_decay: float = 5e-4
+    warmup: float = 0.03
+    ema_decay: float = 0.999
+    threads: int = 2
+    bf16: bool = True
+    seed: int = 0
+    val_every_min: float = 10.0
+    val_limit: int = 60
+    limit: int = 0
+    resume: str | None = None
+    aug: Augment = field(default_factory=Augment)
+
+
+class EMA:
+    """Exponential moving average of weights, ramped in so early noisy weights fade quickly."""
+
+    def __init__(self, model: torch.nn.Module, decay: float, tau: float = 300.0):
+        self.model = copy.deepcopy(model).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.decay, self.tau, self.updates = decay, tau, 0
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        self.updates += 1
+        d = self.decay * (1 - math.exp(-self.updates / self.tau))
+        msd = model.state_dict()
+        for k, v in self.model.state_dict().items():
+            if v.dtype.is_floating_point:
+                v.mul_(d).add_(msd[k].detach(), alpha=1 - d)
+            else:
+                v.copy_(msd[k])
+
+
+def param_groups(model: torch.nn.Module, wd: float):
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (decay if p.ndim == 4 and name.endswith("weight") else no_decay).append(p)
+    return [{"params": decay, "weight_decay": wd}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def save_checkpoint(path: Path, model: EdgeDet, cfg: TrainConfig, names: list[str], extra: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(
+        {
+            "state_dict": model.state_dict(),
+            "nc": model.nc,
+            "size": model.size,
+            "reg_max": model.reg_max,
+            "names": names,
+            "width": cfg.width,
+            "height": cfg.height,
+            "config": json.loads(json.dumps(asdict(cfg), default=str)),
+            **extra,
+        },
+        tmp,
+    )
+    tmp.replace(path)
+
+
+def load_checkpoint(path: str | Path) -> tuple[EdgeDet, dict]:
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    model = EdgeDet(ck["nc"], ck["size"], ck["reg_max"])
+    model.load_state_dict(ck["state_dict"])
+    return model.eval(), ck
+
+
+@torch.no_grad()
+def predict(model: EdgeDet, x: torch.Tensor, width: int, height: int) -> np.ndarray:
+    """Raw ``[B, 4+nc, N]`` predictions (same graph as the export)."""
+    wrapper = ExportWrapper(model, height, width).eval()
+    outs = model(x)
+    b = x.shape[0]
+    cat = torch.cat([o.reshape(b, o.shape[1], -1) for o in outs], 2)
+    n = cat.shape[-1]
+    reg = 4 * model.reg_max
+    d = cat[:, :reg].view(b, 4, model.reg_max, n).transpose(1, 2).softmax(1)
+    d = (d * wrapper.decode.bins).sum(1) * wrapper.decode.strides
+    cxy = wrapper.decode.anchors + (d[:, 2:] - d[:, :2]) * 0.5
+    out = torch.cat((cxy, d[:, :2] + d[:, 2:], cat[:, reg:].sigmoid()), 1)
+    return out.float().numpy()
+
+
+def validate(model: EdgeDet, ds: YoloDataset, limit: int = 0) -> dict:
+    """COCO mAP of ``model`` on ``ds`` at the network resolution (letterboxed pixels)."""
+    from edgecv.evaluation import coco_metrics
+    from edgecv.runtime.decode import decode
+    from edgecv.runtime.preprocess import LetterboxInfo
+
+    ident = LetterboxInfo(1.0, 1.0, 0.0, 0.0)
+    n = min(len(ds), limit) if limit else len(ds)
+    truths, dets = [], []
+    for i in range(0, n, 8):
+        idx = list(range(i, min(n, i + 8)))
+        x, _ = ds.batch(idx, Augment.none(), random.Random(0))
+        raw = predict(model, x.contiguous(memory_format=torch.channels_last), ds.width, ds.height)
+        for j, k in enumerate(idx):
+            dets.append(
+                decode(raw[j : j + 1], ident, (ds.height, ds.width), conf=0.001, iou=0.6, max_detections=300)
+            )
+            lab = ds.labels[k]
+            truths.append((lab[:, 1:5], lab[:, 0].astype(int), ds.width, ds.height))
+    return coco_metrics(truths, dets, ds.names)
+
+
+def train(cfg: TrainConfig) -> Path:
+    torch.set_num_threads(cfg.threads)
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for s in STRIDES:
+        if cfg.width % s or cfg.height % s:
+            raise ValueError(
+                f"input size {cfg.width}x{cfg.height}: both sides must be multiples of {max(STRIDES)}"
+            )
+
+    t_load = time.time()
+    ds = YoloDataset(Path(cfg.data), cfg.width, cfg.height, limit=cfg.limit)
+    val_ds = (
+        YoloDataset(Path(cfg.val), cfg.width, cfg.height, names=ds.names, limit=cfg.val_limit)
+        if cfg.val
+        else None
+    )
+    log.info("loaded data in %.0fs", time.time() - t_load)
+    names = ds.names
+
+    model = EdgeDet(len(names), cfg.size)
+    if cfg.resume:
+        model.load_state_dict(torch.load(cfg.resume, map_location="cpu", weights_only=False)["state_dict"])
+    model = model.to(memory_format=torch.channels_last).train()
+    log.info(
+        "EdgeDet-%s: %.2fM parameters, %d classes, input %dx%d",
+        cfg.size,
+        sum(p.numel() for p in model.parameters()) / 1e6,
+        len(names),
+        cfg.width,
+        cfg.height,
+    )
+    ema = EMA(model, cfg.ema_decay)
+    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.999))
+    lossf = DetectionLoss(len(names))
+    rng = random.Random(cfg.seed)
+    budget = cfg.minutes * 60
+    start = time.time()
+    last_ckpt = last_val = start
+    step, epoch = 0, 0
+    history: list[dict] = []
+    running = np.zeros(3)
+    done = False
+    while not done:
+        order = list(range(len(ds)))
+        rng.shuffle(order)
+        for b in range(0, len(order) - cfg.batch + 1, cfg.batch):
+            frac = (time.time() - start) / budget
+            if frac >= 1.0:
+                done = True
+                break
+            lr = cfg.lr * (
+                frac / cfg.warmup
+                if frac < cfg.warmup
+                else 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * (frac - cfg.warmup) / (1 - cfg.warmup)))
+            )
+            for g in opt.param_groups:
+                g["lr"] = lr
+            x, t = ds.batch(order[b : b + cfg.batch], cfg.aug, rng)
+            x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+                outs = model(x)
+            loss, items = lossf([o.float() for o in outs], t)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+            opt.step()
+            ema.update(model)
+            step += 1
+            running = 0.95 * running + 0.05 * items.numpy() if step > 1 else items.numpy()
+            now = time.time()
+            if step % 20 == 0:
+                log.info(
+                    "step %d epoch %d %.1f%% lr %.2e loss box %.3f cls %.3f dfl %.3f (%.2fs/step)",
+                    step,
+                    epoch,
+                    100 * frac,
+                    lr,
+                    *running,
+                    (now - start) / step,
+                )
+            if now - last_ckpt > 300:
+                save_checkpoint(out / "last.pt", ema.model, cfg, names, {"step": step, "epoch": epoch})
+                last_ckpt = now
+            if val_ds is not None and now - last_val > cfg.val_every_min * 60:
+                m = validate(ema.model, val_ds)
+                history.append(
+                    {
+                        "step": step,
+                        "minutes": round((now - start) / 60, 1),
+                        "mAP50": m["mAP50"],
+                        "mAP50_95": m["mAP50_95"],
+                    }
+                )
+                log.info("val step %d: mAP50 %.4f mAP50-95 %.4f", step, m["mAP50"], m["mAP50_95"])
+                last_val = time.time()
+        epoch += 1
+    train_min = (time.time() - start) / 60
+    final = {"step": step, "epoch": epoch, "train_minutes": round(train_min, 1), "history": history}
+    if val_ds is not None:
+        m = validate(ema.model, val_ds)
+        final["val"] = {"mAP50": m["mAP50"], "mAP50_95": m["mAP50_95"], "images": len(val_ds)}
+        log.info("final val: mAP50 %.4f mAP50-95 %.4f", m["mAP50"], m["mAP50_95"])
+    save_checkpoint(out / "model.pt", ema.model, cfg, names, final)
+    (out / "train-summary.json").write_text(json.dumps(final, indent=2) + "\n")
+    log.info("done: %d steps, %d epochs, %.1f min -> %s", step, epoch, train_min, out / "model.pt")
+    return out / "model.pt"
