@@ -91,6 +91,8 @@ class Config:
     poll_interval_s: float = 1.0
     settle_s: float = 2.0  # polling mode: size/mtime must be stable this long
     workers: int = 1
+    backlog_min: int = 3  # queued jobs from which a worker switches to overlapped (throughput) processing
+    backlog_batch: int = 32  # jobs claimed at once on the backlog path (1 disables it)
     max_attempts: int = 3
     lease_s: float = 300.0
     max_image_pixels: int = 50_000_000
@@ -279,15 +281,15 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"backend: expected auto, openvino or onnx, got {cfg.backend!r}")
     if cfg.precision not in (None, "int8", "fp32", "fp16"):
         raise ConfigError(f"precision: expected int8, fp32 or fp16, got {cfg.precision!r}")
-    for key in ("workers", "max_attempts", "max_image_pixels", "max_file_mb"):
+    for key in ("workers", "backlog_min", "backlog_batch", "max_attempts", "max_image_pixels", "max_file_mb"):
         if getattr(cfg, key) < 1:
             raise ConfigError(f"{key}: must be at least 1, got {getattr(cfg, key)}")
     if cfg.sync.image_policy not in ("none", "thumbnail", "full"):
         raise ConfigError(
             f"sync.image_policy: expected none, thumbnail or full, got {cfg.sync.image_policy!r}"
         )
-    if not (0 < cfg.api.port < 65536):
-        raise ConfigError(f"api.port: expected 1..65535, got {cfg.api.port}")
+    if not (0 <= cfg.api.port < 65536):
+        raise ConfigError(f"api.port: expected 0..65535 (0 = any free port), got {cfg.api.port}")
     for folder, model in cfg.folders.items():
         if Path(folder).is_absolute() or ".." in Path(folder).parts:
             raise ConfigError(f"folders.{folder}: must be a path relative to the inbox")

@@ -47,11 +47,14 @@ class DetectorPool:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self._detectors: dict[str, object] = {}
+        self._detectors: dict[tuple[str, str], object] = {}
         self._lock = threading.Lock()
 
-    def get(self, name: str):
-        detector = self._detectors.get(name)
+    def get(self, name: str, *, hint: str = "LATENCY"):
+        """The detector for model ``name`` compiled for ``hint`` (LATENCY: one image as fast as possible;
+        THROUGHPUT: as many parallel requests as the device likes, for backlogs). Opened once, kept."""
+        key = (name, hint)
+        detector = self._detectors.get(key)
         if detector is None:
             from edgecv.runtime.detector import Detector
 
@@ -62,19 +65,21 @@ class DetectorPool:
                 precision=self.config.precision,
                 device=self.config.device,
                 cache_dir=self.config.cache_dir / "openvino",
+                performance_hint=hint,
             )
             log.info(
-                "loaded %s %s (%s %s on %s)",
+                "loaded %s %s (%s %s on %s, %s)",
                 name,
                 package.version,
                 detector.backend,
                 detector.precision,
                 detector.device,
+                hint,
             )
             with self._lock:
-                self._detectors[name] = detector
+                self._detectors[key] = detector
         return detector
 
-    def loaded(self) -> dict[str, object]:
+    def loaded(self) -> dict[tuple[str, str], object]:
         with self._lock:
             return dict(self._detectors)

@@ -12,11 +12,14 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
 
 from edgecv.config import Config
 from edgecv.errors import EdgecvError, InferenceError
 from edgecv.imageio import decode_file
-from edgecv.jobs import Job
+from edgecv.jobs import Job, Observation
 from edgecv.registry import DetectorPool
 from edgecv.store import Store
 from edgecv.vision import PipelineInput, get_pipeline
@@ -65,6 +68,17 @@ class Worker:
         self.metrics = metrics  # edgecv.api.Metrics, when the agent runs one
 
     def run_once(self) -> Job | None:
+        """Process the oldest queued job, or, with a backlog, a batch through the overlapped path.
+
+        Returns the last job finished (None when nothing was queued).
+        """
+        if self.config.backlog_batch > 1 and self.store.count_queued() >= self.config.backlog_min:
+            jobs = self.store.claim_jobs(self.owner, self.config.lease_s, limit=self.config.backlog_batch)
+            if jobs:
+                from edgecv.backlog import run_backlog
+
+                finished = run_backlog(self, jobs)
+                return finished[-1] if finished else None
         job = self.store.claim_job(self.owner, self.config.lease_s)
         if job is None:
             return None
@@ -83,54 +97,80 @@ class Worker:
                 self.signal.wait(self.IDLE_WAIT_S)
 
     def process(self, job: Job) -> Job:
-        """Run one claimed job to ``completed`` or ``failed``."""
+        """Run one claimed job to ``completed`` or ``failed`` through one LATENCY-mode inference."""
         try:
-            result, inference_ms, device = self._infer(job)
-        except EdgecvError as exc:
-            log.warning("job %s failed: %s: %s", job.id, exc.code, exc)
-            finished = self.store.fail_job(job.id, self.owner, exc.code, str(exc))
-        except Exception as exc:  # a bug or a runtime crash must not take the worker down
-            log.exception("job %s failed unexpectedly", job.id)
-            finished = self.store.fail_job(
-                job.id, self.owner, InferenceError.code, f"unexpected error while processing: {exc!r}"
-            )
-        else:
-            finished = self.store.complete_job(
-                job.id, self.owner, result, inference_ms=inference_ms, device=device
-            )
-            if self.metrics is not None:
-                self.metrics.observe_inference(inference_ms, model=job.model)
-            log.info(
-                "job %s completed: %d detection(s) in %.1f ms",
-                job.id,
-                len(result["detections"]),
-                inference_ms,
-            )
-        if self.on_finished is not None:
-            self.on_finished(finished)
-        return finished
+            loaded = self.load(job)
+            start = time.perf_counter()
+            try:
+                detections = loaded.detector.detect(loaded.image)
+            except EdgecvError:
+                raise
+            except Exception as exc:
+                raise InferenceError(f"the {job.model} model failed on this image: {exc}") from exc
+            return self.complete(loaded, detections, (time.perf_counter() - start) * 1000.0)
+        except Exception as exc:
+            return self.fail(job, exc)
 
-    def _infer(self, job: Job) -> tuple[dict, float, str]:
+    # -- the steps, shared with the backlog path ---------------------------------------------------
+
+    def load(self, job: Job, *, hint: str = "LATENCY") -> Loaded:
+        """The job's observation, decoded image and detector. Raises EdgecvError with the job's error code."""
         observation = self.store.get_observation(job.observation_id)
-        detector = self.detectors.get(job.model)
+        detector = self.detectors.get(job.model, hint=hint)
         image = decode_file(
             self.config.data_dir / observation.spool_path, max_pixels=self.config.max_image_pixels
         )
-        start = time.perf_counter()
+        return Loaded(job, observation, image, detector)
+
+    def complete(self, loaded: Loaded, detections, inference_ms: float) -> Job:
+        """Post-process, then record the result (job + outbox + webhooks in one transaction)."""
+        job, detector = loaded.job, loaded.detector
         try:
-            detections = detector.detect(image)
-        except EdgecvError:
-            raise
-        except Exception as exc:
-            raise InferenceError(f"the {job.model} model failed on this image: {exc}") from exc
-        inference_ms = (time.perf_counter() - start) * 1000.0
-        pipeline = get_pipeline(detector.package.pipeline)
-        result = pipeline(
-            PipelineInput(
-                image=image,
-                detections=detections,
-                labels=list(detector.package.labels),
-                metadata=observation.metadata,
+            pipeline = get_pipeline(detector.package.pipeline)
+            result = pipeline(
+                PipelineInput(
+                    image=loaded.image,
+                    detections=detections,
+                    labels=list(detector.package.labels),
+                    metadata=loaded.observation.metadata,
+                )
             )
+        except Exception as exc:
+            return self.fail(job, exc)
+        finished = self.store.complete_job(
+            job.id, self.owner, result, inference_ms=inference_ms, device=detector.device
         )
-        return result, inference_ms, detector.device
+        if self.metrics is not None:
+            self.metrics.observe_inference(inference_ms, model=job.model)
+        log.info(
+            "job %s completed: %d detection(s) in %.1f ms", job.id, len(result["detections"]), inference_ms
+        )
+        return self._finished(finished)
+
+    def fail(self, job: Job, exc: BaseException) -> Job:
+        """Record a failure with a stable code; a bug or runtime crash never takes the worker down."""
+        if isinstance(exc, EdgecvError):
+            log.warning("job %s failed: %s: %s", job.id, exc.code, exc)
+            code, message = exc.code, str(exc)
+        else:
+            log.error("job %s failed unexpectedly", job.id, exc_info=exc)
+            code, message = InferenceError.code, f"unexpected error while processing: {exc!r}"
+        return self._finished(self.store.fail_job(job.id, self.owner, code, message))
+
+    def _finished(self, job: Job) -> Job:
+        if self.on_finished is not None:
+            self.on_finished(job)
+        return job
+
+
+@dataclass
+class Loaded:
+    """A claimed job with what processing it needs."""
+
+    job: Job
+    observation: Observation
+    image: np.ndarray
+    detector: object
+    tensor: np.ndarray | None = None
+    letterbox: object = None
+    submitted_at: float = 0.0

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -167,6 +168,67 @@ class OpenVinoBackend:
         except RuntimeError as exc:
             raise InferenceError(f"OpenVINO inference failed on {self.device}: {exc}") from exc
 
+    def infer_queue(self, callback: InferCallback) -> OpenVinoQueue:
+        """Asynchronous requests (as many as the device's optimal number) calling ``callback`` per result."""
+        return OpenVinoQueue(self._compiled, callback, self.device)
+
+
+InferCallback = Callable[[object, "np.ndarray | None", "Exception | None"], None]
+
+
+class OpenVinoQueue:
+    """``submit`` returns at once; ``callback(userdata, raw, error)`` runs on an OpenVINO thread."""
+
+    def __init__(self, compiled, callback: InferCallback, device: str) -> None:
+        import openvino as ov
+
+        self._queue = ov.AsyncInferQueue(compiled, 0)  # 0 = the device's optimal number of requests
+        self._callback = callback
+        self._device = device
+        self._queue.set_callback(self._done)
+
+    @property
+    def size(self) -> int:
+        return len(self._queue)
+
+    def _done(self, request, userdata) -> None:
+        try:
+            raw = np.array(request.get_output_tensor(0).data, dtype=np.float32)
+        except Exception as exc:  # reported to the caller, never raised on OpenVINO's thread
+            self._callback(
+                userdata, None, InferenceError(f"OpenVINO inference failed on {self._device}: {exc}")
+            )
+            return
+        self._callback(userdata, raw, None)
+
+    def submit(self, tensor: np.ndarray, userdata: object) -> None:
+        """Blocks only while every request is busy."""
+        self._queue.start_async({0: tensor}, userdata)
+
+    def wait_all(self) -> None:
+        self._queue.wait_all()
+
+
+class SyncQueue:
+    """The same interface for backends without asynchronous requests: runs each submit inline."""
+
+    size = 1
+
+    def __init__(self, infer: Callable[[np.ndarray], np.ndarray], callback: InferCallback) -> None:
+        self._infer = infer
+        self._callback = callback
+
+    def submit(self, tensor: np.ndarray, userdata: object) -> None:
+        try:
+            raw = self._infer(tensor)
+        except Exception as exc:
+            self._callback(userdata, None, exc)
+            return
+        self._callback(userdata, raw, None)
+
+    def wait_all(self) -> None:
+        return None
+
 
 class OnnxRuntimeBackend:
     """ONNX Runtime on the CPU execution provider."""
@@ -208,3 +270,7 @@ class OnnxRuntimeBackend:
         except Exception as exc:
             raise InferenceError(f"ONNX Runtime inference failed: {exc}") from exc
         return np.asarray(out, dtype=np.float32)
+
+    def infer_queue(self, callback: InferCallback) -> SyncQueue:
+        """ONNX Runtime has no request queue here: each submit runs inline (its own threads parallelise)."""
+        return SyncQueue(self.infer, callback)

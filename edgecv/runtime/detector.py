@@ -123,6 +123,10 @@ class Detector:
         """Raw ``[1, 4+nc, N]`` output for one input tensor."""
         return self.runtime.infer(tensor)
 
+    def infer_queue(self, callback):
+        """Overlapped inference: ``queue.submit(tensor, userdata)``; ``callback(userdata, raw, error)``."""
+        return self.runtime.infer_queue(callback)
+
     def postprocess(
         self,
         raw: np.ndarray,

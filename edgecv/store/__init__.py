@@ -307,6 +307,20 @@ class Store:
 
     # -- leases and state transitions -----------------------------------------------------------
 
+    def count_queued(self) -> int:
+        return self.conn.execute("SELECT COUNT(*) FROM jobs WHERE status = 'queued'").fetchone()[0]
+
+    def claim_jobs(self, owner: str, lease_s: float, *, limit: int) -> list[Job]:
+        """Claim up to ``limit`` oldest queued jobs at once (the backlog path), oldest first."""
+        with self.transaction() as conn:
+            rows = conn.execute(
+                "UPDATE jobs SET status = 'processing', lease_owner = ?, lease_expires_at = ?,"
+                " attempts = attempts + 1, started_at = ? WHERE id IN"
+                " (SELECT id FROM jobs WHERE status = 'queued' ORDER BY id LIMIT ?) RETURNING *",
+                (owner, time.time() + lease_s, utc_now(), int(limit)),
+            ).fetchall()
+        return sorted((_job(r) for r in rows), key=lambda j: j.id)
+
     def claim_job(self, owner: str, lease_s: float, *, job_id: str | None = None) -> Job | None:
         """Take the oldest queued job (or ``job_id`` if it is queued): ``processing``, leased, attempts + 1."""
         pick = "?" if job_id else "(SELECT id FROM jobs WHERE status = 'queued' ORDER BY id LIMIT 1)"

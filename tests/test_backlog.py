@@ -1,0 +1,65 @@
+"""The overlapped backlog path gives the same results as the one-at-a-time path, and fails per job."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from conftest import distinct_jpeg, jpeg_bytes
+
+from edgecv.ingest import ingest_bytes
+from edgecv.store import Store
+from edgecv.worker import Worker
+
+
+def queue_images(store, config, n, start=0, model="rect"):
+    return [
+        ingest_bytes(store, config, distinct_jpeg(i), name=f"{i}.jpg", model=model).job
+        for i in range(start, start + n)
+    ]
+
+
+def boxes(job):
+    return [(d["objectName"], d["boundingBox"]) for d in job.result["detections"]]
+
+
+@pytest.mark.parametrize("backend", ["openvino", "onnx"])
+def test_backlog_matches_single_path(store, config, tmp_path, backend):
+    config.backend = backend
+    jobs = queue_images(store, config, 12)
+    worker = Worker(store, config)
+    assert worker.run_once() is not None  # 12 queued ≥ backlog_min: one batch, overlapped
+    assert store.count_by_status()["completed"] == 12
+    assert ("rect", "THROUGHPUT") in worker.detectors.loaded()
+
+    single_cfg = replace(config, data_dir=tmp_path / "single", backlog_batch=1)
+    single_store = Store(single_cfg.db_path)
+    single_jobs = queue_images(single_store, single_cfg, 12)
+    single_worker = Worker(single_store, single_cfg)
+    while single_worker.run_once() is not None:
+        pass
+    assert list(single_worker.detectors.loaded()) == [("rect", "LATENCY")]
+    for job, twin in zip(jobs, single_jobs, strict=True):
+        got, expected = store.get_job(job.id), single_store.get_job(twin.id)
+        assert boxes(got) == boxes(expected)
+        for a, b in zip(got.result["detections"], expected.result["detections"], strict=True):
+            assert a["confidence"] == pytest.approx(b["confidence"], abs=0.02)
+    single_store.close()
+
+
+def test_backlog_fails_bad_jobs_and_completes_the_rest(store, config):
+    good = queue_images(store, config, 6)
+    missing = queue_images(store, config, 2, start=50, model="no-such-model")
+    bad = ingest_bytes(
+        store, config, jpeg_bytes(box=(5, 5, 50, 50)), name="soon-broken.jpg", model="rect"
+    ).job
+    obs_path = config.data_dir / store.get_observation(bad.observation_id).spool_path
+    obs_path.write_bytes(b"\xff\xd8\xff" + b"\x00" * 100)  # the spooled bytes went bad on disk
+    worker = Worker(store, config)
+    while worker.run_once() is not None:
+        pass
+    statuses = {j.id: store.get_job(j.id) for j in [*good, *missing, bad]}
+    assert all(statuses[j.id].status == "completed" for j in good)
+    assert all(statuses[j.id].error_code == "model_not_found" for j in missing)
+    assert statuses[bad.id].status == "failed" and statuses[bad.id].error_code == "image_unreadable"
+    assert store.conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 9
