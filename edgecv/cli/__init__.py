@@ -7,7 +7,6 @@ each registers itself on :data:`main` when imported below.
 from __future__ import annotations
 
 import importlib
-import logging
 from pathlib import Path
 
 import click
@@ -15,6 +14,7 @@ import click
 from edgecv import __version__
 from edgecv.config import Config, load_config
 from edgecv.errors import EdgecvError
+from edgecv.logging_setup import LOG_FORMATS, configure_logging, register_secrets
 
 COMMAND_MODULES = ("jobs", "models", "run", "agent", "sync", "serve", "admin")
 
@@ -33,6 +33,7 @@ class AppContext:
                 self._config = load_config(self.config_file, {**self.overrides, **more})
             except EdgecvError as exc:
                 raise click.ClickException(str(exc)) from None
+            register_secrets(self._config)
         return self._config
 
 
@@ -58,14 +59,24 @@ pass_app = click.make_pass_decorator(AppContext)
     help="Where the job log, spool and caches live (env EDGECV_DATA_DIR).",
 )
 @click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+@click.option(
+    "--log-format",
+    type=click.Choice(LOG_FORMATS),
+    default="text",
+    show_default=True,
+    help="Log lines on stderr: human-readable, or JSON lines. Secrets are always redacted.",
+)
 @click.pass_context
-def main(ctx: click.Context, config_file: Path | None, data_dir: Path | None, log_level: str | None) -> None:
+def main(
+    ctx: click.Context,
+    config_file: Path | None,
+    data_dir: Path | None,
+    log_level: str | None,
+    log_format: str,
+) -> None:
     """edgecv: the CV Jobs API on edge hardware."""
     ctx.obj = AppContext(config_file, {"data_dir": data_dir, "log_level": log_level})
-    logging.basicConfig(
-        level=(log_level or "INFO").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging((log_level or "INFO").upper(), log_format)
 
 
 for _name in COMMAND_MODULES:

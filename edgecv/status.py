@@ -1,0 +1,259 @@
+"""What ``edgecv status`` reports: a snapshot of the job log, the sync relay and the running agent.
+
+The job log is opened read-only (nothing is migrated or created). The running agent publishes what it
+loaded in ``<data_dir>/agent-state.json`` (:func:`write_agent_state`); whether it is still running is
+read from its data-dir lock, which the kernel releases when the process dies.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import socket
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from edgecv import __version__
+from edgecv.config import Config
+from edgecv.jobs import Job, utc_now
+from edgecv.registry import installed_models
+from edgecv.store import schema_version
+from edgecv.store import status as db
+
+log = logging.getLogger(__name__)
+
+AGENT_STATE_NAME = "agent-state.json"
+_state_lock = threading.Lock()
+
+
+def agent_state_path(config: Config) -> Path:
+    return config.data_dir / AGENT_STATE_NAME
+
+
+def write_agent_state(config: Config, detectors: Mapping[str, Any]) -> Path:
+    """Publish this process's pid and loaded models (``name → Detector``) for ``edgecv status``.
+
+    Call it when the agent starts (with ``{}``) and after a model is loaded. Models already recorded by
+    the same process (another worker's pool) are kept, so each pool can report only its own. The file
+    is replaced atomically.
+    """
+    path = agent_state_path(config)
+    with _state_lock:
+        previous = read_agent_state(config) or {}
+        same_process = previous.get("pid") == os.getpid()
+        models = dict(previous.get("models", {})) if same_process else {}
+        for name, detector in detectors.items():
+            package = getattr(detector, "package", None)
+            models[name] = {
+                "version": getattr(package, "version", None),
+                "backend": getattr(detector, "backend", None),
+                "precision": getattr(detector, "precision", None),
+                "device": getattr(detector, "device", None),
+            }
+        doc = {
+            "pid": os.getpid(),
+            "hostname": socket.gethostname(),
+            "version": __version__,
+            "startedAt": previous.get("startedAt") if same_process else utc_now(),
+            "updatedAt": utc_now(),
+            "devicePreference": config.device,
+            "models": models,
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    return path
+
+
+def read_agent_state(config: Config) -> dict[str, Any] | None:
+    try:
+        return json.loads(agent_state_path(config).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def agent_running(data_dir: Path) -> bool:
+    """True when a process holds the agent's data-dir lock (``agent.lock``)."""
+    lock = Path(data_dir) / "agent.lock"
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
+def _job_brief(job: Job | None) -> dict[str, Any] | None:
+    if job is None:
+        return None
+    brief: dict[str, Any] = {"id": job.id, "model": job.model, "completedAt": job.completed_at}
+    if job.status == "completed":
+        brief["detections"] = len((job.result or {}).get("detections", []))
+        brief["device"] = job.device
+        brief["inferenceMs"] = job.inference_ms
+    else:
+        brief["error"] = {"code": job.error_code, "message": job.error_message}
+    return brief
+
+
+def _agent(config: Config) -> dict[str, Any]:
+    running = agent_running(config.data_dir)
+    state = read_agent_state(config)
+    doc: dict[str, Any] = {"running": running}
+    if state is not None:
+        doc.update(
+            {
+                "pid": state.get("pid"),
+                "startedAt": state.get("startedAt"),
+                "version": state.get("version"),
+                "modelsLoaded": state.get("models", {}),
+                "stale": not running,  # the file outlived its process
+            }
+        )
+    return doc
+
+
+def _models(config: Config) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": name,
+            "version": pkg.version,
+            "weights": [f"{w.backend}/{w.precision}" for w in pkg.weights],
+            "path": str(pkg.path),
+        }
+        for name, pkg in sorted(installed_models(config).items())
+    ]
+
+
+def _sync(config: Config, store: db.ReadOnlyStore) -> dict[str, Any]:
+    from edgecv.store import outbox
+
+    backlog = db.optional(lambda: outbox.backlog(store).to_dict())
+    if backlog is None:  # an older schema without sync_images: count the outbox alone
+        counts = db.outbox_counts(store)
+        backlog = {**counts, "imagesPending": 0}
+    saved = db.optional(outbox.load_status, store) or {}
+    return {
+        "configured": bool(config.sync.url),
+        "url": config.sync.url,
+        "state": saved.get("state", "never-run" if config.sync.url else "disabled"),
+        "online": None if saved.get("online") is None else bool(saved["online"]),
+        "lastError": saved.get("last_error"),
+        "lastSuccessAt": saved.get("last_success_at"),
+        "backoffUntil": saved.get("backoff_until"),
+        "backlog": backlog,
+    }
+
+
+def status_snapshot(config: Config) -> dict[str, Any]:
+    """Everything ``edgecv status`` prints. Raises SchemaTooNew for a database from a newer edgecv."""
+    snapshot: dict[str, Any] = {
+        "version": __version__,
+        "dataDir": str(config.data_dir),
+        "inbox": None if config.inbox is None else str(config.inbox),
+        "agent": _agent(config),
+        "models": _models(config),
+    }
+    if not config.db_path.exists():
+        snapshot.update(
+            database={"path": str(config.db_path), "exists": False},
+            queue={"depth": 0, "processing": 0},
+            jobs=dict.fromkeys(("queued", "processing", "completed", "failed"), 0),
+            lastCompleted=None,
+            lastFailed=None,
+            sync=_sync_without_db(config),
+        )
+        return snapshot
+    with db.open_readonly(config.db_path) as store:
+        version = db.check_schema(store, schema_version())
+        counts = db.job_counts(store)
+        snapshot.update(
+            database={"path": str(config.db_path), "exists": True, "schemaVersion": version},
+            queue={"depth": counts["queued"], "processing": counts["processing"]},
+            jobs=counts,
+            lastCompleted=_job_brief(db.last_job(store, "completed")),
+            lastFailed=_job_brief(db.last_job(store, "failed")),
+            sync=_sync(config, store),
+        )
+    return snapshot
+
+
+def _sync_without_db(config: Config) -> dict[str, Any]:
+    return {
+        "configured": bool(config.sync.url),
+        "url": config.sync.url,
+        "state": "never-run" if config.sync.url else "disabled",
+        "online": None,
+        "lastError": None,
+        "lastSuccessAt": None,
+        "backoffUntil": None,
+        "backlog": {"pending": 0, "sent": 0, "parked": 0, "imagesPending": 0},
+    }
+
+
+def format_status(snapshot: dict[str, Any]) -> list[str]:
+    """The human-readable lines of ``edgecv status``."""
+    agent = snapshot["agent"]
+    if agent["running"]:
+        agent_line = f"running (pid {agent.get('pid', '?')}, since {agent.get('startedAt', '?')})"
+    else:
+        agent_line = "not running"
+    jobs = snapshot["jobs"]
+    lines = [
+        f"agent:      {agent_line}",
+        f"data dir:   {snapshot['dataDir']}",
+        f"inbox:      {snapshot['inbox'] or '(not set)'}",
+        f"queue:      {snapshot['queue']['depth']} queued, {snapshot['queue']['processing']} processing",
+        "jobs:       " + ", ".join(f"{n} {s}" for s, n in jobs.items()),
+    ]
+    done = snapshot["lastCompleted"]
+    lines.append(
+        f"last done:  {done['id']} {done['model']} at {done['completedAt']} ({done['detections']} detection(s))"
+        if done
+        else "last done:  none"
+    )
+    failed = snapshot["lastFailed"]
+    lines.append(
+        f"last fail:  {failed['id']} {failed['model']} at {failed['completedAt']}: "
+        f"{failed['error']['code']}: {failed['error']['message']}"
+        if failed
+        else "last fail:  none"
+    )
+    sync = snapshot["sync"]
+    backlog = sync["backlog"]
+    if sync["configured"]:
+        sync_line = (
+            f"{sync['state']} → {sync['url']}; backlog {backlog['pending']} pending, "
+            f"{backlog['parked']} parked, {backlog['imagesPending']} image(s)"
+        )
+        if sync["lastError"]:
+            sync_line += f"; last error: {sync['lastError']}"
+    else:
+        sync_line = f"disabled (no sync.url); {backlog['pending']} result(s) kept locally"
+    lines.append(f"sync:       {sync_line}")
+    loaded = agent.get("modelsLoaded", {}) if agent["running"] else {}
+    if not snapshot["models"]:
+        lines.append("models:     none installed")
+    for model in snapshot["models"]:
+        where = loaded.get(model["name"])
+        on = (
+            f"loaded on {where['device']} ({where['backend']}/{where['precision']})"
+            if where
+            else "not loaded"
+        )
+        lines.append(f"model:      {model['name']} {model['version']} [{', '.join(model['weights'])}] {on}")
+    return lines
