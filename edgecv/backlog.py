@@ -5,7 +5,8 @@ Used by a worker when several jobs are queued. Three things run at once:
 - inference on OpenVINO's asynchronous request queue, compiled with the THROUGHPUT hint (as many
   parallel requests as the device likes);
 - post-processing and recording results on the worker's own thread, as each inference finishes.
-At most ``inflight`` images are held in memory at a time.
+At most a few images per inference request are held in memory, and jobs are claimed a few at a time
+as the pipeline has room (so a crash re-queues only those few, and their attempt counts stay honest).
 """
 
 from __future__ import annotations
@@ -38,8 +39,9 @@ def run_backlog(worker, jobs: list[Job]) -> list[Job]:
 
 
 def _run_model(worker, jobs: list[Job]) -> list[Job]:
+    model = jobs[0].model
     try:
-        detector = worker.detectors.get(jobs[0].model, hint="THROUGHPUT")
+        detector = worker.detectors.get(model, hint="THROUGHPUT")
     except Exception as exc:  # model missing or broken: every job fails with the same clear error
         return [worker.fail(job, exc) for job in jobs]
     done: queue.Queue = queue.Queue()
@@ -51,7 +53,16 @@ def _run_model(worker, jobs: list[Job]) -> list[Job]:
     in_inference = 0
     with ThreadPoolExecutor(decode_threads(), thread_name_prefix="edgecv-decode") as pool:
         while pending or loading or in_inference:
-            while pending and len(loading) + in_inference < limit:
+            while len(loading) + in_inference < limit:
+                if not pending:  # keep the pipeline full: claim more of this model, a few at a time
+                    pending = worker.store.claim_jobs(
+                        worker.owner,
+                        worker.config.lease_s,
+                        limit=limit - len(loading) - in_inference,
+                        model=model,
+                    )
+                    if not pending:
+                        break
                 job = pending.pop(0)
                 loading.append((job, pool.submit(_load, worker, detector, job)))
             if loading and (loading[0][1].done() or not in_inference):

@@ -92,7 +92,7 @@ class Config:
     settle_s: float = 2.0  # polling mode: size/mtime must be stable this long
     workers: int = 1
     backlog_min: int = 3  # queued jobs from which a worker switches to overlapped (throughput) processing
-    backlog_batch: int = 32  # jobs claimed at once on the backlog path (1 disables it)
+    backlog_batch: int = 8  # jobs claimed at a time on the backlog path (1 disables it)
     max_attempts: int = 3
     lease_s: float = 300.0
     max_image_pixels: int = 50_000_000

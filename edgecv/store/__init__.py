@@ -310,14 +310,21 @@ class Store:
     def count_queued(self) -> int:
         return self.conn.execute("SELECT COUNT(*) FROM jobs WHERE status = 'queued'").fetchone()[0]
 
-    def claim_jobs(self, owner: str, lease_s: float, *, limit: int) -> list[Job]:
-        """Claim up to ``limit`` oldest queued jobs at once (the backlog path), oldest first."""
+    def claim_jobs(self, owner: str, lease_s: float, *, limit: int, model: str | None = None) -> list[Job]:
+        """Claim up to ``limit`` oldest queued jobs (of ``model``, if given) at once, oldest first."""
+        only = " AND model = ?" if model is not None else ""
         with self.transaction() as conn:
             rows = conn.execute(
                 "UPDATE jobs SET status = 'processing', lease_owner = ?, lease_expires_at = ?,"
                 " attempts = attempts + 1, started_at = ? WHERE id IN"
-                " (SELECT id FROM jobs WHERE status = 'queued' ORDER BY id LIMIT ?) RETURNING *",
-                (owner, time.time() + lease_s, utc_now(), int(limit)),
+                f" (SELECT id FROM jobs WHERE status = 'queued'{only} ORDER BY id LIMIT ?) RETURNING *",
+                (
+                    owner,
+                    time.time() + lease_s,
+                    utc_now(),
+                    *((model,) if model is not None else ()),
+                    int(limit),
+                ),
             ).fetchall()
         return sorted((_job(r) for r in rows), key=lambda j: j.id)
 
@@ -417,9 +424,7 @@ class Store:
         expired = " AND lease_expires_at < ?" if only_expired else ""
         params: tuple = (now,) if only_expired else ()
         with self.transaction() as conn:
-            rows = conn.execute(
-                f"SELECT * FROM jobs WHERE status = 'processing'{expired}", params
-            ).fetchall()
+            rows = conn.execute(f"SELECT * FROM jobs WHERE status = 'processing'{expired}", params).fetchall()
             requeued = failed = 0
             for row in rows:
                 if row["attempts"] >= max_attempts:
@@ -442,7 +447,9 @@ class Store:
                     )
                     requeued += 1
         if requeued or failed:
-            log.warning("recovered abandoned jobs: %d requeued, %d failed (attempts exhausted)", requeued, failed)
+            log.warning(
+                "recovered abandoned jobs: %d requeued, %d failed (attempts exhausted)", requeued, failed
+            )
         return requeued, failed
 
 
