@@ -52,6 +52,7 @@ IDLE, SENDING, BACKING_OFF, PAUSED_AUTH, OFFLINE = "idle", "sending", "backing-o
 TRANSIENT_STATUSES = {408, 425, 429, 500, 502, 503, 504}
 IMAGES_PER_ITERATION = 16
 ITERATION_BUDGET_S = 1.0  # run_once returns after about this long on a long backlog
+ENCODE_AHEAD_ITEMS = 2000  # per iteration spent waiting for the upstream
 _ENVELOPE = len(b'{"items":[]}')
 
 
@@ -67,7 +68,9 @@ def canonical(value: Any) -> bytes:
 class Encoded:
     """One outbox entry as it goes on the wire."""
 
-    entry: OutboxEntry
+    outbox_id: int
+    key: str
+    job_id: str
     body: bytes
 
 
@@ -77,9 +80,8 @@ def encode_entry(entry: OutboxEntry, device_id: str) -> Encoded:
     body = canonical(payload)
     digest = hashlib.sha256(body).hexdigest()
     key = json.dumps(entry.idempotency_key).encode()
-    return Encoded(
-        entry, b'{"idempotencyKey":' + key + b',"payloadHash":"' + digest.encode() + b'",' + body[1:]
-    )
+    item = b'{"idempotencyKey":' + key + b',"payloadHash":"' + digest.encode() + b'",' + body[1:]
+    return Encoded(entry.outbox_id, entry.idempotency_key, entry.job.id, item)
 
 
 def split_by_bytes(items: Sequence[Encoded], max_items: int, max_bytes: int) -> list[list[Encoded]]:
@@ -250,6 +252,7 @@ class Relay:
         self._saved: dict[str, Any] | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._prefetched: Future[list[Encoded]] | None = None
+        self._recording: list[Future[None]] = []
         self._results_path = f"/v1/tenants/{quote(tenant_id, safe='')}/sync/results"
         self._images_path = f"/v1/tenants/{quote(tenant_id, safe='')}/sync/images/"
 
@@ -293,7 +296,14 @@ class Relay:
         try:
             return self._iterate()
         finally:
+            self._finish_recording()
             self._save_status()
+
+    def _finish_recording(self) -> None:
+        """Wait for acknowledgements written in the background; re-raise the first failure."""
+        pending, self._recording = self._recording, []
+        for future in pending:
+            future.result()
 
     def report(self) -> dict[str, Any]:
         """State for the CLI, metrics and the local API: state, last error, backlog, disk."""
@@ -321,14 +331,14 @@ class Relay:
             elif now < self._backoff_until:
                 return min(self._backoff_until - now, self.settings.poll_interval_s)
         elif now < self._backoff_until:
-            return self._backoff_until - now
+            return self._wait_after_failure()
         deadline = now + ITERATION_BUDGET_S
         items = self._take_prefetched() or self._prepare(0)
         while items:
             self.state = SENDING
             full = len(items) >= self.settings.batch_max_items
             if full:  # encode the next window while the upstream works on this one
-                self._prefetched = self._executor().submit(self._prepare, items[-1].entry.outbox_id)
+                self._prefetched = self._executor().submit(self._prepare, items[-1].outbox_id)
             if not self._deliver(items):
                 self._prefetched = None
                 return self._wait_after_failure()
@@ -343,9 +353,28 @@ class Relay:
         return self.settings.poll_interval_s
 
     def _prepare(self, after_id: int) -> list[Encoded]:
-        """Up to ``batch_max_items`` pending entries after ``after_id``, encoded for the wire."""
-        entries = outbox.pending_entries(self.store, self.settings.batch_max_items, after_id)
-        return [encode_entry(e, self.device_id) for e in entries]
+        """Up to ``batch_max_items`` pending entries after ``after_id``, ready for the wire: the stored
+        encoding when there is one, else encoded now and stored (so retries never encode again)."""
+        rows = outbox.pending_payloads(self.store, self.settings.batch_max_items, after_id)
+        fresh = self._encode_and_store([oid for oid, _, _, payload in rows if payload is None])
+        return [
+            Encoded(oid, key, job_id, payload if payload is not None else fresh[oid])
+            for oid, key, job_id, payload in rows
+            if payload is not None or oid in fresh
+        ]
+
+    def _encode_and_store(self, outbox_ids: list[int]) -> dict[int, bytes]:
+        if not outbox_ids:
+            return {}
+        entries = outbox.entries_by_id(self.store, outbox_ids)
+        encoded = {e.outbox_id: encode_entry(e, self.device_id).body for e in entries}
+        outbox.save_payloads(self.store, list(encoded.items()))
+        return encoded
+
+    def encode_ahead(self, limit: int = ENCODE_AHEAD_ITEMS) -> int:
+        """Encode up to ``limit`` pending results that were never encoded (done while the upstream is
+        down, so a long backlog goes out at wire speed when it comes back). Returns how many."""
+        return len(self._encode_and_store(outbox.unencoded_ids(self.store, limit)))
 
     def _take_prefetched(self) -> list[Encoded]:
         future, self._prefetched = self._prefetched, None
@@ -359,12 +388,15 @@ class Relay:
     def close(self) -> None:
         """Release the connection and the prefetch thread (``run_forever`` does this when it stops)."""
         self._prefetched = None
+        self._finish_recording()
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
         self.transport.close()
 
     def _wait_after_failure(self) -> float:
+        if self.state in (OFFLINE, BACKING_OFF):
+            self.encode_ahead()
         return max(0.0, self._backoff_until - self._clock())
 
     def _housekeeping(self, now: float) -> None:
@@ -405,7 +437,7 @@ class Relay:
         if resp.status in (400, 413, 422):
             return self._split_or_park(batch, resp)
         if resp.status in (401, 403):
-            self._pause_auth([i.entry.outbox_id for i in batch], resp)
+            self._pause_auth([i.outbox_id for i in batch], resp)
             return False
         retry_after = parse_retry_after(resp.headers.get("retry-after"), time.time())
         self._transient(batch, f"HTTP {resp.status} from upstream: {resp.error_text()}", retry_after)
@@ -415,10 +447,10 @@ class Relay:
         """413: the batch is too big; 400/422: something in it is refused. Halve until one item is left,
         then park that item with the server's reason; the rest goes on."""
         if len(batch) == 1:
-            entry = batch[0].entry
+            item = batch[0]
             reason = f"HTTP {resp.status}: {resp.error_text()}"
-            log.warning("sync: parked result %s (%s)", entry.job.id, reason)
-            outbox.record_replies(self.store, [], [Parked(entry.outbox_id, reason)], None)
+            log.warning("sync: parked result %s (%s)", item.job_id, reason)
+            outbox.record_replies(self.store, [], [Parked(item.outbox_id, reason)], None)
             self.counts.rejected += 1
             return True
         log.info("sync: HTTP %d for a batch of %d; splitting it", resp.status, len(batch))
@@ -426,7 +458,7 @@ class Relay:
         return self._post(batch[:middle]) and self._post(batch[middle:])
 
     def _record(self, batch: list[Encoded], resp: Response) -> None:
-        by_key = {i.entry.idempotency_key: i.entry for i in batch}
+        by_key = {i.key: i for i in batch}
         acks: list[Ack] = []
         parked: list[Parked] = []
         for reply in (resp.json() or {}).get("results", []):
@@ -440,9 +472,14 @@ class Relay:
                 parked.append(
                     Parked(entry.outbox_id, f"{reply.get('code', 'rejected')}: {reply.get('message', '')}")
                 )
-                log.warning("sync: upstream rejected result %s: %s", entry.job.id, parked[-1].reason)
+                log.warning("sync: upstream rejected result %s: %s", entry.job_id, parked[-1].reason)
         variant = None if self.settings.image_policy == "none" else self.settings.image_policy
-        outbox.record_replies(self.store, acks, parked, variant)
+        if self._pool is not None:  # write the acknowledgements while the next batch is on the wire
+            self._recording.append(
+                self._pool.submit(outbox.record_replies, self.store, acks, parked, variant)
+            )
+        else:
+            outbox.record_replies(self.store, acks, parked, variant)
         self.counts.rejected += len(parked)
         if by_key:
             log.warning("sync: %d results got no reply; they stay pending", len(by_key))
@@ -523,7 +560,7 @@ class Relay:
     def _transient(
         self, batch: list[Encoded], error: str, retry_after: float | None, offline: bool = False
     ) -> None:
-        outbox.record_failure(self.store, [i.entry.outbox_id for i in batch], error, count_attempt=True)
+        outbox.record_failure(self.store, [i.outbox_id for i in batch], error, count_attempt=True)
         self._backoff(error, retry_after, offline)
 
     def _backoff(self, error: str, retry_after: float | None, offline: bool) -> None:

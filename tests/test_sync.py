@@ -225,6 +225,7 @@ def test_8_upstream_down_for_a_backlog_of_5000(tmp_path, device):
     for _ in range(3):
         time.sleep(relay.run_once())
     assert relay.state == OFFLINE and relay.online is False
+    assert outbox.unencoded_ids(device, 1) == []  # encoded ahead while backing off, keys unchanged
     status = sync_status(device, cfg)
     assert status["state"] == "offline" and "unreachable" in status["lastError"]
     assert status["backlog"]["pending"] == 5000
@@ -232,6 +233,7 @@ def test_8_upstream_down_for_a_backlog_of_5000(tmp_path, device):
     try:
         summary = sync_all(device, cfg, progress=False)
         assert (summary.sent, summary.pending) == (5000, 0)
+        assert device.conn.execute("SELECT COUNT(*) FROM outbox WHERE payload IS NOT NULL").fetchone()[0] == 0
         assert_exactly_once(server, [device])
     finally:
         server.stop()

@@ -28,7 +28,7 @@ def server(tmp_path):
 
 
 def test_batches_are_capped_by_count_and_bytes():
-    items = [Encoded(None, b"x" * 100) for _ in range(10)]  # type: ignore[arg-type]
+    items = [Encoded(n, f"k{n}", f"job_{n}", b"x" * 100) for n in range(10)]
     assert [len(b) for b in split_by_bytes(items, 4, 10_000)] == [4, 4, 2]
     assert [len(b) for b in split_by_bytes(items, 100, 320)] == [3, 3, 3, 1]
     assert [len(b) for b in split_by_bytes(items, 100, 50)] == [1] * 10  # an oversized item travels alone

@@ -75,12 +75,23 @@ def _converters() -> tuple[Any, Any]:
 
 def pending_entries(store: Store, limit: int, after_id: int = 0) -> list[OutboxEntry]:
     """Up to ``limit`` pending entries in outbox order, with ``outbox_id > after_id``."""
+    return _entries(store, "o.id > ? ORDER BY o.id LIMIT ?", (after_id, limit))
+
+
+def entries_by_id(store: Store, outbox_ids: Sequence[int]) -> list[OutboxEntry]:
+    """The pending entries (job and observation) for these outbox rows, in outbox order."""
+    found: list[OutboxEntry] = []
+    for chunk in _chunks(sorted(outbox_ids), 500):
+        found.extend(_entries(store, f"o.id IN ({','.join('?' * len(chunk))}) ORDER BY o.id", tuple(chunk)))
+    return found
+
+
+def _entries(store: Store, where: str, params: tuple[Any, ...]) -> list[OutboxEntry]:
     to_job, to_observation = _converters()
     rows = store.conn.execute(
         "SELECT o.id AS outbox_id, o.idempotency_key, o.attempts AS outbox_attempts, j.*"
-        " FROM outbox o JOIN jobs j ON j.id = o.job_id"
-        " WHERE o.state = 'pending' AND o.id > ? ORDER BY o.id LIMIT ?",
-        (after_id, limit),
+        f" FROM outbox o JOIN jobs j ON j.id = o.job_id WHERE o.state = 'pending' AND {where}",
+        params,
     ).fetchall()
     obs_ids = sorted({r["observation_id"] for r in rows})
     observations: dict[str, Observation] = {}
@@ -100,6 +111,32 @@ def pending_entries(store: Store, limit: int, after_id: int = 0) -> list[OutboxE
     ]
 
 
+def pending_payloads(store: Store, limit: int, after_id: int = 0) -> list[tuple[int, str, str, bytes | None]]:
+    """``(outbox_id, idempotency_key, job_id, payload)`` of pending rows after ``after_id``; ``payload`` is
+    the stored encoded item, or None when it was never encoded."""
+    rows = store.conn.execute(
+        "SELECT id, idempotency_key, job_id, payload FROM outbox WHERE state = 'pending' AND id > ?"
+        " ORDER BY id LIMIT ?",
+        (after_id, limit),
+    ).fetchall()
+    return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+
+def unencoded_ids(store: Store, limit: int) -> list[int]:
+    rows = store.conn.execute(
+        "SELECT id FROM outbox WHERE state = 'pending' AND payload IS NULL ORDER BY id LIMIT ?", (limit,)
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def save_payloads(store: Store, payloads: Sequence[tuple[int, bytes]]) -> None:
+    with store.transaction() as conn:
+        conn.executemany(
+            "UPDATE outbox SET payload = ? WHERE id = ? AND state = 'pending' AND payload IS NULL",
+            [(body, oid) for oid, body in payloads],
+        )
+
+
 def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -113,7 +150,7 @@ def record_replies(
     now = utc_now()
     with store.transaction() as conn:
         conn.executemany(
-            "UPDATE outbox SET state = 'sent', acked_at = ?, remote_id = ?, last_error = NULL"
+            "UPDATE outbox SET state = 'sent', acked_at = ?, remote_id = ?, last_error = NULL, payload = NULL"
             " WHERE id = ? AND state = 'pending'",
             [(now, a.remote_id, a.outbox_id) for a in acks],
         )
