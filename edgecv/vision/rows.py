@@ -1,0 +1,171 @@
+"""Shelf geometry from boxes alone: rows, facing runs and which price tag belongs to which run.
+
+Pure numpy; no pixels. Conventions (see docs/results.md):
+
+- a product's row is the shelf board it stands on, found by clustering box bottoms after removing the
+  camera's roll (the median slope of the bottoms inside each row);
+- a price tag's row is the row whose board line lies just above the tag's top edge;
+- a facing run is a maximal sequence of same-label products in one row, left to right;
+- every tag opens a slot at its left edge that reaches to the next tag's left edge; a run belongs to the
+  slot that contains its first product's left edge. A slot with no run is an empty (out-of-stock) slot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+SHELF_POSITIONS = ("top", "eye-level", "middle", "bottom")
+
+
+def shelf_position(row: int, rows: int) -> str:
+    """Row index (0 = top) and row count → ``top | eye-level | middle | bottom``."""
+    if rows <= 2:
+        return "bottom" if rows == 2 and row == 1 else "eye-level"
+    if row == rows - 1:
+        return "bottom"
+    if row == 0:
+        return "top"
+    return "eye-level" if row == 1 else "middle"
+
+
+@dataclass
+class Run:
+    row: int
+    label: int
+    members: list[int]  # product indices, left to right
+    tag: int | None = None  # index into the tag boxes
+
+    @property
+    def facings(self) -> int:
+        return len(self.members)
+
+
+@dataclass
+class ShelfLayout:
+    row_of_product: np.ndarray  # (n_products,) row index, 0 = top
+    row_of_tag: np.ndarray  # (n_tags,) row index or -1
+    row_count: int
+    runs: list[Run] = field(default_factory=list)
+    empty_tags: list[int] = field(default_factory=list)  # tags with no product run above them
+
+
+def roll_slope(xc: np.ndarray, y: np.ndarray, groups: np.ndarray) -> float:
+    """Median within-group slope dy/dx (the camera's roll), 0 when there is nothing to fit."""
+    slopes = []
+    for g in np.unique(groups):
+        idx = np.flatnonzero(groups == g)
+        if len(idx) < 3 or np.ptp(xc[idx]) < 1:
+            continue
+        slopes.append(np.polyfit(xc[idx], y[idx], 1)[0])
+    return float(np.median(slopes)) if slopes else 0.0
+
+
+def cluster_1d(values: np.ndarray, gap: float) -> np.ndarray:
+    """Cluster ids (0 = smallest value) splitting sorted ``values`` wherever consecutive ones differ > gap."""
+    if len(values) == 0:
+        return np.zeros(0, np.int64)
+    order = np.argsort(values, kind="stable")
+    ids = np.zeros(len(values), np.int64)
+    ids[order] = np.concatenate([[0], np.cumsum(np.diff(values[order]) > gap)])
+    return ids
+
+
+def find_rows(products: np.ndarray) -> tuple[np.ndarray, float]:
+    """Row id per product box (0 = top) and the roll slope; rows from box bottoms."""
+    if len(products) == 0:
+        return np.zeros(0, np.int64), 0.0
+    xc = (products[:, 0] + products[:, 2]) / 2
+    bottom = products[:, 3]
+    heights = products[:, 3] - products[:, 1]
+    gap = max(6.0, 0.3 * float(np.median(heights)))
+    rows = cluster_1d(bottom, gap)
+    slope = 0.0
+    for _ in range(2):  # refit the roll on the current rows, then recluster the de-rolled bottoms
+        slope = roll_slope(xc, bottom, rows)
+        rows = cluster_1d(bottom - slope * xc, gap)
+    return rows, slope
+
+
+def _tag_rows(
+    products: np.ndarray, prow: np.ndarray, tags: np.ndarray, slope: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row per tag and, for tags below no product row, extra tag-only row keys (de-rolled y)."""
+    n_rows = int(prow.max()) + 1 if len(prow) else 0
+    pxc = (products[:, 0] + products[:, 2]) / 2
+    board = np.array([np.median(products[prow == r, 3] - slope * pxc[prow == r]) for r in range(n_rows)])
+    txc = (tags[:, 0] + tags[:, 2]) / 2
+    ttop = tags[:, 1] - slope * txc
+    th = tags[:, 3] - tags[:, 1]
+    trow = np.full(len(tags), -1, np.int64)
+    for i in range(len(tags)):
+        d = ttop[i] - board  # tag top sits just below the board line
+        ok = np.flatnonzero((d > -0.8 * th[i]) & (d < 1.5 * th[i] + 4))
+        if len(ok):
+            trow[i] = int(ok[np.argmin(np.abs(d[ok]))])
+    return trow, ttop
+
+
+def layout(products: np.ndarray, labels: np.ndarray, tags: np.ndarray) -> ShelfLayout:
+    """Rows, runs and tag association for product boxes (xyxy), their class ids and tag boxes (xyxy)."""
+    products = np.asarray(products, np.float64).reshape(-1, 4)
+    tags = np.asarray(tags, np.float64).reshape(-1, 4)
+    prow, slope = find_rows(products)
+    trow, ttop = _tag_rows(products, prow, tags, slope) if len(tags) else (np.zeros(0, np.int64), None)
+    n_prod_rows = int(prow.max()) + 1 if len(prow) else 0
+    # tags that sit under no product row form rows of their own (a whole shelf out of stock)
+    orphan = np.flatnonzero(trow < 0)
+    if len(orphan):
+        th = float(np.median(tags[orphan, 3] - tags[orphan, 1]))
+        ids = cluster_1d(ttop[orphan], max(6.0, 2 * th))
+        trow[orphan] = n_prod_rows + ids
+    # order every row (product rows by board, tag-only rows by tag top) from the top
+    keys: dict[int, float] = {}
+    for r in range(n_prod_rows):
+        keys[r] = float(np.median(products[prow == r, 3]))
+    for r in np.unique(trow[trow >= n_prod_rows]):
+        keys[int(r)] = float(np.median(tags[trow == r, 1])) - 1.0
+    order = sorted(keys, key=keys.get)
+    remap = {old: new for new, old in enumerate(order)}
+    prow = np.array([remap[int(r)] for r in prow], np.int64)
+    trow = np.array([remap[int(r)] for r in trow], np.int64)
+    result = ShelfLayout(prow, trow, len(order))
+    for r in range(len(order)):
+        runs = _runs_in_row(products, labels, np.flatnonzero(prow == r), r)
+        result.empty_tags += _attach_tags(products, tags, np.flatnonzero(trow == r), runs)
+        result.runs += runs
+    return result
+
+
+def _runs_in_row(products: np.ndarray, labels: np.ndarray, idx: np.ndarray, row: int) -> list[Run]:
+    runs: list[Run] = []
+    for i in idx[np.argsort(products[idx, 0] + products[idx, 2], kind="stable")]:
+        if runs and runs[-1].label == int(labels[i]):
+            runs[-1].members.append(int(i))
+        else:
+            runs.append(Run(row, int(labels[i]), [int(i)]))
+    return runs
+
+
+def _attach_tags(products: np.ndarray, tags: np.ndarray, tag_idx: np.ndarray, runs: list[Run]) -> list[int]:
+    """Give each run the tag whose slot holds its first product; return the tags left without a run."""
+    if len(tag_idx) == 0:
+        return []
+    tag_idx = tag_idx[np.argsort(tags[tag_idx, 0], kind="stable")]
+    tw = tags[tag_idx, 2] - tags[tag_idx, 0]
+    starts = tags[tag_idx, 0] - 0.35 * tw  # a slot starts a little left of its tag (tag within ~6 mm)
+    claimed: dict[int, Run] = {}
+    for run in runs:
+        x0 = products[run.members[0], 0]
+        k = int(np.searchsorted(starts, x0, side="right")) - 1
+        if k < 0:
+            continue
+        tag = int(tag_idx[k])
+        prev = claimed.get(tag)
+        if prev is None or run.facings > prev.facings:
+            if prev is not None:
+                prev.tag = None
+            run.tag = tag
+            claimed[tag] = run
+    return [int(t) for t in tag_idx if int(t) not in claimed]

@@ -1,0 +1,125 @@
+"""shelf-detection-v2: products and price tags → facings, shelf position, prices, stock and compliance.
+
+Definitions live in docs/results.md. In short: rows come from the products' bottom edges, a facing run is
+a maximal left-to-right sequence of one SKU in a row, a run's price is read from the tag whose slot holds
+it, and compliance is scored against a planogram when one is given (sidecar ``planogram`` or
+``options["planogram"]``), otherwise from the tags: the share of tagged slots with their product present.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+from collections import Counter
+
+import numpy as np
+
+from edgecv.errors import EdgecvError
+from edgecv.vision import PipelineInput, ocr, planogram
+from edgecv.vision.common import bounding_box, label_of
+from edgecv.vision.rows import ShelfLayout, layout, shelf_position
+
+log = logging.getLogger(__name__)
+
+TAG_LABEL = "price-tag"
+
+
+def run(inp: PipelineInput) -> dict:
+    det = inp.detections
+    tag_label = inp.options.get("tag_label", TAG_LABEL)
+    names = [label_of(inp.labels, int(c)) for c in det.class_id]
+    is_tag = np.array([n == tag_label for n in names], bool)
+    prod_idx, tag_idx = np.flatnonzero(~is_tag), np.flatnonzero(is_tag)
+    products, tags = det.xyxy[prod_idx], det.xyxy[tag_idx]
+    shelf = layout(products, det.class_id[prod_idx], tags)
+
+    read = inp.options.get("ocr", True) and inp.image is not None and inp.image.size > 0
+    prices = _read_prices(inp.image, tags, shelf) if read else [None] * len(tags)
+    detections = _detections(inp, prod_idx, shelf, prices)
+
+    by_row = [Counter() for _ in range(shelf.row_count)]
+    for i, r in enumerate(shelf.row_of_product):
+        by_row[int(r)][names[prod_idx[i]]] += 1
+    raw_plan = inp.options.get("planogram") or inp.metadata.get("planogram")
+    if raw_plan:
+        score, out_of_stock = planogram.score(planogram.parse(raw_plan), by_row)
+        basis = "planogram"
+    else:
+        empty_skus = _empty_tag_skus(inp, tags, shelf, names, prod_idx) if read else []
+        present = sum(1 for r in shelf.runs if r.tag is not None)
+        tagged = present + len(shelf.empty_tags)
+        score = round(present / tagged, 4) if tagged else 1.0
+        seen = {names[i] for i in prod_idx}
+        out_of_stock = sorted({s for s in empty_skus if s and s not in seen})
+        basis = "priceTags"
+    return {
+        "detections": detections,
+        "summary": {
+            "totalProducts": len(prod_idx),
+            "uniqueSKUs": len({names[i] for i in prod_idx}),
+            "outOfStock": out_of_stock,
+            "complianceScore": score,
+            "complianceBasis": basis,
+            "shelfRows": shelf.row_count,
+            "priceTags": len(tag_idx),
+            "emptyTagSlots": len(shelf.empty_tags),
+        },
+    }
+
+
+def _read_prices(image: np.ndarray, tags: np.ndarray, shelf: ShelfLayout) -> list[str | None]:
+    """Prices of the tags that belong to a run (the others label no product)."""
+    wanted = sorted({r.tag for r in shelf.runs if r.tag is not None})
+    out: list[str | None] = [None] * len(tags)
+    if not wanted:
+        return out
+    try:
+        for t, price in zip(wanted, ocr.read_prices(image, tags[wanted]), strict=True):
+            out[t] = price
+    except EdgecvError as exc:
+        log.warning("price tags not read: %s", exc)
+    return out
+
+
+def _empty_tag_skus(inp: PipelineInput, tags: np.ndarray, shelf: ShelfLayout, names, prod_idx) -> list[str]:
+    """SKU named on each empty-slot tag ('' when the name line is unreadable or matches no label)."""
+    if not shelf.empty_tags:
+        return []
+    try:
+        texts = ocr.read_names(inp.image, tags[shelf.empty_tags])
+    except EdgecvError as exc:
+        log.warning("empty-slot tags not read: %s", exc)
+        return []
+    catalogue = {n.upper(): n for n in inp.labels if n != inp.options.get("tag_label", TAG_LABEL)}
+    found = []
+    for text in texts:
+        match = difflib.get_close_matches(text.upper(), list(catalogue), n=1, cutoff=0.6)
+        found.append(catalogue[match[0]] if match else "")
+    return found
+
+
+def _detections(inp: PipelineInput, prod_idx: np.ndarray, shelf: ShelfLayout, prices) -> list[dict]:
+    w, h = inp.image_size
+    det = inp.detections
+    attrs: dict[int, dict] = {}
+    for run in shelf.runs:
+        a = {
+            "facings": run.facings,
+            "shelfPosition": shelf_position(run.row, shelf.row_count),
+            "priceTag": prices[run.tag] if run.tag is not None else None,
+        }
+        for m in run.members:
+            attrs[m] = a
+    order = [m for run in sorted(shelf.runs, key=lambda r: r.row) for m in run.members]
+    out = []
+    for m in order:
+        i = int(prod_idx[m])
+        out.append(
+            {
+                "objectName": label_of(inp.labels, int(det.class_id[i])),
+                "confidence": round(float(det.confidence[i]), 4),
+                "boundingBox": bounding_box(det.xyxy[i], w, h),
+                "attributes": dict(attrs[m]),
+            }
+        )
+    return out

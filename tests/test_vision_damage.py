@@ -1,0 +1,60 @@
+"""Damage pipeline: severity rules, crack measurement on drawn strokes, condition grade."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from edgecv.runtime.detections import Detections
+from edgecv.vision import PipelineInput, get_pipeline
+from edgecv.vision.damage import area_severity, condition_grade, crack_measure, crack_severity
+
+LABELS = ["crack", "spalling", "efflorescence", "rust-stain", "moisture-stain", "exposed-rebar"]
+
+
+def test_rules():
+    assert crack_severity(100, 1, 1280, 720) == "minor"
+    assert crack_severity(100, 3, 1280, 720) == "moderate"
+    assert crack_severity(900, 1, 1280, 720) == "severe"
+    assert crack_severity(100, 4, 640, 360) == "severe"  # thresholds scale with the width
+    assert area_severity("spalling", 0.005) == "minor"
+    assert area_severity("moisture-stain", 0.05) == "moderate"
+    assert area_severity("exposed-rebar", 0.0001) == "severe"
+    assert condition_grade([], 0) == 1
+    assert condition_grade(["minor"], 0.5) == 2
+    assert condition_grade(["minor", "moderate"], 0) == 3
+    assert condition_grade(["severe"], 0.1) == 4
+    assert condition_grade(["severe"], 0.2) == 5
+    assert condition_grade(["severe", "severe"], 0) == 5
+
+
+@pytest.mark.parametrize("thickness", [2, 6, 12])
+def test_crack_measure_on_a_drawn_stroke(thickness):
+    gray = np.full((400, 800), 160, np.uint8)
+    cv2.line(gray, (100, 200), (700, 200), 40, thickness)
+    length, width, _ = crack_measure(gray, (95, 200 - thickness, 705, 201 + thickness))
+    assert 540 <= length <= 640
+    assert abs(width - thickness) <= 3
+
+
+def test_result_and_grade():
+    image = np.full((720, 1280, 3), 160, np.uint8)
+    cv2.line(image, (200, 300), (1100, 320), (40, 40, 40), 10)
+    det = Detections(
+        np.array([[195, 290, 1105, 330], [100, 500, 300, 700], [150, 550, 200, 650]], np.float32),
+        np.array([0.9, 0.8, 0.7], np.float32),
+        np.array([0, 1, 5]),
+    )
+    res = get_pipeline("damage")(PipelineInput(image, det, LABELS))
+    crack = res["detections"][0]["attributes"]
+    assert crack["damageType"] == "crack" and crack["severity"] == "severe"
+    assert crack["maxWidthPx"] >= 8 and 800 <= crack["lengthPx"] <= 1000
+    s = res["summary"]
+    assert s["worstSeverity"] == "severe" and s["conditionGrade"] == 5 and s["conditionLabel"] == "critical"
+    assert s["damageCounts"] == {"crack": 1, "exposed-rebar": 1, "spalling": 1}
+
+
+def test_no_damage_is_good():
+    res = get_pipeline("damage")(PipelineInput(np.zeros((100, 100, 3), np.uint8), Detections.empty(), LABELS))
+    assert res["summary"]["conditionGrade"] == 1 and res["summary"]["worstSeverity"] is None
