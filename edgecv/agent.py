@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgecv.config import Config
-from edgecv.errors import AgentLocked, ConfigError
+from edgecv.errors import AgentLocked, ConfigError, EdgecvError
 from edgecv.registry import DetectorPool
+from edgecv.status import write_agent_state
 from edgecv.store import Store
 from edgecv.watcher import InboxWatcher, Intake
 from edgecv.worker import Worker, WorkSignal
@@ -59,6 +60,8 @@ class Agent:
         self.watcher: InboxWatcher | None = None
         self.services: list = []  # objects with a stop() to call on shutdown
         self.metrics = None
+        self.pools: list[DetectorPool] = []
+        self.relay = None
 
     def request_stop(self, *_args) -> None:
         self.stop_event.set()
@@ -93,7 +96,7 @@ class Agent:
             worker = Worker(
                 store,
                 cfg,
-                detectors=DetectorPool(cfg),
+                detectors=self._preloaded_pool(cfg),
                 signal=self.signal,
                 name=f"worker-{i}",
                 metrics=self.metrics,
@@ -132,6 +135,21 @@ class Agent:
                 )
                 self.request_stop()
 
+    def _preloaded_pool(self, cfg: Config) -> DetectorPool:
+        """A worker's detectors, with the models it will surely need compiled before the agent is ready
+        (so the first image does not pay for compilation). A model that fails to load is logged here and
+        fails its jobs later with the same clear error."""
+        pool = DetectorPool(cfg)
+        if cfg.preload:
+            for name in dict.fromkeys([cfg.default_model, *cfg.folders.values()]):
+                try:
+                    pool.get(name)
+                except EdgecvError as exc:
+                    log.warning("model %s not loaded: %s", name, exc)
+        self.pools.append(pool)
+        write_agent_state(cfg, {name: det for (name, _hint), det in pool.loaded().items()})
+        return pool
+
     def _thread(self, name: str, target: Callable, *args) -> threading.Thread:
         thread = threading.Thread(target=target, args=args, name=name, daemon=True)
         thread.start()
@@ -145,11 +163,20 @@ class Agent:
                 self.signal.notify()
 
     def _start_services(self, cfg: Config, store: Store) -> None:
-        """Local API and webhook delivery (and the sync relay when ``sync.url`` is set)."""
+        """Webhook delivery, the sync relay (when ``sync.url`` is set) and the local API."""
         from edgecv.webhooks import Dispatcher
 
         dispatcher = Dispatcher(store, cfg.webhooks)  # before workers: completions get delivery rows
         self._thread("edgecv-webhooks", dispatcher.run_forever, self.stop_event)
+        if cfg.sync.url:
+            from edgecv.sync import Relay
+
+            relay = Relay.from_config(store, cfg)
+            self._thread("edgecv-sync", relay.run_forever, self.stop_event)
+            self.relay = relay
+            log.info("syncing results to %s", cfg.sync.url)
+        else:
+            log.info("sync.url not set: results stay in the local job log (`edgecv sync` pushes them later)")
         if cfg.api.enabled:
             from edgecv.api import make_server
 

@@ -91,6 +91,7 @@ class Config:
     poll_interval_s: float = 1.0
     settle_s: float = 2.0  # polling mode: size/mtime must be stable this long
     workers: int = 1
+    preload: bool = True  # compile the default and folder models before reporting ready
     backlog_min: int = 3  # queued jobs from which a worker switches to overlapped (throughput) processing
     backlog_batch: int = 8  # jobs claimed at a time on the backlog path (1 disables it)
     max_attempts: int = 3

@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from edgecv.config import Config
-from edgecv.errors import EdgecvError, ImageUnreadable, RejectedFile
+from edgecv.errors import DiskBudgetExceeded, EdgecvError, ImageUnreadable, RejectedFile
 from edgecv.imageio import IMAGE_SUFFIXES, read_header
 from edgecv.jobs import Job, Observation
 from edgecv.store import Store
+from edgecv.sync_budget import may_accept_image
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +44,17 @@ class IngestResult:
 
 
 class NotReady(EdgecvError):
-    """The file is not complete yet; try again later (not an error, nothing is quarantined)."""
+    """Not now: the file is still being written, or the disk budget is full. It stays in the inbox and
+    is tried again after ``retry_s`` (not an error; nothing is quarantined)."""
 
     code = "not_ready"
+
+    def __init__(self, message: str, *, retry_s: float = 0.5) -> None:
+        super().__init__(message)
+        self.retry_s = retry_s
+
+
+BUDGET_RETRY_S = 30.0
 
 
 # -- what counts as an inbox file ------------------------------------------------------------------
@@ -150,6 +159,10 @@ def ingest_bytes(
         )
     sha256 = hashlib.sha256(data).hexdigest()
     existing = store.find_observation_by_hash(sha256)
+    if existing is None:
+        ok, reason = may_accept_image(store, config, len(data))
+        if not ok:
+            raise DiskBudgetExceeded(reason or "the disk budget is full")
     rel = existing.spool_path if existing else spool_file(config, data, sha256, header.media_type)
     observation, job, created = store.add_observation(
         sha256=sha256,
@@ -273,6 +286,9 @@ def ingest_file(store: Store, config: Config, path: Path, inbox: Path) -> Ingest
         return None
     except FileNotFoundError:
         return None
+    except DiskBudgetExceeded as exc:
+        log.warning("%s stays in the inbox: %s", path, exc)
+        raise NotReady(str(exc), retry_s=BUDGET_RETRY_S) from None
     for done in (path, sidecar):
         if done is not None:
             with contextlib.suppress(FileNotFoundError):

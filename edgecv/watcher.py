@@ -44,8 +44,6 @@ from edgecv.store import Store
 
 log = logging.getLogger(__name__)
 
-NOT_READY_RETRY_S = 0.5
-
 
 def classify(path: Path, inbox: Path) -> str | None:
     """``"image"``, ``"sidecar"`` or None (ignored): the pure filter for "does this path count?"."""
@@ -218,8 +216,8 @@ class Intake:
             return None
         try:
             result = ingest_file(self.store, self.config, path, self.inbox)
-        except NotReady:
-            self._schedule(path, NOT_READY_RETRY_S)
+        except NotReady as exc:
+            self._schedule(path, exc.retry_s)
             return None
         self._stat.pop(path, None)
         self._first_seen.pop(path, None)

@@ -192,3 +192,22 @@ def _with_exif_orientation(jpeg: bytes, orientation: int) -> bytes:
     body = b"Exif\x00\x00" + tiff
     app1 = b"\xff\xe1" + struct.pack(">H", len(body) + 2) + body
     return jpeg[:2] + app1 + jpeg[2:]
+
+
+def test_full_disk_budget_leaves_the_file_in_the_inbox(store, config, inbox):
+    import numpy as np
+
+    from edgecv.ingest import NotReady
+
+    noise = np.random.default_rng(3).integers(0, 255, (1200, 1600, 3), dtype=np.uint8)
+    import cv2
+
+    data = cv2.imencode(".jpg", noise, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
+    assert len(data) > 1_100_000
+    config.sync.disk_budget_mb = 1
+    path = drop(inbox, "big.jpg", data)
+    with pytest.raises(NotReady, match="budget") as caught:
+        ingest_file(store, config, path, inbox)
+    assert caught.value.retry_s >= 10
+    assert path.exists() and not quarantined(config)
+    assert store.find_observation_by_hash(__import__("hashlib").sha256(data).hexdigest()) is None

@@ -126,13 +126,7 @@ def test_reopening_a_current_log_applies_nothing(tmp_path):
     "journal",
     [
         "wal",
-        pytest.param(
-            "delete",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="Store.conn sets journal_mode=WAL (a header write) before _migrate checks the version",
-            ),
-        ),
+        "delete",
     ],
 )
 def test_newer_schema_fails_clearly_and_is_not_touched(tmp_path, journal):

@@ -102,7 +102,6 @@ class Store:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
             conn.row_factory = sqlite3.Row
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
             self._local.conn = conn
@@ -133,13 +132,15 @@ class Store:
     def _migrate(self) -> None:
         steps = migrations()
         target = len(steps)
+        current = self.conn.execute("PRAGMA user_version").fetchone()[0]  # a read: writes nothing
+        if current > target:
+            raise SchemaTooNew(
+                f"{self.path} was written by a newer edgecv (schema {current}; this version knows "
+                f"up to {target}). Upgrade edgecv; the database was not modified."
+            )
+        self.conn.execute("PRAGMA journal_mode = WAL")  # persistent: stored in the database file
         with self.transaction() as conn:
             current = conn.execute("PRAGMA user_version").fetchone()[0]
-            if current > target:
-                raise SchemaTooNew(
-                    f"{self.path} was written by a newer edgecv (schema {current}; this version knows "
-                    f"up to {target}). Upgrade edgecv; the database was not modified."
-                )
             for version, name, sql in steps[current:]:
                 log.info("applying migration %s", name)
                 for statement in _statements(sql):
