@@ -1,0 +1,368 @@
+#!/usr/bin/env python3
+"""Throughput and latency of the agent against this machine's own ceiling, measured in one run.
+
+    python scripts/bench.py --images 500 --model shelf-detection-v2
+
+Prints:
+1. the ceiling: the model's raw throughput (OpenVINO benchmark_app, THROUGHPUT hint), decode-only
+   throughput of the same JPEGs, and the combined bound 1 / (1/decode + 1/model);
+2. the agent end to end (N files dropped into the inbox → all completed in SQLite) and its ratio to
+   that bound (target ≥ 0.85);
+3. drop-to-completed latency on an idle agent, p50/p95, against benchmark_app's LATENCY-hint median
+   (target: p50 ≤ inference + 30 ms);
+4. INT8 vs FP32 throughput (and FP32 forced to f32), OpenVINO vs ONNX Runtime on the same package;
+5. the agent's peak RSS with all shipped models loaded, and start-to-ready time cold and cached.
+Nothing here is a pass/fail test: it prints figures for a person (and a note) to read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))
+
+from edgecv.config import load_config  # noqa: E402
+from edgecv.registry import find_package, installed_models  # noqa: E402
+from edgecv.runtime.detector import Detector  # noqa: E402
+
+BENCH_APP = Path(sys.executable).with_name("benchmark_app")
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+# -- inputs ------------------------------------------------------------------------------------------
+
+
+def make_images(n: int, kind: str, out: Path) -> list[Path]:
+    """N generated 1280×720 JPEGs (seeds never used for training), cached between runs."""
+    folder = out / f"{kind}-{n}"
+    images = sorted((folder / "images").glob("*.jpg")) if folder.exists() else []
+    if len(images) < n:
+        subprocess.run(
+            [
+                sys.executable,
+                str(REPO / "scripts" / "generate.py"),
+                kind,
+                "--out",
+                str(folder),
+                "--count",
+                str(n),
+                "--seed",
+                "970000",
+                "--workers",
+                "2",
+                "--quiet",
+            ],
+            check=True,
+        )
+        images = sorted((folder / "images").glob("*.jpg"))
+    return images[:n]
+
+
+# -- the ceiling -------------------------------------------------------------------------------------
+
+
+def benchmark_app(model_xml: Path, hint: str, seconds: int, extra: list[str] | None = None) -> dict:
+    """OpenVINO's own benchmark: throughput (FPS) and median latency (ms)."""
+    cmd = [
+        str(BENCH_APP),
+        "-m",
+        str(model_xml),
+        "-d",
+        "CPU",
+        "-hint",
+        hint,
+        "-t",
+        str(seconds),
+        *(extra or []),
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    fps = float(re.search(r"Throughput:\s+([\d.]+)\s+FPS", out).group(1))
+    median = re.search(r"Median:\s+([\d.]+)\s+ms", out)
+    return {"fps": fps, "median_ms": float(median.group(1)) if median else None}
+
+
+def decode_throughput(paths: list[Path], threads: int) -> float:
+    blobs = [p.read_bytes() for p in paths]
+
+    def one(b: bytes):
+        return cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR).shape
+
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(one, blobs[: min(20, len(blobs))]))  # warm-up
+        start = time.perf_counter()
+        list(pool.map(one, blobs))
+    return len(blobs) / (time.perf_counter() - start)
+
+
+def onnx_throughput(package, precision: str, images: list[np.ndarray]) -> float:
+    det = Detector.open(package, backend="onnx", precision=precision)
+    tensors = [det.preprocess(img)[0] for img in images[:50]]
+    for t in tensors[:5]:
+        det.infer(t)
+    start = time.perf_counter()
+    for t in tensors:
+        det.infer(t)
+    return len(tensors) / (time.perf_counter() - start)
+
+
+# -- the agent as a user runs it ---------------------------------------------------------------------
+
+
+class AgentProcess:
+    def __init__(self, data_dir: Path, inbox: Path, model: str, extra_env: dict | None = None) -> None:
+        self.data_dir, self.inbox = data_dir, inbox
+        env = {
+            **os.environ,
+            "EDGECV_DATA_DIR": str(data_dir),
+            "EDGECV_DEFAULT_MODEL": model,
+            "EDGECV_API_ENABLED": "false",
+            "EDGECV_CONFIG": "",
+            **(extra_env or {}),
+        }
+        self.log_path = data_dir.parent / f"agent-{data_dir.name}.log"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.started = time.perf_counter()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "edgecv", "agent", "--inbox", str(inbox)],
+            env=env,
+            stdout=open(self.log_path, "wb"),
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_ready(self, timeout: float = 300) -> float:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if "agent ready" in self.log_path.read_text(errors="replace"):
+                return time.perf_counter() - self.started
+            if self.proc.poll() is not None:
+                raise SystemExit(f"agent exited: see {self.log_path}")
+            time.sleep(0.01)
+        raise SystemExit("agent not ready in time")
+
+    def done(self) -> int:
+        conn = sqlite3.connect(self.data_dir / "edgecv.db", timeout=30)
+        try:
+            return conn.execute(
+                "SELECT COUNT(*) FROM jobs WHERE status IN ('completed','failed')"
+            ).fetchone()[0]
+        finally:
+            conn.close()
+
+    def peak_rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def drop(src: Path, inbox: Path, name: str) -> None:
+    """Write-to-temp-then-rename, as a camera uploader does."""
+    tmp = inbox / f".{name}.part"
+    shutil.copyfile(src, tmp)
+    os.rename(tmp, inbox / name)
+
+
+def end_to_end(work: Path, model: str, images: list[Path]) -> dict:
+    inbox = work / "inbox-e2e"
+    inbox.mkdir()
+    agent = AgentProcess(work / "data-e2e", inbox, model)
+    agent.wait_ready()
+    start = time.perf_counter()
+    for i, src in enumerate(images):
+        drop(src, inbox, f"{i:05d}.jpg")
+    while agent.done() < len(images):
+        time.sleep(0.01)
+    elapsed = time.perf_counter() - start
+    agent.stop()
+    return {"images_per_s": len(images) / elapsed, "seconds": elapsed}
+
+
+def latency(work: Path, model: str, images: list[Path], samples: int) -> dict:
+    inbox = work / "inbox-lat"
+    inbox.mkdir()
+    agent = AgentProcess(work / "data-lat", inbox, model)
+    agent.wait_ready()
+    conn = sqlite3.connect(agent.data_dir / "edgecv.db", timeout=30)
+    lat, inf = [], []
+    for i in range(samples + 3):
+        before = agent.done()
+        dropped = time.time()
+        drop(images[i % len(images)], inbox, f"lat-{i:04d}.jpg")
+        while agent.done() == before:
+            time.sleep(0.0005)
+        row = conn.execute(
+            "SELECT completed_at, inference_ms FROM jobs ORDER BY completed_at DESC LIMIT 1"
+        ).fetchone()
+        done_at = datetime.fromisoformat(row[0].replace("Z", "+00:00")).timestamp()
+        if i >= 3:  # the first few warm caches
+            lat.append((done_at - dropped) * 1000)
+            inf.append(row[1])
+        time.sleep(0.2)  # idle agent: one image at a time
+    conn.close()
+    agent.stop()
+    lat.sort()
+    return {
+        "p50_ms": statistics.median(lat),
+        "p95_ms": lat[int(0.95 * (len(lat) - 1))],
+        "agent_inference_p50_ms": statistics.median(inf),
+    }
+
+
+def memory_and_startup(work: Path, images: list[Path]) -> dict:
+    """All shipped models loaded (preloaded through folder mappings); start-to-ready cold and cached."""
+    names = sorted(installed_models(load_config(environ={})))
+    toml = work / "all-models.toml"
+    toml.write_text("[folders]\n" + "".join(f'"m{i}" = "{n}"\n' for i, n in enumerate(names)))
+    out = {}
+    for run, label in enumerate(("cold", "cached")):
+        inbox = work / f"inbox-mem-{label}"
+        inbox.mkdir()
+        agent = AgentProcess(work / "data-mem", inbox, names[0], {"EDGECV_CONFIG": str(toml)})
+        out[f"ready_{label}_s"] = agent.wait_ready()
+        for i, _name in enumerate(names):  # one image through each model
+            (inbox / f"m{i}").mkdir(exist_ok=True)
+            drop(images[run * len(names) + i], inbox / f"m{i}", f"x{i}.jpg")
+        while agent.done() < len(names) * (run + 1):
+            time.sleep(0.01)
+        out[f"peak_rss_{label}_mb"] = agent.peak_rss_mb()
+        agent.stop()
+    out["models"] = names
+    return out
+
+
+# -- main --------------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--images", type=int, default=500)
+    ap.add_argument("--model", default="shelf-detection-v2")
+    ap.add_argument("--kind", default=None, help="generator for the images (default: from the model)")
+    ap.add_argument("--seconds", type=int, default=15, help="benchmark_app duration per run")
+    ap.add_argument("--latency-samples", type=int, default=40)
+    ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "edgecv-bench-images")
+    ap.add_argument(
+        "--skip", nargs="*", default=[], choices=["ceiling", "e2e", "latency", "compare", "memory"]
+    )
+    ap.add_argument("--json", type=Path, help="also write the figures here")
+    args = ap.parse_args()
+
+    cfg = load_config(environ={})
+    package = find_package(cfg, args.model)
+    kind = args.kind or {"shelf": "shelves", "building": "facades", "damage": "damage"}.get(
+        package.pipeline, "shelves"
+    )
+    images = make_images(args.images, kind, args.cache)
+    figures: dict = {"model": args.model, "images": len(images), "cpus": len(os.sched_getaffinity(0))}
+    log(f"# edgecv bench: {args.model}, {len(images)} × {kind} JPEGs, {figures['cpus']} CPUs")
+
+    int8_xml = package.model_path(package.weight_set("openvino", "int8"))
+    if "ceiling" not in args.skip:
+        tp = benchmark_app(int8_xml, "throughput", args.seconds)
+        lt = benchmark_app(int8_xml, "latency", args.seconds)
+        dec = decode_throughput(images, threads=figures["cpus"])
+        bound = 1 / (1 / dec + 1 / tp["fps"])
+        figures["ceiling"] = {
+            "model_fps": tp["fps"],
+            "latency_median_ms": lt["median_ms"],
+            "decode_fps": dec,
+            "bound_fps": bound,
+        }
+        log(
+            f"ceiling: model {tp['fps']:.1f} img/s (benchmark_app, throughput), decode {dec:.1f} img/s, "
+            f"combined bound {bound:.1f} img/s; latency-hint median {lt['median_ms']:.2f} ms"
+        )
+    with tempfile.TemporaryDirectory(prefix="edgecv-bench-") as tmp:
+        work = Path(tmp)
+        if "e2e" not in args.skip:
+            e2e = end_to_end(work, args.model, images)
+            figures["end_to_end"] = e2e
+            ratio = (
+                e2e["images_per_s"] / figures["ceiling"]["bound_fps"]
+                if "ceiling" in figures
+                else float("nan")
+            )
+            figures["end_to_end"]["ratio_to_bound"] = ratio
+            log(
+                f"agent end to end: {e2e['images_per_s']:.1f} img/s ({len(images)} in {e2e['seconds']:.1f} s), "
+                f"ratio to bound {ratio:.2f} (target ≥ 0.85)"
+            )
+        if "latency" not in args.skip:
+            lat = latency(work, args.model, images, args.latency_samples)
+            figures["latency"] = lat
+            ref = figures.get("ceiling", {}).get("latency_median_ms")
+            extra = (
+                f"; inference (latency hint) {ref:.2f} ms → p50 - inference = {lat['p50_ms'] - ref:.1f} ms (target ≤ 30)"
+                if ref
+                else ""
+            )
+            log(
+                f"idle latency drop→completed: p50 {lat['p50_ms']:.1f} ms, p95 {lat['p95_ms']:.1f} ms, "
+                f"agent-measured inference p50 {lat['agent_inference_p50_ms']:.1f} ms{extra}"
+            )
+        if "compare" not in args.skip:
+            fp32_xml = package.model_path(package.weight_set("openvino", "fp32"))
+            f32 = benchmark_app(fp32_xml, "throughput", args.seconds, ["-infer_precision", "f32"])
+            bf16 = benchmark_app(fp32_xml, "throughput", args.seconds)
+            int8 = (
+                figures.get("ceiling", {}).get("model_fps")
+                or benchmark_app(int8_xml, "throughput", args.seconds)["fps"]
+            )
+            sample = [cv2.imread(str(p)) for p in images[:50]]
+            ort_int8 = onnx_throughput(package, "int8", sample)
+            ort_fp32 = onnx_throughput(package, "fp32", sample)
+            figures["compare"] = {
+                "openvino_int8_fps": int8,
+                "openvino_fp32_f32_fps": f32["fps"],
+                "openvino_fp32_default_fps": bf16["fps"],
+                "onnxruntime_int8_fps": ort_int8,
+                "onnxruntime_fp32_fps": ort_fp32,
+            }
+            log(
+                f"INT8 {int8:.1f} img/s vs FP32 forced f32 {f32['fps']:.1f} ({int8 / f32['fps']:.2f}×) "
+                f"vs FP32 default precision (bf16 here) {bf16['fps']:.1f}; "
+                f"ONNX Runtime (sequential, intra-op threads) INT8 {ort_int8:.1f}, FP32 {ort_fp32:.1f} img/s"
+            )
+        if "memory" not in args.skip:
+            mem = memory_and_startup(work, images)
+            figures["memory"] = mem
+            log(
+                f"all models ({', '.join(mem['models'])}): peak RSS {mem['peak_rss_cold_mb']:.0f} MB cold, "
+                f"{mem['peak_rss_cached_mb']:.0f} MB cached (target ≤ 300); start-to-ready "
+                f"{mem['ready_cold_s']:.2f} s cold, {mem['ready_cached_s']:.2f} s with the compiled-model cache"
+            )
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()
