@@ -162,13 +162,10 @@ class AgentProcess:
         raise SystemExit("agent not ready in time")
 
     def done(self) -> int:
-        conn = sqlite3.connect(self.data_dir / "edgecv.db", timeout=30)
-        try:
-            return conn.execute(
-                "SELECT COUNT(*) FROM jobs WHERE status IN ('completed','failed')"
-            ).fetchone()[0]
-        finally:
-            conn.close()
+        if getattr(self, "_conn", None) is None:
+            self._conn = sqlite3.connect(self.data_dir / "edgecv.db", timeout=30)
+        sql = "SELECT COUNT(*) FROM jobs WHERE status IN ('completed','failed')"
+        return self._conn.execute(sql).fetchone()[0]
 
     def peak_rss_mb(self) -> float:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
@@ -218,7 +215,7 @@ def latency(work: Path, model: str, images: list[Path], samples: int) -> dict:
         dropped = time.time()
         drop(images[i % len(images)], inbox, f"lat-{i:04d}.jpg")
         while agent.done() == before:
-            time.sleep(0.0005)
+            time.sleep(0.002)
         row = conn.execute(
             "SELECT completed_at, inference_ms FROM jobs ORDER BY completed_at DESC LIMIT 1"
         ).fetchone()
