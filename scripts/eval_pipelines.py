@@ -39,12 +39,16 @@ MODELS = {
 PIPELINES = {"shelves": "shelf", "facades": "building", "damage": "damage"}
 
 
-def dataset(domain: str, seed: int, count: int, cache: Path) -> Path:
-    out = cache / f"{domain}_{seed}_{count}"
+def dataset(domain: str, seed: int, count: int, cache: Path, size: str = "1280x720") -> Path:
+    out = (
+        cache / f"{domain}_{seed}_{count}"
+        if size == "1280x720"
+        else cache / f"{domain}_{seed}_{count}_{size}"
+    )
     if not (out / "truth.jsonl").is_file():
         subprocess.run(
             [sys.executable, str(ROOT / "scripts" / "generate.py"), domain, "--out", str(out)]
-            + ["--count", str(count), "--seed", str(seed), "--quiet"],
+            + ["--count", str(count), "--seed", str(seed), "--size", size, "--quiet"],
             check=True,
         )
     return out
@@ -178,7 +182,7 @@ def open_detector(domain: str, models_dir: Path | None):
 
 
 def evaluate(domain: str, args) -> None:
-    data = dataset(domain, args.seed, args.count, args.cache)
+    data = dataset(domain, args.seed, args.count, args.cache, args.size)
     names = (data / "names.txt").read_text().split("\n")[:-1]
     truths = [json.loads(line) for line in (data / "truth.jsonl").open()]
     detector = open_detector(domain, args.models_dir) if args.detections == "model" else None
@@ -203,7 +207,9 @@ def evaluate(domain: str, args) -> None:
             score_facades(tally, truth, res)
         else:
             score_damage(tally, truth, res)
-    print(f"\n== {domain}: {len(truths)} images, seed {args.seed}, detections from {args.detections}")
+    print(
+        f"\n== {domain}: {len(truths)} images {args.size}, seed {args.seed}, detections from {args.detections}"
+    )
     if domain == "shelves":
         s = {k: sum(tally.sums.get(k, [0])) for k in tally.sums}
         print(f"facings exact (SKU runs)      {tally.pct('facings')}   target >= 95%")
@@ -238,6 +244,7 @@ def main(argv=None) -> int:
     ap.add_argument("--domains", default="shelves,facades,damage")
     ap.add_argument("--count", type=int, default=40)
     ap.add_argument("--seed", type=int, default=900000)
+    ap.add_argument("--size", default="1280x720", help="generated image size WIDTHxHEIGHT")
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "edgecv-eval-data")
     ap.add_argument("--models-dir", type=Path, default=None, help="extra model packages folder (e.g. models)")
     args = ap.parse_args(argv)
