@@ -100,6 +100,7 @@ class Config:
     max_file_mb: int = 100
     log_level: str = "INFO"
     folders: dict[str, str] = field(default_factory=dict)  # inbox sub-folder → model name
+    planograms: dict[str, Path] = field(default_factory=dict)  # inbox sub-folder → planogram JSON file
     sync: SyncSettings = field(default_factory=SyncSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
@@ -127,7 +128,7 @@ class Config:
 
 
 _SECTIONS = {"sync": SyncSettings, "api": ApiSettings, "webhooks": WebhookSettings}
-_MAPPINGS = {"folders"}
+_MAPPINGS = {"folders", "planograms"}
 
 
 def _coerce(value: Any, typ: Any, key: str) -> Any:
@@ -257,6 +258,9 @@ def load_config(
             cfg.data_dir = (path.parent / cfg.data_dir).resolve()
         if "inbox" in raw and cfg.inbox is not None and not cfg.inbox.is_absolute():
             cfg.inbox = (path.parent / cfg.inbox).resolve()
+        cfg.planograms = {
+            k: v if v.is_absolute() else (path.parent / v).resolve() for k, v in cfg.planograms.items()
+        }
     top, sections = _env_values(environ)
     _apply(cfg, top, "env: ")
     for name, values in sections.items():
@@ -291,6 +295,11 @@ def validate(cfg: Config) -> None:
         )
     if not (0 <= cfg.api.port < 65536):
         raise ConfigError(f"api.port: expected 0..65535 (0 = any free port), got {cfg.api.port}")
+    for folder, path in cfg.planograms.items():
+        if Path(folder).is_absolute() or ".." in Path(folder).parts:
+            raise ConfigError(f"planograms.{folder}: must be a path relative to the inbox")
+        if not path.is_file():
+            raise ConfigError(f"planograms.{folder}: file {path} does not exist")
     for folder, model in cfg.folders.items():
         if Path(folder).is_absolute() or ".." in Path(folder).parts:
             raise ConfigError(f"folders.{folder}: must be a path relative to the inbox")

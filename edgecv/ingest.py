@@ -185,17 +185,36 @@ def ingest_bytes(
 # -- files in the inbox ----------------------------------------------------------------------------
 
 
+def for_folder(mapping: dict[str, Any], rel_path: Path) -> Any:
+    """The value of the deepest ``mapping`` folder (relative to the inbox) that holds ``rel_path``."""
+    best, depth = None, -1
+    parents = rel_path.parent.parts
+    for folder, value in mapping.items():
+        parts = Path(folder).parts
+        if parents[: len(parts)] == parts and len(parts) > depth:
+            best, depth = value, len(parts)
+    return best
+
+
 def model_for(config: Config, rel_path: Path, metadata: dict[str, Any]) -> str:
     """Sidecar ``model``, then the deepest matching ``[folders]`` entry, then the default model."""
     if isinstance(metadata.get("model"), str) and metadata["model"]:
         return metadata["model"]
-    best, depth = None, -1
-    parents = rel_path.parent.parts
-    for folder, model in config.folders.items():
-        parts = Path(folder).parts
-        if parents[: len(parts)] == parts and len(parts) > depth:
-            best, depth = model, len(parts)
-    return best or config.default_model
+    return for_folder(config.folders, rel_path) or config.default_model
+
+
+def planogram_for(config: Config, rel_path: Path) -> dict[str, Any] | None:
+    """The ``[planograms]`` file for the deepest matching folder, parsed (None when none applies)."""
+    path = for_folder(config.planograms, rel_path)
+    if path is None:
+        return None
+    try:
+        value = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise RejectedFile(
+            f"planogram {path} for this folder cannot be read: {exc}", code="planogram_invalid"
+        ) from None
+    return value["planogram"] if isinstance(value, dict) and "planogram" in value else value
 
 
 def read_sidecar(path: Path) -> dict[str, Any]:
@@ -275,6 +294,8 @@ def ingest_file(store: Store, config: Config, path: Path, inbox: Path) -> Ingest
                 code="truncated",
             )
         metadata = {**metadata, "sourcePath": rel.as_posix()}
+        if "planogram" not in metadata and (planogram := planogram_for(config, rel)) is not None:
+            metadata["planogram"] = planogram  # recorded with the observation: results stay reproducible
         model = model_for(config, rel, metadata)
         result = ingest_bytes(store, config, data, name=rel.as_posix(), metadata=metadata, model=model)
     except RejectedFile as exc:

@@ -83,9 +83,10 @@ def test_config_init_writes_a_template_that_validates_and_documents_every_key(tm
             chunks[current] += line + "\n"
     for section, obj in sections.items():
         for f in dataclasses.fields(obj):
-            if f.name in ("sync", "api", "webhooks", "folders"):
+            if f.name in ("sync", "api", "webhooks", "folders", "planograms"):  # tables, checked by header
                 continue
             assert f"{f.name} = " in chunks[section], f"[{section or 'top'}] {f.name} is not in the template"
+    assert "[folders]" in text and "[planograms]" in text
 
 
 def test_config_init_refuses_to_overwrite(tmp_path):

@@ -212,3 +212,18 @@ def test_full_disk_budget_leaves_the_file_in_the_inbox(store, config, inbox):
     assert caught.value.retry_s >= 10
     assert path.exists() and not quarantined(config)
     assert store.find_observation_by_hash(__import__("hashlib").sha256(data).hexdigest()) is None
+
+
+def test_folder_planogram_is_recorded_with_the_observation(store, config, inbox, tmp_path):
+    import json
+
+    plan = tmp_path / "aisle-3.json"
+    plan.write_text(
+        json.dumps({"planogram": [{"row": 0, "items": [{"sku": "Fizzo Cola 330ml", "facings": 4}]}]})
+    )
+    config.planograms = {"aisle-3": plan}
+    (inbox / "aisle-3").mkdir()
+    a = ingest_file(store, config, drop(inbox / "aisle-3", "a.jpg", distinct_jpeg(70)), inbox)
+    b = ingest_file(store, config, drop(inbox, "b.jpg", distinct_jpeg(71)), inbox)
+    assert a.observation.metadata["planogram"][0]["items"][0]["facings"] == 4
+    assert "planogram" not in b.observation.metadata
