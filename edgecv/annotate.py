@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import colorsys
 import zlib
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -88,3 +89,17 @@ def draw_job(image_bgr: np.ndarray, job: dict) -> np.ndarray:
     if banner:
         _text(img, banner[:200], 4, int(28 * scale) + 4, (255, 255, 255), scale, thickness)
     return img
+
+
+def write_annotated(store, config, job, out: Path) -> Path:
+    """Draw ``job`` on its observation's image and write it to ``out`` (format from the suffix)."""
+    from edgecv.imageio import decode_file
+
+    observation = store.get_observation(job.observation_id)
+    image = decode_file(config.data_dir / observation.spool_path, max_pixels=config.max_image_pixels)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    ok, buf = cv2.imencode(out.suffix or ".jpg", draw_job(image, job.to_dict()))
+    if not ok:
+        raise ValueError(f"cannot encode an image as {out.suffix!r}; use .jpg or .png")
+    out.write_bytes(buf.tobytes())
+    return out

@@ -126,3 +126,17 @@ def _commands(group: click.Group, prefix=()):
 def test_every_command_has_help_text():
     missing = [" ".join(path) for path, cmd in _commands(main) if not (cmd.help or "").strip()]
     assert missing == []
+
+
+def test_annotate_writes_pictures_from_run_and_show(cli, tmp_path):
+    import cv2
+
+    out = json.loads(cli("run", *images(tmp_path, 2), "--json", "--annotate", str(tmp_path / "ann")).stdout)
+    drawn = sorted((tmp_path / "ann").glob("*.jpg"))
+    assert [p.stem for p in drawn] == sorted(j["id"] for j in out)
+    picture = tmp_path / "show.png"
+    cli("jobs", "show", out[0]["id"], "--annotate", str(picture))
+    image = cv2.imread(str(picture))
+    original = cv2.imread(str(tmp_path / "photo 0.jpg"))
+    assert image.shape[:2] == original.shape[:2]
+    assert (image.astype(int) - original.astype(int)).any()  # something was drawn

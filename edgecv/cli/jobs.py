@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
+from edgecv.annotate import write_annotated
 from edgecv.cli import AppContext, fail, main, pass_app
 from edgecv.errors import EdgecvError
 from edgecv.jobs import JOB_STATUSES, Job
@@ -62,12 +64,21 @@ def list_jobs(
 
 @jobs.command("show")
 @click.argument("job_id")
+@click.option(
+    "--annotate",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also draw the boxes, labels and key attributes on the image and write it here (.jpg/.png).",
+)
 @pass_app
-def show_job(app: AppContext, job_id: str) -> None:
+def show_job(app: AppContext, job_id: str, annotate: Path | None) -> None:
     """Print one job exactly as the API returns it."""
     store = open_store(app)
     try:
         job = store.get_job(job_id)
-    except EdgecvError as exc:
-        raise fail(exc) from None
+        if annotate is not None:
+            write_annotated(store, app.config(), job, annotate)
+    except (EdgecvError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(job.to_json())
+    if annotate is not None:
+        click.echo(f"annotated image: {annotate}", err=True)

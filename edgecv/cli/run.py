@@ -8,9 +8,11 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
+from edgecv.annotate import write_annotated
 from edgecv.cli import AppContext, fail, main, pass_app
 from edgecv.cli.jobs import job_line, open_store
 from edgecv.errors import EdgecvError
+from edgecv.jobs import Job
 from edgecv.oneshot import process_files
 
 PROGRESS_FROM = 4  # show a progress bar from this many images on
@@ -24,6 +26,11 @@ PROGRESS_FROM = 4  # show a progress bar from this many images on
 @click.option(
     "--json", "as_json", is_flag=True, help="Print a JSON array of the jobs as the API returns them."
 )
+@click.option(
+    "--annotate",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write each image with its boxes and key attributes drawn into this folder (<job id>.jpg).",
+)
 @pass_app
 def run_images(
     app: AppContext,
@@ -32,6 +39,7 @@ def run_images(
     device: str | None,
     backend: str | None,
     as_json: bool,
+    annotate: Path | None,
 ) -> None:
     """Process IMAGE files now and print each job. Originals are left where they are."""
     cfg = app.config(device=device, backend=backend)
@@ -43,6 +51,10 @@ def run_images(
         outcomes = process_files(
             store, cfg, list(images), model=model or cfg.default_model, progress=bar.update
         )
+        if annotate is not None:
+            for outcome in outcomes:
+                if isinstance(outcome, Job):
+                    write_annotated(store, cfg, outcome, annotate / f"{outcome.id}.jpg")
     except EdgecvError as exc:
         raise fail(exc) from None
     finally:
@@ -51,6 +63,6 @@ def run_images(
         click.echo(json.dumps([o.to_dict() for o in outcomes], indent=2, ensure_ascii=False))
     else:
         for path, outcome in zip(images, outcomes, strict=True):
-            click.echo(f"{job_line(outcome) if hasattr(outcome, 'status') else outcome.line()}  {path}")
-    if any(getattr(o, "status", "failed") != "completed" for o in outcomes):
+            click.echo(f"{job_line(outcome) if isinstance(outcome, Job) else outcome.line()}  {path}")
+    if any(not isinstance(o, Job) or o.status != "completed" for o in outcomes):
         raise SystemExit(1)
