@@ -10,6 +10,14 @@ import math
 import cv2
 import numpy as np
 
+from edgecv.vision.damage import (  # the product's documented rules label the ground truth
+    GRADES,
+    REF_WIDTH,
+    area_severity,
+    condition_grade,
+    crack_severity,
+)
+
 from . import common as C
 
 DOMAIN = "damage"
@@ -22,50 +30,6 @@ NAMES: tuple[str, ...] = (
     "exposed-rebar",
 )
 CLS = {n: i for i, n in enumerate(NAMES)}
-GRADES = {1: "good", 2: "fair", 3: "poor", 4: "very poor", 5: "critical"}
-REF_WIDTH = 1280.0  # pixel thresholds below are for a 1280-px-wide image and scale with the width
-
-# area-ratio thresholds (instance pixels / image pixels): (moderate_from, severe_from)
-AREA_RULES = {
-    "spalling": (0.01, 0.04),
-    "efflorescence": (0.03, 0.10),
-    "rust-stain": (0.02, 0.06),
-    "moisture-stain": (0.04, 0.12),
-}
-CRACK_WIDTH = (3.0, 8.0)  # px at 1280 wide: moderate from, severe from
-CRACK_LENGTH = (0.3, 0.6)  # fraction of the image diagonal: moderate from, severe from
-
-
-def crack_severity(length_px: float, max_width_px: float, w: int, h: int) -> str:
-    k = w / REF_WIDTH
-    diag = math.hypot(w, h)
-    if max_width_px >= CRACK_WIDTH[1] * k or length_px >= CRACK_LENGTH[1] * diag:
-        return "severe"
-    if max_width_px >= CRACK_WIDTH[0] * k or length_px >= CRACK_LENGTH[0] * diag:
-        return "moderate"
-    return "minor"
-
-
-def area_severity(cls: str, area_ratio: float) -> str:
-    if cls == "exposed-rebar":
-        return "severe"
-    mod, sev = AREA_RULES[cls]
-    if area_ratio >= sev:
-        return "severe"
-    if area_ratio >= mod:
-        return "moderate"
-    return "minor"
-
-
-def condition_grade(severities: list[str], damaged_ratio: float) -> int:
-    """1 good (no damage), 2 fair (worst minor), 3 poor (worst moderate), 4 very poor (worst severe),
-    5 critical (severe and (two or more severe instances or damaged area >= 15 %))."""
-    if not severities:
-        return 1
-    n_sev = severities.count("severe")
-    if n_sev:
-        return 5 if (n_sev >= 2 or damaged_ratio >= 0.15) else 4
-    return 3 if "moderate" in severities else 2
 
 
 def _surface(rng, h, w):
