@@ -1,11 +1,17 @@
-"""Price-tag OCR with the model inside the rapidocr wheel, and the annotated picture."""
+"""Price-tag OCR (the shipped price reader; PP-OCR from the rapidocr wheel as fallback), and the annotated picture."""
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
+
+import cv2
 import numpy as np
 import pytest
 
 from edgecv.annotate import draw_job
+from edgecv.errors import PipelineError
 from edgecv.vision import ocr
 
 
@@ -16,26 +22,58 @@ def test_format_price(text, expected):
     assert ocr.format_price(text) == expected
 
 
-def test_reads_a_rendered_price_tag():
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def _generator_tags(prices: list[str], height: int) -> tuple[np.ndarray, np.ndarray]:
+    """Tags drawn by the shelf generator's own ``tag_image``, resized as it does, on a grey image."""
+    if str(SCRIPTS) not in sys.path:
+        sys.path.insert(0, str(SCRIPTS))
+    shelves = pytest.importorskip("datagen.shelves")
+    w = int(round(height * 2.3))
+    image = np.full((height * 3, (w + 20) * len(prices) + 20, 3), 90, np.uint8)
+    boxes = []
+    for i, price in enumerate(prices):
+        tag = shelves.tag_image("FIZZO COLA 330ML", price, i % len(shelves.TAG_STYLES))
+        small = cv2.resize(tag, (w, height), interpolation=cv2.INTER_AREA)
+        x, y = 20 + i * (w + 20), height
+        image[y : y + height, x : x + w] = np.clip(small, 0, 255).astype(np.uint8)
+        boxes.append([x, y, x + w, y + height])
+    return image, np.array(boxes, float)
+
+
+@pytest.mark.parametrize("height", [14, 20, 32])
+def test_price_reader_reads_generator_tags(height):
+    prices = ["2.49", "0.89", "12.99", "7.05", "3.10", "104.50"]
+    image, boxes = _generator_tags(prices, height)
+    assert ocr.read_prices(image, boxes) == prices
+    jittered = boxes + np.array([-1.5, 1.0, 1.0, -0.5])  # a detector's box is never exact
+    assert ocr.read_prices(image, jittered) == prices
+
+
+def test_price_reader_is_checked_and_small(tmp_path):
+    meta = json.loads((ocr.PRICE_MODEL_DIR / "model.json").read_text())
+    model = ocr.PRICE_MODEL_DIR / meta["file"]
+    assert meta["alphabet"] == ocr.PRICE_CHARS and model.stat().st_size < 1_000_000
+    (tmp_path / "model.json").write_text(json.dumps(meta))
+    (tmp_path / meta["file"]).write_bytes(model.read_bytes()[:-1] + b"x")
+    with pytest.raises(PipelineError, match="sha256"):
+        ocr.PriceReader(tmp_path)
+
+
+def test_tiny_and_empty_boxes():
+    image = np.zeros((50, 50, 3), np.uint8)
+    assert ocr.read_prices(image, np.zeros((0, 4))) == []
+    assert ocr.read_prices(image, np.array([[10, 10, 11, 11]])) == [None]
+
+
+def test_ppocr_fallback_reads_a_rendered_price_tag():
     pytest.importorskip("rapidocr")
-    import cv2
-
-    tags = []
-    for price in ("2.49", "1.05"):
-        tag = np.full((60, 138, 3), 255, np.uint8)
-        cv2.putText(tag, "FIZZO COLA", (4, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (20, 20, 20), 1)
-        (tw, _), _ = cv2.getTextSize(price, cv2.FONT_HERSHEY_SIMPLEX, 1.0, 3)
-        cv2.putText(
-            tag, price, (134 - tw, 50), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (20, 20, 20), 3
-        )  # right-aligned
-        tags.append(tag)
-    image = np.full((100, 400, 3), 128, np.uint8)
-    image[20:80, 10:148] = tags[0]
-    image[20:80, 200:338] = tags[1]
-    assert ocr.read_prices(image, np.array([[10, 20, 148, 80], [200, 20, 338, 80]])) == ["2.49", "1.05"]
+    image, boxes = _generator_tags(["2.49", "1.05"], 40)
+    assert ocr.read_prices(image, boxes, ocr.get_reader()) == ["2.49", "1.05"]
 
 
-def test_model_comes_from_the_wheel():
+def test_ppocr_model_comes_from_the_wheel():
     pytest.importorskip("rapidocr")
     path = ocr.model_path()
     assert path.is_file() and path.parent.parent.name == "rapidocr"

@@ -1,0 +1,354 @@
+"""Train the price reader that ships in ``edgecv/vision/price_ocr/`` (data → train → export ONNX → verify).
+
+    python scripts/generate.py shelves --out /work/data/ocr-train --count 400 --seed 500000 --workers 1 --quiet
+    python scripts/generate.py shelves --out /work/data/ocr-train1080 --count 150 --seed 510000 \\
+        --size 1920x1080 --workers 1 --quiet
+    python scripts/generate.py shelves --out /work/data/ocr-val --count 40 --seed 920000 --workers 1 --quiet
+    python scripts/train_price_ocr.py --train /work/data/ocr-train /work/data/ocr-train1080 \\
+        --val /work/data/ocr-val --minutes 9
+
+Training samples are the generator's own tags, cut from generated shelf photos with the truth boxes
+(``truth.jsonl``: box and price string) and augmented: box jitter like a detector's (each edge moves by up
+to 8 % of the box width / 12 % of its height), scale 0.6–1.4, Gaussian blur, brightness / contrast and
+JPEG re-encoding. A third of the samples are tags rendered by ``scripts/datagen/shelves.tag_image`` with
+random prices (1–3 integer digits, some with a decimal comma) so the model does not learn the catalogue's
+price list. Every sample goes through ``edgecv.vision.ocr.price_input``, the function the pipeline uses.
+
+The model: 5 conv layers (24 × 64 grey in → 16 time steps), a 1-D conv over time, CTC over
+``0123456789.,`` plus blank. One torch thread (the machine is shared).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from importlib.util import find_spec
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO / "scripts") not in sys.path:
+    sys.path.insert(0, str(REPO / "scripts"))
+if find_spec("edgecv") is None:
+    sys.path.insert(0, str(REPO))
+
+from edgecv.vision.ocr import PRICE_CHARS, ctc_greedy, format_price, price_input  # noqa: E402
+
+HEIGHT, WIDTH = 24, 64
+OUT_DIR = REPO / "edgecv" / "vision" / "price_ocr"
+TABLE = ["", *PRICE_CHARS]
+
+
+# ------------------------------------------------------------------------------------------ model
+def conv_bn(cin: int, cout: int, k=3, pad=1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, k, padding=pad, bias=False), nn.BatchNorm2d(cout), nn.ReLU(True)
+    )
+
+
+class PriceNet(nn.Module):
+    def __init__(self, classes: int = len(TABLE)) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            conv_bn(1, 16),
+            nn.MaxPool2d(2),  # 12 x 32
+            conv_bn(16, 32),
+            nn.MaxPool2d(2),  # 6 x 16
+            conv_bn(32, 48),
+            conv_bn(48, 64),
+            nn.MaxPool2d((2, 1)),  # 3 x 16
+            conv_bn(64, 96, (3, 1), 0),  # 1 x 16
+        )
+        self.head = nn.Sequential(
+            nn.Conv1d(96, 96, 3, padding=1, bias=False),
+            nn.BatchNorm1d(96),
+            nn.ReLU(True),
+            nn.Conv1d(96, classes, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (n, 1, 24, 64) → (n, 16, classes) logits
+        f = self.body(x).squeeze(2)
+        return self.head(f).permute(0, 2, 1)
+
+
+# ------------------------------------------------------------------------------------------- data
+def load_tags(folders: list[Path], margin: float = 1.0) -> list[tuple[np.ndarray, np.ndarray, str]]:
+    """(patch BGR uint8, box xyxy within the patch, price) for every tag of every image."""
+    out = []
+    for folder in folders:
+        for line in (folder / "truth.jsonl").open():
+            t = json.loads(line)
+            img = cv2.imread(str(folder / "images" / t["image"]))
+            ih, iw = img.shape[:2]
+            for tag in t["tags"]:
+                x1, y1, x2, y2 = tag["xyxy"]
+                m = margin * (y2 - y1)
+                a, b = max(0, int(x1 - m)), max(0, int(y1 - m))
+                c, d = min(iw, int(x2 + m) + 1), min(ih, int(y2 + m) + 1)
+                out.append((img[b:d, a:c].copy(), np.array([x1 - a, y1 - b, x2 - a, y2 - b]), tag["price"]))
+    return out
+
+
+def random_price(rng: np.random.Generator) -> str:
+    digits = rng.choice([1, 1, 1, 2, 2, 3])
+    whole = int(rng.integers(0 if digits == 1 else 10 ** (digits - 1), 10**digits))
+    s = f"{whole}.{int(rng.integers(0, 100)):02d}"
+    return s.replace(".", ",") if rng.random() < 0.1 else s
+
+
+def rendered_tag(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, str]:
+    """A tag drawn by the generator's own tag_image with a random price, on a shelf-lip-like patch."""
+    from datagen import shelves
+
+    sku = shelves.CATALOGUE[int(rng.integers(len(shelves.CATALOGUE)))]
+    price = random_price(rng)
+    style = int(rng.integers(len(shelves.TAG_STYLES)))
+    timg = shelves.tag_image(sku.tag_name, price, style)
+    th = float(rng.uniform(9, 40))
+    tw = th * 2.3
+    iw, ih = max(4, int(round(tw))), max(3, int(round(th)))
+    small = cv2.resize(timg, (iw, ih), interpolation=cv2.INTER_AREA)
+    m = ih
+    patch = np.empty((ih + 2 * m, iw + 2 * m, 3), np.float32)
+    patch[:] = rng.uniform(20, 200, 3)
+    patch += rng.normal(0, 6, patch.shape[:2])[..., None]
+    patch[m : m + ih, m : m + iw] = small
+    if rng.random() < 0.7:
+        patch = cv2.GaussianBlur(patch, (0, 0), rng.uniform(0.4, 1.3))
+    patch += rng.normal(0, rng.uniform(1.5, 7.0), patch.shape[:2])[..., None]
+    return np.clip(patch, 0, 255).astype(np.uint8), np.array([m, m, m + iw, m + ih], float), price
+
+
+def augment(
+    patch: np.ndarray, box: np.ndarray, rng: np.random.Generator, strong: bool = True
+) -> np.ndarray | None:
+    box = box.astype(float).copy()
+    if strong:
+        s = float(rng.uniform(0.6, 1.4))
+        h, w = patch.shape[:2]
+        nw, nh = max(4, int(round(w * s))), max(4, int(round(h * s)))
+        patch = cv2.resize(patch, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+        box *= np.array([nw / w, nh / h, nw / w, nh / h])
+        bw, bh = box[2] - box[0], box[3] - box[1]
+        box += rng.uniform(-1, 1, 4) * np.array([0.08 * bw, 0.12 * bh, 0.08 * bw, 0.12 * bh])
+        box += rng.uniform(-1.5, 1.5, 4)
+        p = patch.astype(np.float32)
+        if rng.random() < 0.3:
+            p = cv2.GaussianBlur(p, (0, 0), rng.uniform(0.3, 1.0))
+        p = p * rng.uniform(0.6, 1.3) + rng.uniform(-40, 40)
+        patch = np.clip(p, 0, 255).astype(np.uint8)
+        if rng.random() < 0.5:
+            ok, enc = cv2.imencode(".jpg", patch, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(40, 95))])
+            patch = cv2.imdecode(enc, cv2.IMREAD_COLOR)
+    return price_input(patch, box, (HEIGHT, WIDTH))
+
+
+def encode(text: str) -> list[int]:
+    return [TABLE.index(ch) for ch in text]
+
+
+def build(tags, n: int, rng: np.random.Generator, synth: float, strong: bool = True):
+    xs = np.zeros((n, 1, HEIGHT, WIDTH), np.float16)
+    ys: list[str] = []
+    i = 0
+    while i < n:
+        if synth and rng.random() < synth:
+            patch, box, price = rendered_tag(rng)
+        else:
+            patch, box, price = tags[int(rng.integers(len(tags)))]
+        x = augment(patch, box, rng, strong)
+        if x is None:
+            continue
+        xs[i, 0] = x
+        ys.append(price)
+        i += 1
+    return xs, ys
+
+
+# ---------------------------------------------------------------------------------------- training
+def decode(logits: torch.Tensor) -> list[str]:
+    return ctc_greedy(logits.argmax(2).numpy(), TABLE)
+
+
+def evaluate(model: nn.Module, xs: np.ndarray, ys: list[str]) -> float:
+    model.eval()
+    with torch.no_grad():
+        out = []
+        for i in range(0, len(xs), 512):
+            out += decode(model(torch.from_numpy(xs[i : i + 512].astype(np.float32))))
+    model.train()
+    return float(np.mean([format_price(p) == format_price(y) for p, y in zip(out, ys, strict=True)]))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--train", type=Path, nargs="+")
+    ap.add_argument("--val", type=Path)
+    ap.add_argument(
+        "--bench", type=Path, help="only time / score the shipped reader(s) on a generated folder"
+    )
+    ap.add_argument("--ppocr", action="store_true", help="with --bench: also the PP-OCR (rapidocr) reader")
+    ap.add_argument("--samples", type=int, default=60000, help="augmented training samples (built once)")
+    ap.add_argument("--minutes", type=float, default=9.0, help="training time budget")
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=OUT_DIR)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    if args.bench:
+        bench(args.bench, args.ppocr)
+        return
+    if not args.train or not args.val:
+        ap.error("--train and --val are needed to train")
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    t0 = time.time()
+
+    tags = load_tags(args.train)
+    val_tags = load_tags([args.val])
+    xs, ys = build(tags, args.samples, rng, synth=0.33)
+    vx, vy = build(val_tags, len(val_tags), np.random.default_rng(1), synth=0, strong=False)
+    vjx, vjy = build(val_tags, 2000, np.random.default_rng(2), synth=0)
+    print(
+        f"data: {len(tags)} train tags, {len(xs)} samples, {len(val_tags)} val tags; {time.time() - t0:.0f} s",
+        flush=True,
+    )
+
+    model = PriceNet()
+    opt = torch.optim.AdamW(model.parameters(), 3e-3, weight_decay=1e-4)
+    ctc = nn.CTCLoss(blank=0, zero_infinity=True)
+    targets = [torch.tensor(encode(y)) for y in ys]
+    budget = args.minutes * 60
+    t1, step, epoch, lr0 = time.time(), 0, 0, 3e-3
+    best = (-1.0, None)
+    while time.time() - t1 < budget:
+        perm = rng.permutation(len(xs))
+        for i in range(0, len(perm) - args.batch + 1, args.batch):
+            frac = (time.time() - t1) / budget
+            if frac >= 1:
+                break
+            for g in opt.param_groups:  # warm-up then cosine
+                g["lr"] = lr0 * min(1.0, step / 200) * 0.5 * (1 + np.cos(np.pi * frac))
+            idx = perm[i : i + args.batch]
+            x = torch.from_numpy(xs[idx].astype(np.float32))
+            tgt = [targets[j] for j in idx]
+            logp = model(x).log_softmax(2).permute(1, 0, 2)  # (T, n, C)
+            loss = ctc(
+                logp,
+                torch.cat(tgt),
+                torch.full((len(idx),), logp.shape[0], dtype=torch.long),
+                torch.tensor([len(t) for t in tgt]),
+            )
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            step += 1
+            if step % 200 == 0:
+                print(f"step {step} ep {epoch} loss {loss.item():.3f} {time.time() - t1:.0f}s", flush=True)
+        epoch += 1
+        acc = evaluate(model, vx, vy)
+        print(f"epoch {epoch}: val exact {acc:.4f} (jittered {evaluate(model, vjx, vjy):.4f})", flush=True)
+        if acc >= best[0]:
+            best = (acc, {k: v.clone() for k, v in model.state_dict().items()})
+    model.load_state_dict(best[1])
+    train_s = time.time() - t0
+    acc, jacc = evaluate(model, vx, vy), evaluate(model, vjx, vjy)
+    print(f"final: val exact {acc:.4f}, jittered {jacc:.4f}; {train_s:.0f} s total", flush=True)
+    export(
+        model,
+        args.out,
+        {"valExact": round(acc, 4), "valJittered": round(jacc, 4), "trainSeconds": round(train_s)},
+    )
+    verify(model, args.out, vx[:64])
+
+
+def export(model: nn.Module, out: Path, figures: dict) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    model.eval()
+    path = out / "price-rec.onnx"
+    torch.onnx.export(
+        model,
+        torch.zeros(1, 1, HEIGHT, WIDTH),
+        str(path),
+        input_names=["crops"],
+        output_names=["logits"],
+        dynamic_axes={"crops": {0: "n"}, "logits": {0: "n"}},
+        opset_version=17,
+        dynamo=False,
+    )
+    meta = {
+        "file": path.name,
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "alphabet": PRICE_CHARS,
+        "blank": 0,
+        "input": {
+            "name": "crops",
+            "layout": "NCHW",
+            "channels": 1,
+            "height": HEIGHT,
+            "width": WIDTH,
+            "preprocess": "edgecv.vision.ocr.price_input: tag price region, grey, resize, (x - mean) / (std + 8)",
+        },
+        "output": {"name": "logits", "layout": "N,T,C", "timeSteps": WIDTH // 4},
+        "trainedBy": "scripts/train_price_ocr.py",
+        "data": "generated shelves seeds 500000 (1280x720) and 510000 (1920x1080) + rendered tags; val seed 920000",
+        "evaluation": figures,
+    }
+    (out / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
+    print(f"exported {path} ({path.stat().st_size / 1024:.0f} KiB)", flush=True)
+
+
+def verify(model: nn.Module, out: Path, sample: np.ndarray) -> None:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(out / "price-rec.onnx"), providers=["CPUExecutionProvider"])
+    x = sample.astype(np.float32)
+    onnx_out = session.run(None, {"crops": x})[0]
+    with torch.no_grad():
+        torch_out = model(torch.from_numpy(x)).numpy()
+    diff = float(np.abs(onnx_out - torch_out).max())
+    same = (onnx_out.argmax(2) == torch_out.argmax(2)).all()
+    print(f"verify: ONNX vs torch max |diff| {diff:.2e}, argmax identical {bool(same)}", flush=True)
+    if not same:
+        raise SystemExit("ONNX export does not match the torch model")
+
+
+def bench(folder: Path, ppocr: bool) -> None:
+    """Per-image and per-crop time of ``read_prices`` (median over the folder's images) and exact %."""
+    from edgecv.vision import ocr
+
+    truths = [json.loads(line) for line in (folder / "truth.jsonl").open()]
+    images = [cv2.imread(str(folder / "images" / t["image"])) for t in truths]
+    readers = {"price-rec": ocr.get_price_reader()}
+    if ppocr:
+        readers["PP-OCRv6 (rapidocr)"] = ocr.get_reader()
+    for name, reader in readers.items():
+        per_image, per_crop, hits, n = [], [], 0, 0
+        for rep in range(2):  # the first pass warms up
+            for t, image in zip(truths, images, strict=True):
+                boxes = np.array([g["xyxy"] for g in t["tags"]])
+                t0 = time.perf_counter()
+                got = ocr.read_prices(image, boxes, reader)
+                dt = time.perf_counter() - t0
+                if rep:
+                    per_image.append(dt)
+                    per_crop.append(dt / len(boxes))
+                    hits += sum(g == tag["price"] for g, tag in zip(got, t["tags"], strict=True))
+                    n += len(boxes)
+        print(
+            f"{name}: {len(truths)} images, {n} tags: exact {100 * hits / n:.1f}%; "
+            f"per image {1000 * np.median(per_image):.2f} ms, per crop {1000 * np.median(per_crop):.3f} ms "
+            f"(median, crop + preprocess + model + decode)",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
