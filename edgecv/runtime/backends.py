@@ -74,10 +74,27 @@ def _dims(partial_shape) -> list[int | None]:
     return [d.get_length() if d.is_static else None for d in partial_shape]
 
 
+def _with_preprocessing(model, spec):
+    """u8 NHWC BGR in → f32 NCHW (RGB or BGR) / scale, inside the graph."""
+    import openvino as ov
+    from openvino.preprocess import ColorFormat, PrePostProcessor
+
+    ppp = PrePostProcessor(model)
+    inp = ppp.input(0)
+    inp.tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC")).set_color_format(ColorFormat.BGR)
+    inp.model().set_layout(ov.Layout("NCHW"))
+    steps = inp.preprocess().convert_element_type(ov.Type.f32)
+    if spec.color == "RGB":
+        steps.convert_color(ColorFormat.RGB)
+    steps.scale(float(spec.scale))
+    return ppp.build()
+
+
 class OpenVinoBackend:
     """OpenVINO runtime; reads IR (``.xml``) or ONNX files."""
 
     name = "openvino"
+    takes_bgr_u8 = False
 
     def __init__(
         self,
@@ -88,7 +105,11 @@ class OpenVinoBackend:
         performance_hint: str = "LATENCY",
         inference_precision: str | None = None,
         num_threads: int | None = None,
+        input_spec=None,
     ) -> None:
+        """``input_spec`` (an InputSpec): fold colour order, scaling and layout into the graph with
+        OpenVINO's PrePostProcessor, so callers pass the letterboxed BGR uint8 image as ``[1, H, W, 3]``
+        (``takes_bgr_u8``) instead of building a float tensor in Python."""
         import openvino as ov
 
         hint = performance_hint.upper()
@@ -105,6 +126,9 @@ class OpenVinoBackend:
         config = self._config(target, hint, inference_precision, num_threads)
         try:
             model = core.read_model(str(model_path))
+            if input_spec is not None and input_spec.layout == "NCHW" and input_spec.color in ("RGB", "BGR"):
+                model = _with_preprocessing(model, input_spec)
+                self.takes_bgr_u8 = True
             self._compiled = core.compile_model(model, target, config)
         except RuntimeError as exc:
             raise ModelPackageError(f"OpenVINO could not load {model_path} on {target}: {exc}") from exc
@@ -234,6 +258,7 @@ class OnnxRuntimeBackend:
     """ONNX Runtime on the CPU execution provider."""
 
     name = "onnx"
+    takes_bgr_u8 = False
 
     def __init__(self, model_path: Path, *, device: str = "CPU", num_threads: int | None = None) -> None:
         import onnxruntime as ort

@@ -20,8 +20,10 @@ class Detections:
     data: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        xyxy = np.asarray(self.xyxy, dtype=np.float32).reshape(-1, 4) if np.size(self.xyxy) else np.zeros(
-            (0, 4), np.float32
+        xyxy = (
+            np.asarray(self.xyxy, dtype=np.float32).reshape(-1, 4)
+            if np.size(self.xyxy)
+            else np.zeros((0, 4), np.float32)
         )
         conf = np.asarray(self.confidence, dtype=np.float32).reshape(-1)
         cls = np.asarray(self.class_id, dtype=np.int64).reshape(-1)

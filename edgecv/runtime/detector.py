@@ -16,7 +16,7 @@ from edgecv.runtime.backends import Backend, OnnxRuntimeBackend, OpenVinoBackend
 from edgecv.runtime.decode import decode
 from edgecv.runtime.detections import Detections
 from edgecv.runtime.package import BACKENDS, ModelPackage, WeightSet
-from edgecv.runtime.preprocess import LetterboxInfo, to_tensor
+from edgecv.runtime.preprocess import LetterboxInfo, fit_to_input, to_tensor
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +82,7 @@ class Detector:
                 performance_hint=performance_hint,
                 inference_precision=inference_precision,
                 num_threads=num_threads,
+                input_spec=package.input,
             )
         else:
             runtime = OnnxRuntimeBackend(model_path, device=device, num_threads=num_threads)
@@ -102,6 +103,10 @@ class Detector:
             [1, 3, spec.height, spec.width] if spec.layout == "NCHW" else [1, spec.height, spec.width, 3]
         )
         got_in = self.runtime.input_shape
+        if (
+            self.runtime.takes_bgr_u8 and len(got_in) == 4
+        ):  # the graph's own NHWC uint8 input: compare as NCHW
+            got_in = [got_in[0], got_in[3], got_in[1], got_in[2]]
         if len(got_in) != 4 or any(
             g is not None and g != e for g, e in zip(got_in, expected_in, strict=True)
         ):
@@ -117,6 +122,11 @@ class Detector:
             )
 
     def preprocess(self, image_bgr: np.ndarray) -> tuple[np.ndarray, LetterboxInfo]:
+        """The network input for one image: the fitted uint8 image itself when the graph converts it
+        (OpenVINO), else a float tensor built here."""
+        if self.runtime.takes_bgr_u8:
+            image, info = fit_to_input(image_bgr, self.package.input)
+            return np.ascontiguousarray(image)[None], info
         return to_tensor(image_bgr, self.package.input)
 
     def infer(self, tensor: np.ndarray) -> np.ndarray:

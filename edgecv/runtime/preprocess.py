@@ -70,13 +70,17 @@ def as_bgr(image: np.ndarray) -> np.ndarray:
     return image
 
 
-def to_tensor(image_bgr: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, LetterboxInfo]:
-    """A ``[1, 3, H, W]`` (or NHWC) float32 tensor for ``spec`` and the geometry to undo it."""
+def fit_to_input(image_bgr: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, LetterboxInfo]:
+    """The BGR uint8 image at the network's input size (letterboxed or stretched per ``spec``)."""
     image = as_bgr(image_bgr)
     if spec.letterbox:
-        image, info = letterbox(image, spec.width, spec.height, spec.pad_value)
-    else:
-        image, info = stretch(image, spec.width, spec.height)
+        return letterbox(image, spec.width, spec.height, spec.pad_value)
+    return stretch(image, spec.width, spec.height)
+
+
+def to_tensor(image_bgr: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, LetterboxInfo]:
+    """A ``[1, 3, H, W]`` (or NHWC) float32 tensor for ``spec`` and the geometry to undo it."""
+    image, info = fit_to_input(image_bgr, spec)
     # blobFromImage does the BGR→RGB swap, the scaling and the HWC→NCHW copy in one C++ pass.
     blob = cv2.dnn.blobFromImage(image, scalefactor=1.0 / spec.scale, swapRB=spec.color == "RGB")
     if spec.layout == "NHWC":
