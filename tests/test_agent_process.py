@@ -114,3 +114,31 @@ def test_sigkill_mid_backlog_loses_nothing_and_runs_nothing_twice(tmp_path, mode
     assert outbox == (len(images), len(images))  # finished exactly once each
     assert db_rows(data_dir, "PRAGMA integrity_check") == [("ok",)]
     assert list(inbox.iterdir()) == []
+
+
+def test_once_processes_the_inbox_and_exits(tmp_path, models_root):
+    data_dir, inbox = tmp_path / "data", tmp_path / "inbox"
+    (inbox / "sub").mkdir(parents=True)
+    for i in range(3):
+        (inbox / "sub" / f"{i}.jpg").write_bytes(distinct_jpeg(80 + i))
+    (inbox / "broken.jpg").write_text("not an image")
+    env = {
+        **os.environ,
+        "EDGECV_DATA_DIR": str(data_dir),
+        "EDGECV_MODELS_DIRS": str(models_root),
+        "EDGECV_DEFAULT_MODEL": "rect",
+        "EDGECV_API_ENABLED": "false",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "edgecv", "agent", "--inbox", str(inbox), "--once"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "inbox and queue empty: 3 completed, 0 failed" in done.stderr
+    assert count_done(data_dir) == 3
+    assert [p.name for p in (data_dir / "quarantine").iterdir() if p.suffix == ".jpg"][0].endswith(
+        "broken.jpg"
+    )
