@@ -198,6 +198,7 @@ def create_app(
         description="The CV Jobs API served by an edgecv agent for one tenant. Errors are "
         '`{"error": {"code", "message"}}`.',
         redoc_url=None,
+        docs_url=None,  # Swagger UI loads its assets from a CDN: a blank page on an offline device
     )
     app.state.edgecv = ApiState(config, store, metrics, models)
     app.add_exception_handler(EdgecvError, _edgecv_error)
