@@ -86,6 +86,9 @@ def test_cli_sync_prints_summary_and_status(tmp_path, server):
     assert status.exit_code == 0
     assert "0 pending, 1 parked, 11 sent" in status.output and "invalid_result" in status.output
     assert json.loads(_cli(tmp_path, server.url, "--status", "--json").output)["backlog"]["sent"] == 11
+    again = _cli(tmp_path, server.url, "--retry-parked")  # the item is still invalid: parked once more
+    assert "1 parked result(s) queued again" in again.output
+    assert "sent 0, duplicate 0, rejected 1, still pending 0" in again.output
     store.close()
 
 

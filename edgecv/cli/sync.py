@@ -8,7 +8,7 @@ import click
 
 from edgecv.cli import AppContext, fail, main, pass_app
 from edgecv.errors import EdgecvError
-from edgecv.store import Store
+from edgecv.store import Store, outbox
 from edgecv.sync import sync_all, sync_status
 
 
@@ -21,13 +21,25 @@ from edgecv.sync import sync_all, sync_status
 )
 @click.option("--json", "as_json", is_flag=True, help="With --status: print JSON.")
 @click.option(
+    "--retry-parked",
+    is_flag=True,
+    help="Put results the upstream rejected back in the queue first (after fixing the cause upstream).",
+)
+@click.option(
     "--timeout", type=float, default=300.0, show_default=True, help="Give up after this many seconds."
 )
 @click.option(
     "--progress/--no-progress", default=None, help="Progress bar (default: on a long backlog at a terminal)."
 )
 @pass_app
-def sync(app: AppContext, show_status: bool, as_json: bool, timeout: float, progress: bool | None) -> None:
+def sync(
+    app: AppContext,
+    show_status: bool,
+    as_json: bool,
+    retry_parked: bool,
+    timeout: float,
+    progress: bool | None,
+) -> None:
     """Push every pending result (and image) to the tenant API once, then print a summary.
 
     Exits 1 when anything is still pending (upstream down, credentials refused, timeout).
@@ -39,6 +51,8 @@ def sync(app: AppContext, show_status: bool, as_json: bool, timeout: float, prog
             report = sync_status(store, config)
             click.echo(json.dumps(report, indent=2) if as_json else format_status(report))
             return
+        if retry_parked:
+            click.echo(f"{outbox.requeue_parked(store)} parked result(s) queued again")
         summary = sync_all(store, config, deadline_s=timeout, progress=progress)
     except EdgecvError as exc:
         raise fail(exc) from None
