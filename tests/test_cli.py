@@ -140,3 +140,19 @@ def test_annotate_writes_pictures_from_run_and_show(cli, tmp_path):
     original = cv2.imread(str(tmp_path / "photo 0.jpg"))
     assert image.shape[:2] == original.shape[:2]
     assert (image.astype(int) - original.astype(int)).any()  # something was drawn
+
+
+def test_models_add_installs_a_custom_ultralytics_export_that_jobs_can_use(cli, tmp_path):
+    import onnx
+    from runtime_fixtures import rect_detector
+
+    export = tmp_path / "best.onnx"
+    meta = {"task": "detect", "imgsz": "[96, 128]", "names": "{0: 'carton', 1: 'crate'}", "stride": "32"}
+    onnx.save(rect_detector(128, 96, metadata=meta), export)
+    added = cli("models", "add", str(export), "--name", "custom").output
+    assert "installed custom (2 labels, input 128x96)" in added
+    assert "custom" in cli("models", "list").output
+    job = json.loads(cli("run", images(tmp_path, 1, start=30)[0], "--model", "custom", "--json").stdout)[0]
+    assert job["model"] == "custom" and job["result"]["detections"][0]["objectName"] == "carton"
+    again = cli("models", "add", str(export), "--name", "custom", ok=False)
+    assert again.exit_code == 1 and "--force" in again.output
