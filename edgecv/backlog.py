@@ -34,6 +34,9 @@ def run_backlog(worker, jobs: list[Job]) -> list[Job]:
         by_model[job.model].append(job)
     finished: list[Job] = []
     for model_jobs in by_model.values():
+        if worker.stopping():
+            worker.store.release_jobs([j.id for j in model_jobs], worker.owner)
+            continue
         finished.extend(_run_model(worker, model_jobs))
     return finished
 
@@ -53,7 +56,10 @@ def _run_model(worker, jobs: list[Job]) -> list[Job]:
     in_inference = 0
     with ThreadPoolExecutor(decode_threads(), thread_name_prefix="edgecv-decode") as pool:
         while pending or loading or in_inference:
-            while len(loading) + in_inference < limit:
+            if pending and worker.stopping():  # shutting down: finish what is in flight, hand back the rest
+                worker.store.release_jobs([j.id for j in pending], worker.owner)
+                pending = []
+            while len(loading) + in_inference < limit and not worker.stopping():
                 if not pending:  # keep the pipeline full: claim more of this model, a few at a time
                     pending = worker.store.claim_jobs(
                         worker.owner,

@@ -66,6 +66,7 @@ class Worker:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{name}"
         self.on_finished = on_finished
         self.metrics = metrics  # edgecv.api.Metrics, when the agent runs one
+        self.stop_event: threading.Event | None = None
 
     def run_once(self) -> Job | None:
         """Process the oldest queued job, or, with a backlog, a batch through the overlapped path.
@@ -84,7 +85,12 @@ class Worker:
             return None
         return self.process(job)
 
+    def stopping(self) -> bool:
+        """True once the agent asked to stop: finish what is in hand, take nothing new."""
+        return self.stop_event is not None and self.stop_event.is_set()
+
     def run_forever(self, stop: threading.Event) -> None:
+        self.stop_event = stop
         while not stop.is_set():
             self.signal.clear()
             try:

@@ -63,3 +63,18 @@ def test_backlog_fails_bad_jobs_and_completes_the_rest(store, config):
     assert all(statuses[j.id].error_code == "model_not_found" for j in missing)
     assert statuses[bad.id].status == "failed" and statuses[bad.id].error_code == "image_unreadable"
     assert store.conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 9
+
+
+def test_stop_finishes_what_is_in_flight_and_hands_back_the_rest(store, config):
+    import threading
+
+    queue_images(store, config, 40)
+    stop = threading.Event()
+    worker = Worker(store, config, on_finished=lambda job: stop.set())
+    worker.stop_event = stop
+    worker.run_once()
+    counts = store.count_by_status()
+    assert 1 <= counts["completed"] < 20 and counts["processing"] == 0
+    assert counts["queued"] == 40 - counts["completed"]
+    attempts = store.conn.execute("SELECT MAX(attempts) FROM jobs WHERE status = 'queued'").fetchone()[0]
+    assert attempts == 0  # handed back unstarted: no attempt counted

@@ -407,6 +407,19 @@ class Store:
             )
         return self.fail_job(job_id, owner, code, message)
 
+    def release_jobs(self, job_ids: list[str], owner: str) -> int:
+        """Hand claimed jobs that were never started back to the queue (attempt not counted)."""
+        with self.transaction() as conn:
+            return sum(
+                conn.execute(
+                    "UPDATE jobs SET status = 'queued', attempts = attempts - 1, lease_owner = NULL,"
+                    " lease_expires_at = NULL, started_at = NULL"
+                    " WHERE id = ? AND status = 'processing' AND lease_owner = ?",
+                    (job_id, owner),
+                ).rowcount
+                for job_id in job_ids
+            )
+
     def renew_lease(self, job_id: str, owner: str, lease_s: float) -> bool:
         with self.transaction() as conn:
             cur = conn.execute(
