@@ -41,6 +41,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
 from edgecv.config import load_config  # noqa: E402
+from edgecv.errors import EdgecvError  # noqa: E402
 from edgecv.registry import find_package, installed_models  # noqa: E402
 from edgecv.runtime.detector import Detector  # noqa: E402
 
@@ -99,8 +100,9 @@ def benchmark_app(model_xml: Path, hint: str, seconds: int, extra: list[str] | N
     ]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     fps = float(re.search(r"Throughput:\s+([\d.]+)\s+FPS", out).group(1))
-    median = re.search(r"Median:\s+([\d.]+)\s+ms", out)
-    return {"fps": fps, "median_ms": float(median.group(1)) if median else None}
+    median = re.search(r"Median:\s+([\d.]+)\s+(ms|us)", out)
+    median_ms = float(median.group(1)) / (1000.0 if median.group(2) == "us" else 1.0)
+    return {"fps": fps, "median_ms": median_ms}
 
 
 def decode_throughput(paths: list[Path], threads: int) -> float:
@@ -236,7 +238,7 @@ def latency(work: Path, model: str, images: list[Path], samples: int) -> dict:
 
 def memory_and_startup(work: Path, images: list[Path]) -> dict:
     """All shipped models loaded (preloaded through folder mappings); start-to-ready cold and cached."""
-    names = sorted(installed_models(load_config(environ={})))
+    names = sorted(installed_models(load_config()))
     toml = work / "all-models.toml"
     toml.write_text("[folders]\n" + "".join(f'"m{i}" = "{n}"\n' for i, n in enumerate(names)))
     out = {}
@@ -273,7 +275,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args()
 
-    cfg = load_config(environ={})
+    cfg = load_config()
     package = find_package(cfg, args.model)
     kind = args.kind or {"shelf": "shelves", "building": "facades", "damage": "damage"}.get(
         package.pipeline, "shelves"
@@ -282,7 +284,10 @@ def main() -> None:
     figures: dict = {"model": args.model, "images": len(images), "cpus": len(os.sched_getaffinity(0))}
     log(f"# edgecv bench: {args.model}, {len(images)} × {kind} JPEGs, {figures['cpus']} CPUs")
 
-    int8_xml = package.model_path(package.weight_set("openvino", "int8"))
+    try:
+        int8_xml = package.model_path(package.weight_set("openvino", "int8"))
+    except EdgecvError:  # a package without INT8 IR (e.g. a custom model): its default OpenVINO weights
+        int8_xml = package.model_path(package.weight_set("openvino"))
     if "ceiling" not in args.skip:
         tp = benchmark_app(int8_xml, "throughput", args.seconds)
         lt = benchmark_app(int8_xml, "latency", args.seconds)
