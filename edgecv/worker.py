@@ -139,6 +139,7 @@ class Worker:
                     detections=detections,
                     labels=list(detector.package.labels),
                     metadata=loaded.observation.metadata,
+                    options={"read_tag_names": self.config.read_tag_names},
                 )
             )
         except Exception as exc:

@@ -202,7 +202,8 @@ def evaluate(domain: str, args) -> None:
         res = pipeline(PipelineInput(image, dets, labels, meta))
         pipe_s.append(time.perf_counter() - t0)
         if domain == "shelves":
-            score_shelf(tally, truth, res, pipeline(PipelineInput(image, dets, labels, {})))
+            no_plan = PipelineInput(image, dets, labels, {}, {"read_tag_names": True})
+            score_shelf(tally, truth, res, pipeline(no_plan))
         elif domain == "facades":
             score_facades(tally, truth, res)
         else:

@@ -356,7 +356,7 @@ def test_status_snapshot(config, store):
     }
     assert snap["sync"]["state"] == "disabled"
     assert snap["sync"]["backlog"]["pending"] == 2
-    assert [m["name"] for m in snap["models"]] == ["rect"]
+    assert "rect" in [m["name"] for m in snap["models"]]  # plus whatever models/ ships
     assert snap["agent"] == {"running": False}
     assert snap["database"]["schemaVersion"] == schema_version()
     lines = format_status(snap)
