@@ -9,7 +9,8 @@ Runs, all through edgecv.runtime.Detector on CPU:
     ONNX Runtime INT8 and FP32;
   * robustness of the default (OpenVINO INT8) model: blur, brightness ±30 %, JPEG q40, rotation ±5°;
   * class confusion at the package's confidence threshold (--confusion, for shelves: SKU look-alikes);
-  * throughput with OpenVINO benchmark_app (-hint throughput): INT8, FP32 -infer_precision f32, FP32 default.
+  * throughput with OpenVINO benchmark_app (-hint throughput -t 15): INT8, FP32 -infer_precision f32, FP32
+    default; interleaved rounds (--bench-rounds), best round kept, all rounds reported.
 Writes PACKAGE/eval-report.json and copies the headline figures into model.json's ``evaluation``.
 """
 
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=0)
     ap.add_argument("--confusion", action="store_true")
     ap.add_argument("--bench-seconds", type=int, default=15)
+    ap.add_argument("--bench-rounds", type=int, default=2)
     ap.add_argument("--no-bench", action="store_true")
     ap.add_argument("--no-robustness", action="store_true")
     ap.add_argument(
@@ -85,13 +87,25 @@ def main(argv: list[str] | None = None) -> int:
 
     speed = {}
     if not a.no_bench:
+        # the machine is shared: run the three configurations interleaved, several rounds, and keep the
+        # best round of each (the least disturbed); every round is in the report
         int8_xml = pkg_dir / "openvino-int8" / "model.xml"
         fp32_xml = pkg_dir / "openvino-fp32" / "model.xml"
-        speed["openvino-int8"] = benchmark(int8_xml, seconds=a.bench_seconds)
-        speed["openvino-fp32-f32"] = benchmark(fp32_xml, infer_precision="f32", seconds=a.bench_seconds)
-        speed["openvino-fp32-default"] = benchmark(fp32_xml, seconds=a.bench_seconds)
-        for k, v in speed.items():
-            log.info("%s: %.1f img/s", k, v.get("throughputFps", float("nan")))
+        configs = {
+            "openvino-int8": (int8_xml, None),
+            "openvino-fp32-f32": (fp32_xml, "f32"),
+            "openvino-fp32-default": (fp32_xml, None),
+        }
+        rounds: dict[str, list[dict]] = {k: [] for k in configs}
+        for _ in range(a.bench_rounds):
+            for k, (xml, prec) in configs.items():
+                rounds[k].append(benchmark(xml, infer_precision=prec, seconds=a.bench_seconds))
+        for k, rs in rounds.items():
+            best = max(rs, key=lambda r: r.get("throughputFps", 0.0))
+            speed[k] = {**best, "rounds": [r.get("throughputFps") for r in rs]}
+            log.info(
+                "%s: %.1f img/s (rounds %s)", k, best.get("throughputFps", float("nan")), speed[k]["rounds"]
+            )
 
     default = runs["openvino-int8"]
     f32 = runs["openvino-fp32-f32"]

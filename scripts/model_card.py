@@ -20,10 +20,18 @@ RECIPES = {
         "size_why": "Shelf photos are 16:9 (1280×720), so the input is a 16:9 letterbox (640×384, 2× "
         "downscale, 12 px of padding top and bottom) instead of a square that would waste 44 % of the "
         "pixels. Packs are 20–70 px wide at 1280 px (10–35 px at the input), tags about 20×10 px (10×5): "
-        "stride-8 cells still see every pack. 640×384 costs ~0.56 of a 640×640 input; a larger input "
+        "stride-8 cells still see every pack. 640×384 costs 0.6 of a 640×640 input; a larger input "
         "(e.g. 960×544) would help the smallest tags and the mAP50-95 tail but costs 2.1× per image and "
         "did not fit the CPU training budget.",
-        "train_args": "--imgsz 640x384 --fliplr 0 --minutes 42 --threads 2",
+        "train": [
+            "--imgsz 640x384 --fliplr 0 --minutes 45 --threads 2   # stopped after 5 min (step ~65)",
+            "--imgsz 640x384 --fliplr 0 --minutes 42 --threads 2 --resume runs/shelves/last.pt   # stopped after 6 min",
+            "--imgsz 640x384 --fliplr 0 --minutes 40 --threads 1 --resume runs/shelves2/last.pt",
+        ],
+        "history": "Three segments, 51 min in all: two short 2-thread starts were stopped because, on the "
+        "shared CPU, two intra-op threads ran 2–3× slower than one (threads waiting on each other while "
+        "other jobs held the cores) and a denormal-float slowdown was fixed (`torch.set_flush_denormal`); "
+        "the final 40-minute segment (1 thread) resumed from the last checkpoint.",
         "train_count": 900,
         "extra_limits": "- Price tags are the smallest objects (≈10×5 px at the input) and the weakest class; "
         "the shelf pipeline OCRs tags from the original image, so a looser tag box still reads.\n"
@@ -38,7 +46,13 @@ RECIPES = {
         "size_why": "Facade photos are 16:9; 640×384 keeps drainpipes (6–56 px wide at 1280 px) and roof "
         "edges (7–70 px tall) at least 3 px thick at the input. Thin, long boxes are where IoU is most "
         "sensitive, so a smaller input was not worth its speed.",
-        "train_args": "--imgsz 640x384 --fliplr 0.5 --minutes 50 --threads 1",
+        "train": [
+            "--imgsz 640x384 --fliplr 0.5 --minutes 50 --threads 1   # stopped after 30 min (step ~350)",
+            "--imgsz 640x384 --fliplr 0.5 --minutes 41 --threads 1 --lr 1e-3 --resume runs/facades/last.pt",
+        ],
+        "history": "Two segments, about 71 min in all: the first run's 50-minute schedule was replaced after "
+        "30 minutes by a longer 41-minute cosine from lr 1e-3, resumed from its checkpoint, when validation "
+        "showed it would not converge in time.",
         "train_count": 1000,
         "extra_limits": "- Drainpipes and roof edges are thin: a 1-px error moves IoU a lot, so they carry the "
         "lowest AP50-95.\n",
@@ -50,7 +64,12 @@ RECIPES = {
         "imgsz": "512x288",
         "size_why": "Damage instances are large (a crack's box spans its branches, stains and spalls are "
         "blobs), so a 512×288 16:9 input loses little accuracy and runs 1.6× faster than 640×384.",
-        "train_args": "--imgsz 512x288 --fliplr 0.5 --minutes 45 --threads 1",
+        "train": [
+            "--imgsz 512x288 --fliplr 0.5 --minutes 40 --threads 1   # stopped after 21 min (step ~500)",
+            "--imgsz 512x288 --fliplr 0.5 --minutes 43 --threads 1 --lr 1.2e-3 --resume runs/damage/last.pt",
+        ],
+        "history": "Two segments, about 64 min in all: the first run's 40-minute schedule was replaced after "
+        "21 minutes by a longer 43-minute cosine from lr 1.2e-3, resumed from its checkpoint.",
         "train_count": 1200,
         "extra_limits": "- Stain extents (efflorescence, moisture) are fuzzy; box agreement at high IoU is "
         "limited by how the generator draws their masks.\n",
@@ -95,8 +114,8 @@ def render(pkg_dir: Path) -> str:
         "",
         f"**Input size.** {r['size_why']}",
         "",
-        f"Training: {fmt(train.get('train_minutes'), 1)} min wall clock, {train.get('step', '—')} steps of 16 "
-        f"images ({train.get('epoch', '—')} epochs), on a shared 2-core CPU (bf16 autocast).",
+        f"Training: final segment {fmt(train.get('train_minutes'), 1)} min wall clock, {train.get('step', '—')} "
+        f"steps of 16 images, on a 2-core CPU shared with other jobs (bf16 autocast, 1 thread). {r['history']}",
         "",
         "## Evaluation",
         "",
@@ -164,14 +183,17 @@ def render(pkg_dir: Path) -> str:
         f"python scripts/generate.py {r['domain']} --out data/{r['domain']}-val --count 60 --seed 2000",
         f"python scripts/generate.py {r['domain']} --out data/{r['domain']}-calib --count 200 --seed 3000",
         f"python scripts/generate.py {r['domain']} --out data/{r['domain']}-heldout --count {s['data']['images']} --seed 5000",
-        f"python scripts/train_model.py --data data/{r['domain']}-train --val data/{r['domain']}-val "
-        f"--out runs/{r['domain']} {r['train_args']}",
-        f"python scripts/export_model.py runs/{r['domain']}/model.pt --calib data/{r['domain']}-calib "
+        *[
+            f"python scripts/train_model.py --data data/{r['domain']}-train --val data/{r['domain']}-val "
+            f"--out runs/{r['domain']}{'' if i == 0 else i + 1} {args}"
+            for i, args in enumerate(r["train"])
+        ],
+        f"python scripts/export_model.py runs/{r['domain']}{len(r['train']) if len(r['train']) > 1 else ''}/model.pt --calib data/{r['domain']}-calib "
         f"--name {name} --version {manifest['version']} --pipeline {manifest['pipeline']} "
         f"--conf {manifest['thresholds']['confidence']} --iou {manifest['thresholds']['iou']} --out models/{name}",
         f"python scripts/evaluate_model.py models/{name} --data data/{r['domain']}-heldout --heldout-seed 5000"
         + (" --confusion" if conf else "")
-        + f" --training runs/{r['domain']}/train-summary.json",
+        + f" --training runs/{r['domain']}{len(r['train']) if len(r['train']) > 1 else ''}/train-summary.json",
         f"python scripts/model_card.py models/{name}",
         "```",
         "",
