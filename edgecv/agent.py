@@ -18,6 +18,7 @@ from pathlib import Path
 
 from edgecv.config import Config
 from edgecv.errors import AgentLocked, ConfigError, EdgecvError
+from edgecv.ingest import recover_spool
 from edgecv.registry import DetectorPool
 from edgecv.status import write_agent_state
 from edgecv.store import Store
@@ -88,6 +89,7 @@ class Agent:
         store = self.store
         store.on_job_queued = self.signal.notify
         store.recover_jobs(cfg.max_attempts)
+        recover_spool(store, cfg)
         from edgecv.api import Metrics
 
         self.metrics = Metrics(store)

@@ -227,3 +227,22 @@ def test_folder_planogram_is_recorded_with_the_observation(store, config, inbox,
     b = ingest_file(store, config, drop(inbox, "b.jpg", distinct_jpeg(71)), inbox)
     assert a.observation.metadata["planogram"][0]["items"][0]["facings"] == 4
     assert "planogram" not in b.observation.metadata
+
+
+def test_spooled_image_whose_observation_was_lost_is_recovered(store, config, inbox):
+    from edgecv.ingest import recover_spool
+
+    kept = ingest_file(store, config, drop(inbox, "kept.jpg", distinct_jpeg(90)), inbox)
+    lost = ingest_file(store, config, drop(inbox, "lost.jpg", distinct_jpeg(91)), inbox)
+    with store.transaction() as conn:  # what a power loss can do to the last WAL transactions
+        conn.execute("DELETE FROM jobs WHERE id = ?", (lost.job.id,))
+        conn.execute("DELETE FROM observations WHERE id = ?", (lost.observation.id,))
+    (config.spool_dir / "ab").mkdir(parents=True, exist_ok=True)
+    (config.spool_dir / "ab" / ".half-written.jpg.1.2.tmp").write_bytes(b"junk")
+    assert recover_spool(store, config) == 1
+    again = store.find_observation_by_hash(lost.observation.sha256)
+    assert again.metadata == {"recoveredFromSpool": True}
+    assert [j.model for j in store.jobs_for_observation(again.id)] == ["rect"]
+    assert store.find_observation_by_hash(kept.observation.sha256).id == kept.observation.id
+    assert not (config.spool_dir / "ab" / ".half-written.jpg.1.2.tmp").exists()
+    assert recover_spool(store, config) == 0

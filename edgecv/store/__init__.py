@@ -248,6 +248,9 @@ class Store:
             raise ObservationNotFound(f"observation {observation_id} does not exist")
         return _observation(row)
 
+    def observation_hashes(self) -> set[str]:
+        return {row[0] for row in self.conn.execute("SELECT sha256 FROM observations")}
+
     def find_observation_by_hash(self, sha256: str) -> Observation | None:
         row = self.conn.execute("SELECT * FROM observations WHERE sha256 = ?", (sha256,)).fetchone()
         return _observation(row) if row else None
