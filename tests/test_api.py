@@ -140,7 +140,8 @@ def test_start_job_errors_say_what_exists(api):
     )
     assert resp.status_code == 422
     assert resp.json()["error"]["code"] == "model_not_found"
-    assert "installed: rect" in resp.json()["error"]["message"]
+    installed = resp.json()["error"]["message"].split("installed:", 1)[1]
+    assert "rect" in installed  # lists what exists (the shipped models too)
     resp = requests.post(url(api, "/cv/jobs"), json={"observationId": "obs_nope", "model": "rect"}, timeout=5)
     assert resp.status_code == 404
     assert "POST …/observations" in resp.json()["error"]["message"]
