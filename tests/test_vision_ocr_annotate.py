@@ -99,3 +99,22 @@ def test_draw_job():
     assert out.shape == image.shape and out.any() and not image.any()
     failed = draw_job(image, {"status": "failed", "error": {"code": "image_unreadable", "message": "x"}})
     assert failed.any()
+
+
+def test_batched_price_inputs_and_ctc_decoding():
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (120, 200, 3), np.uint8)
+    boxes = np.array([[10, 10, 60, 30], [100, 50, 101, 51], [150, 80, 199, 119]], float)
+    batch, ok = ocr.price_inputs(image, boxes, (24, 64))
+    assert ok.tolist() == [True, False, True] and batch.shape == (3, 24, 64)
+    for b, x, good in zip(boxes, batch, ok, strict=True):
+        one = ocr.price_input(image, b, (24, 64))
+        assert (one is None) == (not good)
+        if good:
+            assert np.allclose(one, x, atol=1e-5)
+    table = ["", "1", "2", "."]
+    assert ocr.ctc_greedy(np.array([[0, 1, 1, 0, 1, 3, 2, 2], [2, 0, 2, 9, 0, 0, 0, 0]]), table) == [
+        "11.2",
+        "22",
+    ]
+    assert ocr.ctc_greedy(np.zeros((0, 16), np.int64), table) == []

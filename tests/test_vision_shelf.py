@@ -119,3 +119,28 @@ def test_empty_detections():
     res = run_shelf(Detections.empty())
     assert res["detections"] == []
     assert res["summary"]["totalProducts"] == 0 and res["summary"]["complianceScore"] == 1.0
+
+
+def test_vectorised_helpers_match_the_plain_definitions():
+    """roll_slope / bounding_boxes are vectorised; they must agree with the one-at-a-time definitions."""
+    from edgecv.vision.common import bounding_box, bounding_boxes
+    from edgecv.vision.rows import roll_slope
+
+    rng = np.random.default_rng(3)
+    xc = rng.uniform(0, 1000, 60)
+    groups = rng.integers(0, 5, 60)
+    groups[:2] = 7  # a group too small to fit
+    y = 100 * groups + 0.02 * xc + rng.normal(0, 1, 60)
+    slopes = []
+    for g in np.unique(groups):
+        i = groups == g
+        if i.sum() >= 3 and np.ptp(xc[i]) >= 1:
+            slopes.append(np.polyfit(xc[i], y[i], 1)[0])
+    assert roll_slope(xc, y, groups) == pytest.approx(float(np.median(slopes)), abs=1e-12)
+    assert roll_slope(xc[:2], y[:2], groups[:2]) == 0.0
+    assert roll_slope(np.zeros(0), np.zeros(0), np.zeros(0, int)) == 0.0
+
+    boxes = rng.uniform(-50, 700, (40, 4)).astype(np.float32)
+    boxes[0] = [10.5, 11.5, 12.5, 13.5]  # halves round to even, as round() does
+    assert bounding_boxes(boxes, 640, 480) == [bounding_box(b, 640, 480) for b in boxes]
+    assert bounding_boxes(np.zeros((0, 4)), 640, 480) == []

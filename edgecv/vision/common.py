@@ -16,6 +16,20 @@ def bounding_box(xyxy: np.ndarray, width: int, height: int) -> dict:
     return {"x": x, "y": y, "width": max(0, int(round(x2)) - x), "height": max(0, int(round(y2)) - y)}
 
 
+def bounding_boxes(xyxy: np.ndarray, width: int, height: int) -> list[dict]:
+    """``bounding_box`` for every row of an (n, 4) array at once (same rounding: half to even)."""
+    b = np.asarray(xyxy, np.float64).reshape(-1, 4)
+    x = np.clip(b[:, [0, 2]], 0.0, float(width))
+    y = np.clip(b[:, [1, 3]], 0.0, float(height))
+    xi, yi = np.rint(x).astype(np.int64), np.rint(y).astype(np.int64)
+    ws = np.maximum(0, xi[:, 1] - xi[:, 0])
+    hs = np.maximum(0, yi[:, 1] - yi[:, 0])
+    return [
+        {"x": a, "y": c, "width": e, "height": f}
+        for a, c, e, f in zip(xi[:, 0].tolist(), yi[:, 0].tolist(), ws.tolist(), hs.tolist(), strict=True)
+    ]
+
+
 def label_of(labels: list[str], class_id: int) -> str:
     return labels[class_id] if 0 <= class_id < len(labels) else f"class_{class_id}"
 

@@ -48,28 +48,48 @@ PPOCR_PRICE_REGION = (0.25, 0.22, 1.0, 1.0)
 
 def ctc_greedy(best: np.ndarray, table: list[str]) -> list[str]:
     """Best class per time step (n, time) → strings; class 0 is the CTC blank, repeats collapse."""
-    out = []
-    for seq in best:
-        chars, prev = [], 0
-        for k in seq:
-            if k != prev and k != 0 and k < len(table):
-                chars.append(table[k])
-            prev = k
-        out.append("".join(chars))
-    return out
+    best = np.asarray(best)
+    if best.size == 0:
+        return [""] * len(best)
+    # keep a step when it differs from the previous one (the step before the first is blank) and is a class
+    prev = np.concatenate([np.zeros((len(best), 1), best.dtype), best[:, :-1]], axis=1)
+    keep = (best != prev) & (best != 0) & (best < len(table))
+    return ["".join(table[k] for k in seq[m].tolist()) for seq, m in zip(best, keep, strict=True)]
 
 
 # ------------------------------------------------------------------------------------ price reader
 def price_input(image: np.ndarray, xyxy, size: tuple[int, int]) -> np.ndarray | None:
     """The price region of a tag box as the price reader's input: float32 (h, w), standardised grey."""
-    c = crop(image, xyxy, PRICE_REGION)
-    if c is None:
-        return None
-    g = cv2.cvtColor(c, cv2.COLOR_BGR2GRAY) if c.ndim == 3 else c
+    batch, ok = price_inputs(image, np.asarray(xyxy, np.float64).reshape(1, 4), size)
+    return batch[0] if ok[0] else None
+
+
+def price_inputs(
+    image: np.ndarray, boxes: np.ndarray, size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """``price_input`` for many tag boxes: float32 (n, h, w) and a mask of the boxes that gave a crop
+    (the others are left zero). Each crop is cut, greyed and resized on its own; the standardisation
+    ``(x - mean) / (std + 8)`` runs over the whole batch at once."""
     h, w = size
-    interp = cv2.INTER_AREA if g.shape[1] > w else cv2.INTER_LINEAR
-    g = cv2.resize(g, (w, h), interpolation=interp).astype(np.float32)
-    return (g - g.mean()) / (g.std() + 8.0)
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    grey = np.zeros((len(boxes), h, w), np.uint8)
+    ok = np.zeros(len(boxes), bool)
+    colour = image.ndim == 3
+    for i, b in enumerate(boxes):
+        c = crop(image, b, PRICE_REGION)
+        if c is None:
+            continue
+        g = cv2.cvtColor(c, cv2.COLOR_BGR2GRAY) if colour else c
+        interp = cv2.INTER_AREA if g.shape[1] > w else cv2.INTER_LINEAR
+        grey[i] = cv2.resize(g, (w, h), interpolation=interp)
+        ok[i] = True
+    x = grey.astype(np.float32)
+    mean = x.mean(axis=(1, 2), keepdims=True)
+    std = x.std(axis=(1, 2), keepdims=True)
+    x -= mean
+    x /= std + 8.0
+    x[~ok] = 0.0
+    return x, ok
 
 
 def _sha256(path: Path) -> str:
@@ -95,13 +115,12 @@ class PriceReader:
         self._infer = _load_price_model(path, backend)
 
     def read(self, image: np.ndarray, boxes: np.ndarray) -> list[str | None]:
-        inputs = [price_input(image, b, self.size) for b in np.asarray(boxes).reshape(-1, 4)]
-        keep = [i for i, x in enumerate(inputs) if x is not None]
-        out: list[str | None] = [None] * len(inputs)
-        if keep:
-            batch = np.stack([inputs[i] for i in keep])[:, None]
-            logits = self._infer(batch)  # (n, time, classes)
-            for i, text in zip(keep, ctc_greedy(logits.argmax(axis=2), self.table), strict=True):
+        batch, ok = price_inputs(image, boxes, self.size)
+        out: list[str | None] = [None] * len(batch)
+        keep = np.flatnonzero(ok)
+        if len(keep):
+            logits = self._infer(np.ascontiguousarray(batch[keep][:, None]))  # (n, time, classes)
+            for i, text in zip(keep.tolist(), ctc_greedy(logits.argmax(axis=2), self.table), strict=True):
                 out[i] = text
         return out
 
@@ -119,8 +138,8 @@ def _load_price_model(path: Path, backend: str):
         lock = threading.Lock()
 
         def infer(batch: np.ndarray) -> np.ndarray:
-            with lock:
-                return np.array(request.infer([batch])[0])
+            with lock:  # shared input/output: no copies in, one copy of the logits out (~1 ms less a call)
+                return request.infer({0: batch}, share_inputs=True, share_outputs=True)[0].copy()
 
         log.info("price-tag OCR: %s on OpenVINO CPU", path.name)
         return infer

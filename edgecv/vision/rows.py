@@ -52,14 +52,24 @@ class ShelfLayout:
 
 
 def roll_slope(xc: np.ndarray, y: np.ndarray, groups: np.ndarray) -> float:
-    """Median within-group slope dy/dx (the camera's roll), 0 when there is nothing to fit."""
-    slopes = []
-    for g in np.unique(groups):
-        idx = np.flatnonzero(groups == g)
-        if len(idx) < 3 or np.ptp(xc[idx]) < 1:
-            continue
-        slopes.append(np.polyfit(xc[idx], y[idx], 1)[0])
-    return float(np.median(slopes)) if slopes else 0.0
+    """Median within-group slope dy/dx (the camera's roll), 0 when there is nothing to fit.
+
+    Least-squares slope of each group of ≥ 3 points spanning ≥ 1 px in x, all groups at once.
+    """
+    if len(groups) == 0:
+        return 0.0
+    _, g = np.unique(groups, return_inverse=True)
+    k = int(g.max()) + 1
+    n = np.bincount(g, minlength=k)
+    dx = xc - (np.bincount(g, xc, k) / n)[g]
+    dy = y - (np.bincount(g, y, k) / n)[g]
+    lo, hi = np.full(k, np.inf), np.full(k, -np.inf)
+    np.minimum.at(lo, g, xc)
+    np.maximum.at(hi, g, xc)
+    ok = (n >= 3) & (hi - lo >= 1)
+    if not ok.any():
+        return 0.0
+    return float(np.median(np.bincount(g, dx * dy, k)[ok] / np.bincount(g, dx * dx, k)[ok]))
 
 
 def cluster_1d(values: np.ndarray, gap: float) -> np.ndarray:
@@ -97,13 +107,14 @@ def _tag_rows(
     board = np.array([np.median(products[prow == r, 3] - slope * pxc[prow == r]) for r in range(n_rows)])
     txc = (tags[:, 0] + tags[:, 2]) / 2
     ttop = tags[:, 1] - slope * txc
-    th = tags[:, 3] - tags[:, 1]
+    th = (tags[:, 3] - tags[:, 1])[:, None]
     trow = np.full(len(tags), -1, np.int64)
-    for i in range(len(tags)):
-        d = ttop[i] - board  # tag top sits just below the board line
-        ok = np.flatnonzero((d > -0.8 * th[i]) & (d < 1.5 * th[i] + 4))
-        if len(ok):
-            trow[i] = int(ok[np.argmin(np.abs(d[ok]))])
+    if n_rows:
+        d = ttop[:, None] - board[None, :]  # tag top sits just below the board line
+        dist = np.where((d > -0.8 * th) & (d < 1.5 * th + 4), np.abs(d), np.inf)
+        best = dist.argmin(axis=1)
+        found = np.isfinite(dist[np.arange(len(tags)), best])
+        trow[found] = best[found]
     return trow, ttop
 
 
@@ -120,52 +131,66 @@ def layout(products: np.ndarray, labels: np.ndarray, tags: np.ndarray) -> ShelfL
         th = float(np.median(tags[orphan, 3] - tags[orphan, 1]))
         ids = cluster_1d(ttop[orphan], max(6.0, 2 * th))
         trow[orphan] = n_prod_rows + ids
-    # order every row (product rows by board, tag-only rows by tag top) from the top
-    keys: dict[int, float] = {}
-    for r in range(n_prod_rows):
-        keys[r] = float(np.median(products[prow == r, 3]))
-    for r in np.unique(trow[trow >= n_prod_rows]):
-        keys[int(r)] = float(np.median(tags[trow == r, 1])) - 1.0
-    order = sorted(keys, key=keys.get)
-    remap = {old: new for new, old in enumerate(order)}
-    prow = np.array([remap[int(r)] for r in prow], np.int64)
-    trow = np.array([remap[int(r)] for r in trow], np.int64)
+    # order every row (product rows by board, tag-only rows by tag top) from the top; tag-only row ids are
+    # n_prod_rows, n_prod_rows + 1, ... (cluster ids), so the keys are indexed by row id
+    keys = [float(np.median(products[prow == r, 3])) for r in range(n_prod_rows)]
+    keys += [
+        float(np.median(tags[trow == r, 1])) - 1.0 for r in range(n_prod_rows, int(trow.max(initial=-1)) + 1)
+    ]
+    order = np.argsort(np.array(keys, np.float64), kind="stable")
+    remap = np.empty(len(order), np.int64)
+    remap[order] = np.arange(len(order))
+    prow, trow = remap[prow], remap[trow]
     result = ShelfLayout(prow, trow, len(order))
-    for r in range(len(order)):
-        runs = _runs_in_row(products, labels, np.flatnonzero(prow == r), r)
-        result.empty_tags += _attach_tags(products, tags, np.flatnonzero(trow == r), runs)
-        result.runs += runs
+    result.runs = _runs(products, labels, prow)
+    by_row: list[list[Run]] = [[] for _ in range(len(order))]
+    for run in result.runs:
+        by_row[run.row].append(run)
+    if len(tags):
+        tag_order = np.lexsort((tags[:, 0], trow))  # by row, then left edge (stable)
+        bounds = np.searchsorted(trow[tag_order], np.arange(len(order) + 1))
+        for r in range(len(order)):
+            result.empty_tags += _attach_tags(products, tags, tag_order[bounds[r] : bounds[r + 1]], by_row[r])
     return result
 
 
-def _runs_in_row(products: np.ndarray, labels: np.ndarray, idx: np.ndarray, row: int) -> list[Run]:
-    runs: list[Run] = []
-    for i in idx[np.argsort(products[idx, 0] + products[idx, 2], kind="stable")]:
-        if runs and runs[-1].label == int(labels[i]):
-            runs[-1].members.append(int(i))
-        else:
-            runs.append(Run(row, int(labels[i]), [int(i)]))
-    return runs
+def _runs(products: np.ndarray, labels: np.ndarray, prow: np.ndarray) -> list[Run]:
+    """Facing runs of every row, top row first, each row left to right (by box centre, then index)."""
+    if len(prow) == 0:
+        return []
+    order = np.lexsort((products[:, 0] + products[:, 2], prow))
+    lab = np.asarray(labels)[order]
+    row = prow[order]
+    cut = np.flatnonzero((lab[1:] != lab[:-1]) | (row[1:] != row[:-1])) + 1
+    starts = [0, *cut.tolist()]
+    ends = [*cut.tolist(), len(order)]
+    members = order.tolist()
+    rows, labs = row.tolist(), lab.tolist()
+    return [Run(int(rows[a]), int(labs[a]), members[a:b]) for a, b in zip(starts, ends, strict=True)]
 
 
 def _attach_tags(products: np.ndarray, tags: np.ndarray, tag_idx: np.ndarray, runs: list[Run]) -> list[int]:
-    """Give each run the tag whose slot holds its first product; return the tags left without a run."""
+    """Give each run the tag whose slot holds its first product; return the tags left without a run.
+
+    ``tag_idx``: the row's tags, sorted by left edge.
+    """
     if len(tag_idx) == 0:
         return []
-    tag_idx = tag_idx[np.argsort(tags[tag_idx, 0], kind="stable")]
     tw = tags[tag_idx, 2] - tags[tag_idx, 0]
     starts = tags[tag_idx, 0] - 0.35 * tw  # a slot starts a little left of its tag (tag within ~6 mm)
     claimed: dict[int, Run] = {}
-    for run in runs:
-        x0 = products[run.members[0], 0]
-        k = int(np.searchsorted(starts, x0, side="right")) - 1
-        if k < 0:
-            continue
-        tag = int(tag_idx[k])
-        prev = claimed.get(tag)
-        if prev is None or run.facings > prev.facings:
-            if prev is not None:
-                prev.tag = None
-            run.tag = tag
-            claimed[tag] = run
-    return [int(t) for t in tag_idx if int(t) not in claimed]
+    if runs:
+        x0 = products[[run.members[0] for run in runs], 0]
+        slots = (np.searchsorted(starts, x0, side="right") - 1).tolist()
+        tag_ids = tag_idx.tolist()
+        for run, k in zip(runs, slots, strict=True):
+            if k < 0:
+                continue
+            tag = tag_ids[k]
+            prev = claimed.get(tag)
+            if prev is None or run.facings > prev.facings:
+                if prev is not None:
+                    prev.tag = None
+                run.tag = tag
+                claimed[tag] = run
+    return [t for t in tag_idx.tolist() if t not in claimed]

@@ -16,7 +16,7 @@ import numpy as np
 
 from edgecv.errors import EdgecvError
 from edgecv.vision import PipelineInput, ocr, planogram
-from edgecv.vision.common import bounding_box, label_of
+from edgecv.vision.common import bounding_boxes, label_of
 from edgecv.vision.rows import ShelfLayout, layout, shelf_position
 
 log = logging.getLogger(__name__)
@@ -27,37 +27,39 @@ TAG_LABEL = "price-tag"
 def run(inp: PipelineInput) -> dict:
     det = inp.detections
     tag_label = inp.options.get("tag_label", TAG_LABEL)
-    names = [label_of(inp.labels, int(c)) for c in det.class_id]
-    is_tag = np.array([n == tag_label for n in names], bool)
+    classes, class_of = np.unique(np.asarray(det.class_id, np.int64), return_inverse=True)
+    class_names = [label_of(inp.labels, c) for c in classes.tolist()]  # one look-up per class, not per box
+    is_tag = np.array([n == tag_label for n in class_names], bool)[class_of.reshape(-1)]
     prod_idx, tag_idx = np.flatnonzero(~is_tag), np.flatnonzero(is_tag)
     products, tags = det.xyxy[prod_idx], det.xyxy[tag_idx]
     shelf = layout(products, det.class_id[prod_idx], tags)
+    prod_names = [class_names[k] for k in class_of.reshape(-1)[prod_idx].tolist()]
 
     read = inp.options.get("ocr", True) and inp.image is not None and inp.image.size > 0
     prices = _read_prices(inp.image, tags, shelf) if read else [None] * len(tags)
-    detections = _detections(inp, prod_idx, shelf, prices)
+    detections = _detections(inp, prod_idx, prod_names, shelf, prices)
 
     by_row = [Counter() for _ in range(shelf.row_count)]
-    for i, r in enumerate(shelf.row_of_product):
-        by_row[int(r)][names[prod_idx[i]]] += 1
+    for name, r in zip(prod_names, shelf.row_of_product.tolist(), strict=True):
+        by_row[r][name] += 1
     raw_plan = inp.options.get("planogram") or inp.metadata.get("planogram")
     if raw_plan:
         score, out_of_stock = planogram.score(planogram.parse(raw_plan), by_row)
         basis = "planogram"
     else:
         read_names = read and inp.options.get("read_tag_names", False)  # opt-in: PP-OCR, ~8 ms per tag
-        empty_skus = _empty_tag_skus(inp, tags, shelf, names, prod_idx) if read_names else []
+        empty_skus = _empty_tag_skus(inp, tags, shelf) if read_names else []
         present = sum(1 for r in shelf.runs if r.tag is not None)
         tagged = present + len(shelf.empty_tags)
         score = round(present / tagged, 4) if tagged else 1.0
-        seen = {names[i] for i in prod_idx}
+        seen = set(prod_names)
         out_of_stock = sorted({s for s in empty_skus if s and s not in seen})
         basis = "priceTags"
     return {
         "detections": detections,
         "summary": {
             "totalProducts": len(prod_idx),
-            "uniqueSKUs": len({names[i] for i in prod_idx}),
+            "uniqueSKUs": len(set(prod_names)),
             "outOfStock": out_of_stock,
             "complianceScore": score,
             "complianceBasis": basis,
@@ -82,7 +84,7 @@ def _read_prices(image: np.ndarray, tags: np.ndarray, shelf: ShelfLayout) -> lis
     return out
 
 
-def _empty_tag_skus(inp: PipelineInput, tags: np.ndarray, shelf: ShelfLayout, names, prod_idx) -> list[str]:
+def _empty_tag_skus(inp: PipelineInput, tags: np.ndarray, shelf: ShelfLayout) -> list[str]:
     """SKU named on each empty-slot tag ('' when the name line is unreadable or matches no label)."""
     if not shelf.empty_tags:
         return []
@@ -99,28 +101,33 @@ def _empty_tag_skus(inp: PipelineInput, tags: np.ndarray, shelf: ShelfLayout, na
     return found
 
 
-def _detections(inp: PipelineInput, prod_idx: np.ndarray, shelf: ShelfLayout, prices) -> list[dict]:
+def _detections(
+    inp: PipelineInput, prod_idx: np.ndarray, names: list[str], shelf: ShelfLayout, prices
+) -> list[dict]:
+    """Product detections, top row first, each row left to right; ``names[m]`` is product m's label."""
     w, h = inp.image_size
     det = inp.detections
-    attrs: dict[int, dict] = {}
-    for run in shelf.runs:
+    order: list[int] = []
+    attrs: list[dict] = []
+    for run in sorted(shelf.runs, key=lambda r: r.row):
         a = {
             "facings": run.facings,
             "shelfPosition": shelf_position(run.row, shelf.row_count),
             "priceTag": prices[run.tag] if run.tag is not None else None,
         }
-        for m in run.members:
-            attrs[m] = a
-    order = [m for run in sorted(shelf.runs, key=lambda r: r.row) for m in run.members]
-    out = []
-    for m in order:
-        i = int(prod_idx[m])
-        out.append(
-            {
-                "objectName": label_of(inp.labels, int(det.class_id[i])),
-                "confidence": round(float(det.confidence[i]), 4),
-                "boundingBox": bounding_box(det.xyxy[i], w, h),
-                "attributes": dict(attrs[m]),
-            }
-        )
-    return out
+        order += run.members
+        attrs += [a] * len(run.members)
+    if not order:
+        return []
+    rows = np.asarray(prod_idx)[order]
+    boxes = bounding_boxes(det.xyxy[rows], w, h)
+    confidence = np.asarray(det.confidence)[rows].tolist()
+    return [
+        {
+            "objectName": names[m],
+            "confidence": round(c, 4),
+            "boundingBox": box,
+            "attributes": dict(a),
+        }
+        for m, c, box, a in zip(order, confidence, boxes, attrs, strict=True)
+    ]
