@@ -75,11 +75,25 @@ def price_inputs(
     grey = np.zeros((len(boxes), h, w), np.uint8)
     ok = np.zeros(len(boxes), bool)
     colour = image.ndim == 3
-    for i, b in enumerate(boxes):
-        c = crop(image, b, PRICE_REGION)
-        if c is None:
-            continue
-        g = cv2.cvtColor(c, cv2.COLOR_BGR2GRAY) if colour else c
+    # the crop() rule for every box at once: region edges truncated / ceiled, clipped, ≥ 3 px each way
+    ih, iw = image.shape[:2]
+    bw, bh = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    fx1, fy1, fx2, fy2 = PRICE_REGION
+    x0 = np.maximum(0, np.trunc(boxes[:, 0] + fx1 * bw)).astype(np.int64)
+    y0 = np.maximum(0, np.trunc(boxes[:, 1] + fy1 * bh)).astype(np.int64)
+    x1 = np.minimum(iw, np.ceil(boxes[:, 0] + fx2 * bw)).astype(np.int64)
+    y1 = np.minimum(ih, np.ceil(boxes[:, 1] + fy2 * bh)).astype(np.int64)
+    good = (x1 - x0 >= 3) & (y1 - y0 >= 3)
+    for i, a, b, c, d in zip(
+        np.flatnonzero(good).tolist(),
+        x0[good].tolist(),
+        y0[good].tolist(),
+        x1[good].tolist(),
+        y1[good].tolist(),
+        strict=True,
+    ):
+        g = image[b:d, a:c]
+        g = cv2.cvtColor(g, cv2.COLOR_BGR2GRAY) if colour else g
         interp = cv2.INTER_AREA if g.shape[1] > w else cv2.INTER_LINEAR
         grey[i] = cv2.resize(g, (w, h), interpolation=interp)
         ok[i] = True

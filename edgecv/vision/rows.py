@@ -72,6 +72,15 @@ def roll_slope(xc: np.ndarray, y: np.ndarray, groups: np.ndarray) -> float:
     return float(np.median(np.bincount(g, dx * dy, k)[ok] / np.bincount(g, dx * dx, k)[ok]))
 
 
+def group_medians(values: np.ndarray, groups: np.ndarray, k: int) -> np.ndarray:
+    """``np.median(values[groups == g])`` for g in 0..k-1 (every group non-empty), in one sort."""
+    order = np.lexsort((values, groups))
+    v = values[order]
+    counts = np.bincount(groups, minlength=k)[:k]
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    return (v[starts + (counts - 1) // 2] + v[starts + counts // 2]) / 2
+
+
 def cluster_1d(values: np.ndarray, gap: float) -> np.ndarray:
     """Cluster ids (0 = smallest value) splitting sorted ``values`` wherever consecutive ones differ > gap."""
     if len(values) == 0:
@@ -104,7 +113,7 @@ def _tag_rows(
     """Row per tag and, for tags below no product row, extra tag-only row keys (de-rolled y)."""
     n_rows = int(prow.max()) + 1 if len(prow) else 0
     pxc = (products[:, 0] + products[:, 2]) / 2
-    board = np.array([np.median(products[prow == r, 3] - slope * pxc[prow == r]) for r in range(n_rows)])
+    board = group_medians(products[:, 3] - slope * pxc, prow, n_rows)
     txc = (tags[:, 0] + tags[:, 2]) / 2
     ttop = tags[:, 1] - slope * txc
     th = (tags[:, 3] - tags[:, 1])[:, None]
@@ -133,11 +142,14 @@ def layout(products: np.ndarray, labels: np.ndarray, tags: np.ndarray) -> ShelfL
         trow[orphan] = n_prod_rows + ids
     # order every row (product rows by board, tag-only rows by tag top) from the top; tag-only row ids are
     # n_prod_rows, n_prod_rows + 1, ... (cluster ids), so the keys are indexed by row id
-    keys = [float(np.median(products[prow == r, 3])) for r in range(n_prod_rows)]
-    keys += [
-        float(np.median(tags[trow == r, 1])) - 1.0 for r in range(n_prod_rows, int(trow.max(initial=-1)) + 1)
-    ]
-    order = np.argsort(np.array(keys, np.float64), kind="stable")
+    keys = group_medians(products[:, 3], prow, n_prod_rows)
+    n_tag_rows = int(trow.max(initial=-1)) + 1 - n_prod_rows
+    if n_tag_rows > 0:
+        tag_only = trow >= n_prod_rows
+        keys = np.concatenate(
+            [keys, group_medians(tags[tag_only, 1], trow[tag_only] - n_prod_rows, n_tag_rows) - 1.0]
+        )
+    order = np.argsort(keys, kind="stable")
     remap = np.empty(len(order), np.int64)
     remap[order] = np.arange(len(order))
     prow, trow = remap[prow], remap[trow]
