@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 
@@ -31,6 +32,13 @@ sys.path.insert(0, str(ROOT))
 log = logging.getLogger("export")
 
 DECODE_PATTERN = "/decode/"
+# the last 1x1 conv of every head (DFL logits, class logits): cheap, and the most precision-sensitive
+HEAD_OUT_RE = re.compile(r"/model/head/(box|cls)\.\d/(box|cls)\.\d\.2/")
+
+
+def keep_float(name: str, fp_head: bool) -> bool:
+    """Nodes left out of INT8 quantization: the decode subgraph, and the head outputs with ``fp_head``."""
+    return DECODE_PATTERN in name or (fp_head and HEAD_OUT_RE.search(name) is not None)
 
 
 def export_onnx(model, width: int, height: int, path: Path, names: list[str]) -> None:
@@ -97,26 +105,26 @@ def openvino_fp32(onnx_path: Path, out_xml: Path):
     return model
 
 
-def openvino_int8(fp32_xml: Path, calib: list[np.ndarray], out_xml: Path) -> None:
+def openvino_int8(fp32_xml: Path, calib: list[np.ndarray], out_xml: Path, fp_head: bool = False) -> None:
     import nncf
     import openvino as ov
 
     model = ov.Core().read_model(str(fp32_xml))
-    decode_ops = [
-        op.get_friendly_name() for op in model.get_ops() if DECODE_PATTERN in op.get_friendly_name()
+    float_ops = [
+        op.get_friendly_name() for op in model.get_ops() if keep_float(op.get_friendly_name(), fp_head)
     ]
     q = nncf.quantize(
         model,
         nncf.Dataset(calib),
         preset=nncf.QuantizationPreset.MIXED,
         subset_size=len(calib),
-        ignored_scope=nncf.IgnoredScope(names=decode_ops, validate=False),
+        ignored_scope=nncf.IgnoredScope(names=float_ops, validate=False),
     )
     out_xml.parent.mkdir(parents=True, exist_ok=True)
     ov.save_model(q, str(out_xml), compress_to_fp16=False)
 
 
-def onnx_int8(onnx_path: Path, calib: list[np.ndarray], out_path: Path) -> None:
+def onnx_int8(onnx_path: Path, calib: list[np.ndarray], out_path: Path, fp_head: bool = False) -> None:
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -131,7 +139,7 @@ def onnx_int8(onnx_path: Path, calib: list[np.ndarray], out_path: Path) -> None:
 
     pre = out_path.with_suffix(".pre.onnx")
     quant_pre_process(str(onnx_path), str(pre), skip_symbolic_shape=True)
-    exclude = [n.name for n in onnx.load(str(pre)).graph.node if DECODE_PATTERN in n.name]
+    exclude = [n.name for n in onnx.load(str(pre)).graph.node if keep_float(n.name, fp_head)]
     quantize_static(
         str(pre),
         str(out_path),
@@ -222,6 +230,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--conf", type=float, default=0.25)
     ap.add_argument("--iou", type=float, default=0.5)
     ap.add_argument("--max-det", type=int, default=300)
+    ap.add_argument(
+        "--fp-head", action="store_true", help="keep the heads' last 1x1 convs in float (INT8 accuracy)"
+    )
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
@@ -235,8 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     openvino_fp32(pkg / "model-fp32.onnx", pkg / "openvino-fp32" / "model.xml")
     calib = calibration_tensors(Path(a.calib), w, h, a.calib_count)
     log.info("calibrating on %d images from %s", len(calib), a.calib)
-    openvino_int8(pkg / "openvino-fp32" / "model.xml", calib, pkg / "openvino-int8" / "model.xml")
-    onnx_int8(pkg / "model-fp32.onnx", calib, pkg / "model-int8.onnx")
+    openvino_int8(pkg / "openvino-fp32" / "model.xml", calib, pkg / "openvino-int8" / "model.xml", a.fp_head)
+    onnx_int8(pkg / "model-fp32.onnx", calib, pkg / "model-int8.onnx", a.fp_head)
     old = {}
     if (pkg / "model.json").is_file():
         old = json.loads((pkg / "model.json").read_text()).get("evaluation", {})
