@@ -78,6 +78,7 @@ RECIPES = {
         "21 minutes by a longer 43-minute cosine from lr 1.2e-3, resumed from its checkpoint. (A further "
         "16-minute segment from lr 6e-4 did not improve validation mAP and was not shipped.)",
         "train_count": 1200,
+        "export_args": " --act-range minmax",
         "extra_limits": "- **Below the mAP50 ≥ 0.90 target.** Spalling and rust stains are found reliably; "
         "exposed rebar (small, rare: ~7 % of instances, always inside a spall) is the weakest class, then "
         "crack and moisture-stain boxes, whose extents (branch tips, fuzzy stain edges) are ambiguous at "
@@ -120,7 +121,9 @@ def render(pkg_dir: Path) -> str:
         f"EdgeDet-n (see `docs/training.md`): CSP backbone + PAN neck + decoupled DFL heads at strides "
         f"8/16/32, 1.28 M parameters, ReLU. Input {manifest['input']['width']}×{manifest['input']['height']} RGB, "
         "letterboxed (pad 114), /255. Output `[1, 4+nc, N]` (Ultralytics layout), no NMS in the graph. "
-        f"Default weights: OpenVINO INT8 (NNCF PTQ, 200 calibration images from seed 3000). "
+        f"Default weights: OpenVINO INT8 (NNCF PTQ, MIXED preset, 200 calibration images from seed 3000"
+        + (", activation ranges from absolute min/max" if r.get("export_args") else "")
+        + "). "
         f"Thresholds: confidence {manifest['thresholds']['confidence']}, NMS IoU {manifest['thresholds']['iou']}.",
         "",
         f"**Input size.** {r['size_why']}",
@@ -201,7 +204,8 @@ def render(pkg_dir: Path) -> str:
         ],
         f"python scripts/export_model.py runs/{r['domain']}{len(r['train']) if len(r['train']) > 1 else ''}/model.pt --calib data/{r['domain']}-calib "
         f"--name {name} --version {manifest['version']} --pipeline {manifest['pipeline']} "
-        f"--conf {manifest['thresholds']['confidence']} --iou {manifest['thresholds']['iou']} --out models/{name}",
+        f"--conf {manifest['thresholds']['confidence']} --iou {manifest['thresholds']['iou']}{r.get('export_args', '')} "
+        f"--out models/{name}",
         f"python scripts/evaluate_model.py models/{name} --data data/{r['domain']}-heldout --heldout-seed 5000"
         + (" --confusion" if conf else "")
         + f" --training runs/{r['domain']}{len(r['train']) if len(r['train']) > 1 else ''}/train-summary.json",
