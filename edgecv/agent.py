@@ -146,6 +146,8 @@ class Agent:
             for name in dict.fromkeys([cfg.default_model, *cfg.folders.values()]):
                 try:
                     pool.get(name)
+                    if name == cfg.default_model and cfg.backlog_batch > 1:
+                        pool.get(name, hint="THROUGHPUT")  # the first backlog does not wait for a compile
                 except EdgecvError as exc:
                     log.warning("model %s not loaded: %s", name, exc)
         self.pools.append(pool)
