@@ -61,23 +61,34 @@ def classify(path: Path, inbox: Path) -> str | None:
 
 
 class _Handler(FileSystemEventHandler):
-    def __init__(self, submit: Callable[[Path], None], polling: bool) -> None:
-        self._submit = submit
+    """Files: closed-after-writing and moved-in count. Folders: a new or moved-in folder is scanned,
+    because files can land in it before its inotify watch exists (their events are never seen)."""
+
+    def __init__(self, intake: Intake, polling: bool) -> None:
+        self._intake = intake
         self._polling = polling
 
     def on_closed(self, event: FileSystemEvent) -> None:
         if not event.is_directory:
-            self._submit(Path(os.fsdecode(event.src_path)))
+            self._intake.submit(Path(os.fsdecode(event.src_path)))
 
     def on_moved(self, event: FileSystemEvent) -> None:
-        if not event.is_directory:
-            self._submit(Path(os.fsdecode(event.dest_path)))
+        dest = Path(os.fsdecode(event.dest_path))
+        if event.is_directory:
+            self._intake.scan(dest)
+        else:
+            self._intake.submit(dest)
 
     def on_created(self, event: FileSystemEvent) -> None:
-        if self._polling and not event.is_directory:
-            self._submit(Path(os.fsdecode(event.src_path)))
+        path = Path(os.fsdecode(event.src_path))
+        if event.is_directory:
+            self._intake.scan(path)
+        elif self._polling:
+            self._intake.submit(path)
 
-    on_modified = on_created
+    def on_modified(self, event: FileSystemEvent) -> None:
+        if self._polling and not event.is_directory:
+            self._intake.submit(Path(os.fsdecode(event.src_path)))
 
 
 class Intake:
@@ -153,10 +164,13 @@ class Intake:
         with self._cond:
             return not self._due and not self._busy
 
-    def scan(self) -> int:
-        """Submit every file already in the inbox (start-up catch-up). Returns how many images."""
+    def scan(self, folder: Path | None = None) -> int:
+        """Submit every image already under ``folder`` (default: the whole inbox, the start-up catch-up).
+        An image still being written is waited for by ingest. Returns how many images."""
         count = 0
-        for root, dirs, files in os.walk(self.inbox):
+        if folder is not None and classify(folder / "x.jpg", self.inbox) is None:
+            return 0  # outside the inbox, or a hidden folder
+        for root, dirs, files in os.walk(folder or self.inbox):
             dirs[:] = [d for d in dirs if not is_ignored_name(d)]
             for name in files:
                 path = Path(root) / name
@@ -248,7 +262,7 @@ class InboxWatcher:
             self._observer = PollingObserver(timeout=poll_interval_s)
         else:
             self._observer = Observer()
-        self._observer.schedule(_Handler(intake.submit, poll), str(intake.inbox), recursive=True)
+        self._observer.schedule(_Handler(intake, poll), str(intake.inbox), recursive=True)
 
     def start(self) -> int:
         """Start watching, then submit what is already there. Returns the number found at start-up."""

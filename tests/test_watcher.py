@@ -129,3 +129,17 @@ def test_polling_mode_waits_for_a_stable_file(config, inbox):
             fh.write(data[2000:])
         wait_until(lambda: len(agent.done_jobs()) == 1, timeout=30)
         assert observations(agent)[0][2] == len(data)
+
+
+def test_files_written_into_a_brand_new_folder_are_picked_up(config, inbox):
+    with AgentThread(config) as agent:
+        for i in range(3):
+            folder = inbox / f"new-{i}" / "deeper"
+            folder.mkdir(parents=True)  # the file lands before the folder's inotify watch exists
+            (folder / "photo.jpg").write_bytes(distinct_jpeg(100 + i))
+        staged = inbox.parent / "staged"
+        (staged / "sub").mkdir(parents=True)
+        (staged / "sub" / "moved.jpg").write_bytes(distinct_jpeg(110))
+        os.rename(staged, inbox / "moved-in")  # a whole folder moved into the inbox
+        wait_until(lambda: len(agent.done_jobs()) == 4, timeout=30)
+        assert len(observations(agent)) == 4
