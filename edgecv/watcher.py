@@ -22,7 +22,6 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
@@ -92,7 +91,7 @@ class _Handler(FileSystemEventHandler):
 
 
 class Intake:
-    """Schedules inbox paths for ingest on its own thread; calls ``on_queued`` for each new job."""
+    """Schedules inbox paths for ingest on its own thread (the store wakes workers for each new job)."""
 
     def __init__(
         self,
@@ -100,7 +99,6 @@ class Intake:
         config: Config,
         inbox: Path,
         *,
-        on_queued: Callable[[IngestResult], None] | None = None,
         settle_s: float = 0.0,
         sidecar_wait_s: float = 2.0,
         expect_sidecars: bool = False,
@@ -108,14 +106,12 @@ class Intake:
         self.store = store
         self.config = config
         self.inbox = inbox
-        self.on_queued = on_queued
         self.settle_s = settle_s
         self.sidecar_wait_s = sidecar_wait_s
         self.expect_sidecars = expect_sidecars
         self._heap: list[tuple[float, int, Path]] = []
         self._due: dict[Path, float] = {}
         self._stat: dict[Path, tuple[int, int]] = {}
-        self._first_seen: dict[Path, float] = {}
         self._sidecar_dirs: set[Path] = set()
         self._seq = 0
         self._busy = False
@@ -134,7 +130,6 @@ class Intake:
             for image in images_for_sidecar(path):
                 self._schedule(image, 0.0, replace=True)
             return
-        self._first_seen.setdefault(path, time.monotonic())
         if delay == 0.0 and self._should_wait_for_sidecar(path):
             delay = self.sidecar_wait_s
         self._schedule(path, max(delay, self.settle_s))
@@ -234,9 +229,6 @@ class Intake:
             self._schedule(path, exc.retry_s)
             return None
         self._stat.pop(path, None)
-        self._first_seen.pop(path, None)
-        if result is not None and result.created and self.on_queued is not None:
-            self.on_queued(result)
         return result
 
     def _settled(self, path: Path) -> bool:
