@@ -50,6 +50,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--val-every", type=float, default=10.0, help="minutes between validation passes")
     ap.add_argument("--resume", help="start from these weights (model.pt / last.pt)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--reg-lo",
+        type=int,
+        default=1,
+        help="box bins start this many strides below zero (1: thin boxes between grid rows stay exact)",
+    )
+    ap.add_argument(
+        "--balance",
+        type=float,
+        default=0.0,
+        help="oversample images with rare classes: weight (mean count / class count) ** BALANCE (0 = off)",
+    )
     a = ap.parse_args(argv)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -75,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         limit=a.limit,
         val_every_min=a.val_every,
         resume=a.resume,
+        reg_lo=a.reg_lo,
+        balance=a.balance,
         aug=Augment(fliplr=a.fliplr, degrees=a.degrees, scale=a.scale),
     )
     train(cfg)

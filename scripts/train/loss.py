@@ -124,9 +124,15 @@ def _rank_within(group: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
 
 class DetectionLoss:
     def __init__(
-        self, nc: int, reg_max: int = 16, box_gain: float = 7.5, cls_gain: float = 0.5, dfl_gain: float = 1.5
+        self,
+        nc: int,
+        reg_max: int = 16,
+        box_gain: float = 7.5,
+        cls_gain: float = 0.5,
+        dfl_gain: float = 1.5,
+        reg_lo: int = 0,
     ):
-        self.nc, self.reg_max = nc, reg_max
+        self.nc, self.reg_max, self.reg_lo = nc, reg_max, reg_lo
         self.gains = (box_gain, cls_gain, dfl_gain)
         self.assigner = TaskAlignedAssigner()
         self.bce = nn.BCEWithLogitsLoss(reduction="none")
@@ -140,12 +146,12 @@ class DetectionLoss:
 
     def decode(self, anc, dist):
         b, n, _ = dist.shape
-        proj = torch.arange(self.reg_max, dtype=dist.dtype, device=dist.device)
+        proj = torch.arange(self.reg_max, dtype=dist.dtype, device=dist.device) - self.reg_lo
         d = dist.view(b, n, 4, self.reg_max).softmax(-1) @ proj
         return torch.cat((anc - d[..., :2], anc + d[..., 2:]), -1)
 
     def dfl(self, dist, target):
-        """dist [n, reg_max] logits, target [n] continuous in [0, reg_max-1)."""
+        """dist [n, reg_max] logits, target [n] continuous bin coordinate in [0, reg_max-1)."""
         tl = target.long()
         tr = tl + 1
         wl = tr - target
@@ -197,7 +203,8 @@ class DetectionLoss:
             iou = box_iou_ciou(pred_boxes[fg], tb[fg])
             loss_box = ((1.0 - iou) * weight).sum() / t_sum
             a = anc.unsqueeze(0).expand(bs, -1, -1)[fg]
-            ltrb = torch.cat((a - tb[fg][:, :2], tb[fg][:, 2:] - a), -1).clamp(0, self.reg_max - 1 - 0.01)
+            ltrb = torch.cat((a - tb[fg][:, :2], tb[fg][:, 2:] - a), -1)
+            ltrb = (ltrb + self.reg_lo).clamp(0, self.reg_max - 1 - 0.01)  # bin coordinates
             d = pred_dist[fg].view(-1, self.reg_max)
             loss_dfl = (self.dfl(d, ltrb.view(-1)).view(-1, 4).mean(-1) * weight).sum() / t_sum
         g = self.gains

@@ -99,10 +99,12 @@ class Head(nn.Module):
 
 
 class EdgeDet(nn.Module):
-    def __init__(self, nc: int, size: str = "n", reg_max: int = 16):
+    def __init__(self, nc: int, size: str = "n", reg_max: int = 16, reg_lo: int = 0):
         super().__init__()
         c1, c2, c3, c4, c5, (n3, n4, n5), nb = SIZES[size]
-        self.nc, self.size, self.reg_max = nc, size, reg_max
+        # box distances are reg_max bins from -reg_lo to reg_max-1-reg_lo strides: reg_lo > 0 lets an anchor
+        # just outside a thin box (a 3 px drainpipe between two grid rows) still regress it exactly
+        self.nc, self.size, self.reg_max, self.reg_lo = nc, size, reg_max, reg_lo
         self.stem = nn.Sequential(ConvBNAct(3, c1, 3, 2), ConvBNAct(c1, c2, 3, 2), CSPBlock(c2, c2, nb[0]))
         self.s3 = nn.Sequential(ConvBNAct(c2, c3, 3, 2), CSPBlock(c3, c3, nb[1]))
         self.s4 = nn.Sequential(ConvBNAct(c3, c4, 3, 2), CSPBlock(c4, c4, nb[2]))
@@ -153,12 +155,14 @@ def flatten_levels(outs, nc: int, reg_max: int):
 class Decode(nn.Module):
     """DFL expectation → ltrb distances → cx,cy,w,h in input pixels; sigmoid scores. Float-only ops."""
 
-    def __init__(self, nc: int, reg_max: int, anchors: torch.Tensor, strides: torch.Tensor):
+    def __init__(self, nc: int, reg_max: int, anchors: torch.Tensor, strides: torch.Tensor, reg_lo: int = 0):
         super().__init__()
         self.nc, self.reg_max = nc, reg_max
         self.register_buffer("anchors", anchors.t().unsqueeze(0) * strides.t().unsqueeze(0))  # [1,2,N] px
         self.register_buffer("strides", strides.t().unsqueeze(0))  # [1,1,N]
-        self.register_buffer("bins", torch.arange(reg_max, dtype=torch.float32).view(1, reg_max, 1, 1))
+        self.register_buffer(
+            "bins", (torch.arange(reg_max, dtype=torch.float32) - reg_lo).view(1, reg_max, 1, 1)
+        )
 
     def forward(self, box, cls):
         # box: [1, 4*reg_max, N]; cls: [1, nc, N]
@@ -179,7 +183,7 @@ class ExportWrapper(nn.Module):
         self.model = model
         shapes = [(height // s, width // s) for s in STRIDES]
         anchors, strides = make_anchors(shapes)
-        self.decode = Decode(model.nc, model.reg_max, anchors, strides)
+        self.decode = Decode(model.nc, model.reg_max, anchors, strides, getattr(model, "reg_lo", 0))
 
     def forward(self, x):
         outs = self.model(x)

@@ -46,6 +46,8 @@ class TrainConfig:
     val_limit: int = 60
     limit: int = 0
     resume: str | None = None
+    reg_lo: int = 0
+    balance: float = 0.0
     aug: Augment = field(default_factory=Augment)
 
 
@@ -70,6 +72,36 @@ class EMA:
                 v.copy_(msd[k])
 
 
+@torch.no_grad()
+def shift_bins(model: EdgeDet, k: int) -> None:
+    """Re-index the box bins of weights trained with another ``reg_lo`` so that every distance the model
+    predicted before is predicted again (bin j now means what bin j-k meant; the k new bins start near
+    zero probability). Lets a trained model be fine-tuned with a wider bin range."""
+    if k == 0:
+        return
+    if k < 0:
+        raise ValueError("can only widen the bin range below zero (reg_lo must not shrink)")
+    r = model.reg_max
+    for seq in model.head.box:
+        conv = seq[-1]
+        w = conv.weight.view(4, r, *conv.weight.shape[1:])
+        b = conv.bias.view(4, r)
+        w[:, k:] = w[:, :-k].clone()
+        w[:, :k] = 0
+        b[:, k:] = b[:, :-k].clone()
+        b[:, :k] = b.min() - 10.0
+
+
+def image_weights(labels: list[np.ndarray], nc: int, power: float) -> list[float] | None:
+    """Per-image sampling weight ``max over its classes of (mean class count / class count) ** power``
+    (``power`` 0 = uniform). Rare classes (exposed rebar: 7 % of damage boxes) are seen more often."""
+    if power <= 0:
+        return None
+    counts = np.bincount(np.concatenate([lab[:, 0].astype(int) for lab in labels]), minlength=nc) + 1.0
+    rel = (counts.mean() / counts) ** power
+    return [float(rel[lab[:, 0].astype(int)].max()) if len(lab) else 1.0 for lab in labels]
+
+
 def param_groups(model: torch.nn.Module, wd: float):
     decay, no_decay = [], []
     for name, p in model.named_parameters():
@@ -85,6 +117,7 @@ def save_checkpoint(path: Path, model: EdgeDet, cfg: TrainConfig, names: list[st
             "nc": model.nc,
             "size": model.size,
             "reg_max": model.reg_max,
+            "reg_lo": model.reg_lo,
             "names": names,
             "width": cfg.width,
             "height": cfg.height,
@@ -98,7 +131,7 @@ def save_checkpoint(path: Path, model: EdgeDet, cfg: TrainConfig, names: list[st
 
 def load_checkpoint(path: str | Path) -> tuple[EdgeDet, dict]:
     ck = torch.load(path, map_location="cpu", weights_only=False)
-    model = EdgeDet(ck["nc"], ck["size"], ck["reg_max"])
+    model = EdgeDet(ck["nc"], ck["size"], ck["reg_max"], ck.get("reg_lo", 0))
     model.load_state_dict(ck["state_dict"])
     return model.eval(), ck
 
@@ -166,9 +199,11 @@ def train(cfg: TrainConfig) -> Path:
     log.info("loaded data in %.0fs", time.time() - t_load)
     names = ds.names
 
-    model = EdgeDet(len(names), cfg.size)
+    model = EdgeDet(len(names), cfg.size, reg_lo=cfg.reg_lo)
     if cfg.resume:
-        model.load_state_dict(torch.load(cfg.resume, map_location="cpu", weights_only=False)["state_dict"])
+        ck = torch.load(cfg.resume, map_location="cpu", weights_only=False)
+        model.load_state_dict(ck["state_dict"])
+        shift_bins(model, cfg.reg_lo - ck.get("reg_lo", 0))
     model = model.to(memory_format=torch.channels_last).train()
     log.info(
         "EdgeDet-%s: %.2fM parameters, %d classes, input %dx%d",
@@ -180,7 +215,8 @@ def train(cfg: TrainConfig) -> Path:
     )
     ema = EMA(model, cfg.ema_decay)
     opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.999))
-    lossf = DetectionLoss(len(names))
+    lossf = DetectionLoss(len(names), reg_lo=cfg.reg_lo)
+    weights = image_weights(ds.labels, len(names), cfg.balance)
     rng = random.Random(cfg.seed)
     budget = cfg.minutes * 60
     start = time.time()
@@ -190,8 +226,11 @@ def train(cfg: TrainConfig) -> Path:
     running = np.zeros(3)
     done = False
     while not done:
-        order = list(range(len(ds)))
-        rng.shuffle(order)
+        if weights is None:
+            order = list(range(len(ds)))
+            rng.shuffle(order)
+        else:  # class-balanced epoch: images with rare classes drawn more often
+            order = rng.choices(range(len(ds)), weights=weights, k=len(ds))
         for b in range(0, len(order) - cfg.batch + 1, cfg.batch):
             frac = (time.time() - start) / budget
             if frac >= 1.0:
