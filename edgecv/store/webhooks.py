@@ -93,19 +93,24 @@ def enqueue_job_event(conn: sqlite3.Connection, job: Job) -> int:
     event = _EVENT_FOR_STATUS.get(job.status)
     if event is None:
         return 0
+    endpoints = [
+        row["id"]
+        for row in conn.execute("SELECT id, events FROM webhook_endpoints WHERE active = 1 ORDER BY id")
+        if event in json.loads(row["events"])
+    ]
+    if not endpoints:  # the common case: no subscriber, so no payload to encode (~0.5 ms a dense result)
+        return 0
     body = json.dumps(
         {"type": event, "timestamp": job.completed_at or utc_now(), "data": job.to_dict()},
         ensure_ascii=False,
         separators=(",", ":"),
     )
     count = 0
-    for row in conn.execute("SELECT id, events FROM webhook_endpoints WHERE active = 1 ORDER BY id"):
-        if event not in json.loads(row["events"]):
-            continue
+    for endpoint_id in endpoints:
         cur = conn.execute(
             "INSERT OR IGNORE INTO webhook_deliveries (id, endpoint_id, event, job_id, payload, created_at)"
             " VALUES (?, ?, ?, ?, ?, ?)",
-            (new_id("msg"), row["id"], event, job.id, body, utc_now()),
+            (new_id("msg"), endpoint_id, event, job.id, body, utc_now()),
         )
         count += cur.rowcount
     return count
