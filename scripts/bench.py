@@ -2,6 +2,7 @@
 """Throughput and latency of the agent against this machine's own ceiling, measured in one run.
 
     python scripts/bench.py --images 500 --model shelf-detection-v2
+    python scripts/bench.py --only memory --images 6     # peak RSS and start-to-ready alone
 
 Prints:
 1. the ceiling: the model's raw throughput (OpenVINO benchmark_app, THROUGHPUT hint), decode-only
@@ -269,11 +270,18 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=15, help="benchmark_app duration per run")
     ap.add_argument("--latency-samples", type=int, default=40)
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "edgecv-bench-images")
+    parts = ["ceiling", "e2e", "latency", "compare", "memory"]
+    ap.add_argument("--skip", nargs="*", default=[], choices=parts)
     ap.add_argument(
-        "--skip", nargs="*", default=[], choices=["ceiling", "e2e", "latency", "compare", "memory"]
+        "--only",
+        nargs="+",
+        choices=parts,
+        help="run only these parts (e.g. `--only memory --images 6`); the others are skipped",
     )
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args()
+    if args.only:
+        args.skip = [p for p in parts if p not in args.only]
 
     cfg = load_config()
     package = find_package(cfg, args.model)
