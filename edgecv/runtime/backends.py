@@ -8,6 +8,7 @@ OpenVINO backend keeps one infer request per thread instead of a global lock.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -122,7 +123,12 @@ class OpenVinoBackend:
             Path(cache_dir).mkdir(parents=True, exist_ok=True)
             core.set_property({"CACHE_DIR": str(cache_dir)})
         self.requested_device = device
-        target = choose_device(device, core.available_devices)
+        if (device or "CPU").strip().upper() == "CPU":
+            # the CPU plugin is always there; asking for ``available_devices`` would load and probe
+            # the GPU and NPU plugins too (~5 MB of RSS for nothing)
+            target = "CPU"
+        else:
+            target = choose_device(device, core.available_devices)
         config = self._config(target, hint, inference_precision, num_threads)
         try:
             model = core.read_model(str(model_path))
@@ -200,6 +206,15 @@ class OpenVinoBackend:
 InferCallback = Callable[[object, "np.ndarray | None", "Exception | None"], None]
 
 
+def _deliver(callback: InferCallback, device: str, request, userdata) -> None:
+    try:
+        raw = np.array(request.get_output_tensor(0).data, dtype=np.float32)
+    except Exception as exc:  # reported to the caller, never raised on OpenVINO's thread
+        callback(userdata, None, InferenceError(f"OpenVINO inference failed on {device}: {exc}"))
+        return
+    callback(userdata, raw, None)
+
+
 class OpenVinoQueue:
     """``submit`` returns at once; ``callback(userdata, raw, error)`` runs on an OpenVINO thread."""
 
@@ -207,23 +222,14 @@ class OpenVinoQueue:
         import openvino as ov
 
         self._queue = ov.AsyncInferQueue(compiled, 0)  # 0 = the device's optimal number of requests
-        self._callback = callback
-        self._device = device
-        self._queue.set_callback(self._done)
+        # Not a bound method: the queue would then hold a reference to this object and this object to
+        # the queue, a cycle through pybind11 that Python's GC cannot see, so every queue (its infer
+        # requests, and the last userdata of each: a decoded image) would live as long as the process.
+        self._queue.set_callback(functools.partial(_deliver, callback, device))
 
     @property
     def size(self) -> int:
         return len(self._queue)
-
-    def _done(self, request, userdata) -> None:
-        try:
-            raw = np.array(request.get_output_tensor(0).data, dtype=np.float32)
-        except Exception as exc:  # reported to the caller, never raised on OpenVINO's thread
-            self._callback(
-                userdata, None, InferenceError(f"OpenVINO inference failed on {self._device}: {exc}")
-            )
-            return
-        self._callback(userdata, raw, None)
 
     def submit(self, tensor: np.ndarray, userdata: object) -> None:
         """Blocks only while every request is busy."""
