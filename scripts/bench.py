@@ -12,7 +12,10 @@ Prints:
 3. drop-to-completed latency on an idle agent, p50/p95, against benchmark_app's LATENCY-hint median
    (target: p50 ≤ inference + 30 ms);
 4. INT8 vs FP32 throughput (and FP32 forced to f32), OpenVINO vs ONNX Runtime on the same package;
-5. the agent's peak RSS with all shipped models loaded, and start-to-ready time cold and cached.
+5. the agent's peak RSS with all shipped models loaded, and start-to-ready time cold and cached;
+6. the CPU budget per image: each stage's CPU time on one thread (ingest, decode, preprocess, model,
+   postprocess, the domain pipeline, recording the result), and the best ratio to the bound that this
+   much work allows on these cores (the bound counts decode and model only).
 Nothing here is a pass/fail test: it prints figures for a person (and a note) to read.
 """
 
@@ -259,6 +262,64 @@ def memory_and_startup(work: Path, images: list[Path]) -> dict:
     return out
 
 
+def cpu_budget(package, images: list[Path], model_fps: float | None, cpus: int, n: int = 40) -> dict:
+    """Median CPU time (ms, one thread) of each stage an image goes through in the agent."""
+    from edgecv.imageio import decode_file
+    from edgecv.ingest import ingest_file
+    from edgecv.store import Store
+    from edgecv.vision import PipelineInput, get_pipeline
+
+    sample = images[: n + 3]
+    detector = Detector.open(package, performance_hint="LATENCY", num_threads=1)
+    pipeline = get_pipeline(package.pipeline)
+    stages: dict[str, list[float]] = {}
+
+    def timed(stage, fn, *a, **kw):
+        t0 = time.thread_time()
+        out = fn(*a, **kw)
+        stages.setdefault(stage, []).append((time.thread_time() - t0) * 1000)
+        return out
+
+    with tempfile.TemporaryDirectory(prefix="edgecv-budget-") as tmp:
+        cfg = load_config(overrides={"data_dir": str(Path(tmp) / "data")})
+        store = Store(cfg.db_path)
+        inbox = Path(tmp) / "inbox"
+        inbox.mkdir()
+        for i, src in enumerate(sample):  # the first three warm up and are dropped
+            drop(src, inbox, f"{i:05d}.jpg")
+            result = timed(
+                "ingest (validate, hash, spool, observation + job)",
+                ingest_file,
+                store,
+                cfg,
+                inbox / f"{i:05d}.jpg",
+                inbox,
+            )
+            job = store.claim_job("bench", 60, job_id=result.job.id)
+            image = timed("decode", decode_file, cfg.data_dir / result.observation.spool_path)
+            tensor, info = timed("preprocess (letterbox)", detector.preprocess, image)
+            raw = timed("model, one LATENCY request, 1 thread", detector.infer, tensor)
+            dets = timed("postprocess (decode + NMS)", detector.postprocess, raw, info, image.shape)
+            res = timed(
+                f"pipeline ({package.pipeline})",
+                pipeline,
+                PipelineInput(image, dets, list(package.labels), result.observation.metadata),
+            )
+            timed("record result (JSON + transaction)", store.complete_job, job.id, "bench", res)
+        store.close()
+    med = {k: float(statistics.median(v[3:])) for k, v in stages.items()}
+    model_ms = 1000 * cpus / model_fps if model_fps else med["model, one LATENCY request, 1 thread"]
+    decode_ms = med["decode"]
+    total = sum(v for k, v in med.items() if not k.startswith("model")) + model_ms
+    return {
+        "stages_ms": med,
+        "model_cpu_ms_at_ceiling": model_ms,
+        "total_cpu_ms": total,
+        "work_bound_fps": 1000 * cpus / total,
+        "best_ratio": (decode_ms + model_ms) / total,
+    }
+
+
 # -- main --------------------------------------------------------------------------------------------
 
 
@@ -270,7 +331,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=15, help="benchmark_app duration per run")
     ap.add_argument("--latency-samples", type=int, default=40)
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "edgecv-bench-images")
-    parts = ["ceiling", "e2e", "latency", "compare", "memory"]
+    parts = ["ceiling", "e2e", "latency", "compare", "memory", "budget"]
     ap.add_argument("--skip", nargs="*", default=[], choices=parts)
     ap.add_argument(
         "--only",
@@ -370,6 +431,21 @@ def main() -> None:
                 f"{mem['peak_rss_cached_mb']:.0f} MB cached (target ≤ 300); start-to-ready "
                 f"{mem['ready_cold_s']:.2f} s cold, {mem['ready_cached_s']:.2f} s with the compiled-model cache"
             )
+    if "budget" not in args.skip:
+        model_fps = figures.get("ceiling", {}).get("model_fps")
+        b = cpu_budget(package, images, model_fps, figures["cpus"])
+        figures["budget"] = b
+        log("CPU per image (median, one thread):")
+        for stage, ms in b["stages_ms"].items():
+            log(f"  {stage:52s} {ms:6.2f} ms")
+        if model_fps:
+            log(
+                f"  {'model at the ceiling (cores / benchmark_app img/s)':52s} {b['model_cpu_ms_at_ceiling']:6.2f} ms"
+            )
+        log(
+            f"  total {b['total_cpu_ms']:.1f} ms → at most {b['work_bound_fps']:.1f} img/s on {figures['cpus']} cores "
+            f"= {b['best_ratio']:.2f} of the decode+model bound, if nothing else ran and every core stayed busy"
+        )
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
 
