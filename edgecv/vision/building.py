@@ -16,13 +16,14 @@ from collections import Counter
 import numpy as np
 
 from edgecv.vision import PipelineInput
-from edgecv.vision.common import bounding_box, label_of
+from edgecv.vision.common import bounding_boxes, label_of
 from edgecv.vision.rows import cluster_1d, roll_slope
 
 log = logging.getLogger(__name__)
 
 SILL_BELOW_FLOOR = 0.25  # a window's bottom edge sits this share of a storey above its floor line
 ROOF_LINE_IN_EDGE = 0.6  # the roof line lies this far down the roof-edge band
+FACADE_THIRDS = ("left", "center", "right")
 
 
 class Storeys:
@@ -33,8 +34,16 @@ class Storeys:
         self.anchors = anchors or [(ground, 0)]  # (floor line y, storey index)
 
     def band(self, y: float) -> int:
-        line, k = min(self.anchors, key=lambda a: abs(a[0] - y))
-        return int(np.clip(k + np.floor((line - y) / self.height), 0, self.count - 1))
+        return int(self.bands(np.asarray([y], np.float64))[0])
+
+    def bands(self, y: np.ndarray) -> np.ndarray:
+        """``band`` of every value in ``y`` at once: counted from the nearest floor line (the first of
+        equally near ones)."""
+        lines = np.array([a[0] for a in self.anchors], np.float64)
+        ks = np.array([a[1] for a in self.anchors], np.float64)
+        nearest = np.abs(lines[None, :] - y[:, None]).argmin(axis=1)
+        band = ks[nearest] + np.floor((lines[nearest] - y) / self.height)
+        return np.clip(band, 0, self.count - 1).astype(np.int64)
 
 
 def estimate_storeys(names: list[str], xyxy: np.ndarray, yc: np.ndarray) -> Storeys:
@@ -94,26 +103,22 @@ def run(inp: PipelineInput) -> dict:
     storeys = estimate_storeys(names, xyxy, yd) if len(det) else Storeys(0.0, 1.0, 0, [])
     left = float(xyxy[:, 0].min()) if len(det) else 0.0
     span = max(1.0, float(xyxy[:, 2].max()) - left) if len(det) else 1.0
+    order = np.argsort(-det.confidence, kind="stable")
+    half = (xyxy[:, 3] - xyxy[:, 1]) / 2
+    storey = storeys.bands(yd)
+    low, high = storeys.bands(yd + half - 0.5), storeys.bands(yd - half + 0.5)
+    third = np.clip((xc - left) / span * 3, 0, 2).astype(np.int64)
+    boxes = bounding_boxes(det.xyxy[order], width, height)
+    confidence = np.asarray(det.confidence, np.float64)[order].tolist()
     detections = []
-    for i in np.argsort(-det.confidence, kind="stable"):
-        half = (xyxy[i, 3] - xyxy[i, 1]) / 2
-        if names[i] == "drainpipe":
-            storey, storey_span = storeys.count // 2, [0, storeys.count - 1]
+    for i, box, conf in zip(order.tolist(), boxes, confidence, strict=True):
+        if names[i] == "drainpipe":  # runs roof to ground: the middle band, spanning every storey
+            attrs = {"storey": storeys.count // 2, "storeySpan": [0, storeys.count - 1]}
         else:
-            storey = storeys.band(yd[i])
-            storey_span = [storeys.band(yd[i] + half - 0.5), storeys.band(yd[i] - half + 0.5)]
-        third = int(np.clip((xc[i] - left) / span * 3, 0, 2))
+            attrs = {"storey": int(storey[i]), "storeySpan": [int(low[i]), int(high[i])]}
+        attrs["facadePosition"] = FACADE_THIRDS[third[i]]
         detections.append(
-            {
-                "objectName": names[i],
-                "confidence": round(float(det.confidence[i]), 4),
-                "boundingBox": bounding_box(det.xyxy[i], width, height),
-                "attributes": {
-                    "storey": storey,
-                    "storeySpan": storey_span,
-                    "facadePosition": ("left", "center", "right")[third],
-                },
-            }
+            {"objectName": names[i], "confidence": round(conf, 4), "boundingBox": box, "attributes": attrs}
         )
     counts = Counter(names)
     return {
