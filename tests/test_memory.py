@@ -1,7 +1,10 @@
-"""What keeps the agent's memory down: no device probing on CPU, infer queues that are freed."""
+"""What keeps the agent's memory down: no web stack without the API, no device probing on CPU, infer
+queues that are freed."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import weakref
 
 import numpy as np
@@ -28,23 +31,48 @@ def test_cpu_does_not_probe_other_devices(package, monkeypatch):
     assert Detector.open(package, backend="openvino", device="cpu").device == "CPU"
 
 
-def test_infer_queue_is_freed_with_its_images(package):
+def test_infer_queue_is_reused_and_keeps_no_images(package):
     det = Detector.open(package, backend="openvino", performance_hint="THROUGHPUT")
     tensor, _ = det.preprocess(red_rectangle_image(400, 200, (50, 60, 150, 120)))
 
     class Userdata:  # what the backlog passes: a job with its decoded image
         image = np.zeros((720, 1280, 3), np.uint8)
 
-    results, refs = [], []
-    queue = det.infer_queue(lambda userdata, raw, error: results.append((raw, error)))
+    first, second, refs = [], [], []
+    queue = det.infer_queue(lambda userdata, raw, error: first.append((raw, error)))
     for _ in range(max(2, queue.size) * 2):
         data = Userdata()
         refs.append(weakref.ref(data))
         queue.submit(tensor, data)
         del data
     queue.wait_all()
-    assert len(results) == len(refs) and all(raw is not None and err is None for raw, err in results)
-    queue_ref = weakref.ref(queue)
-    del queue
-    assert queue_ref() is None  # no reference cycle through OpenVINO: freed at once, no GC needed
-    assert all(ref() is None for ref in refs)
+    assert len(first) == len(refs) and all(raw is not None and err is None for raw, err in first)
+    del first[:]
+    assert all(ref() is None for ref in refs)  # no image outlives its inference
+    again = det.infer_queue(lambda userdata, raw, error: second.append(userdata))
+    assert again is queue  # one queue per compiled model, not one (never freed) per batch
+    again.submit(tensor, "next batch")
+    again.wait_all()
+    assert second == ["next batch"] and not first
+
+
+def test_metrics_without_the_web_stack():
+    code = (
+        "import sys\n"
+        "from edgecv.api import Metrics\n"
+        "heavy = [m for m in ('fastapi', 'starlette', 'uvicorn', 'pydantic') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+        "from edgecv.api import make_server, create_app, ApiServer\n"
+        "assert 'fastapi' in sys.modules and 'uvicorn' in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_api_package_names_resolve():
+    import edgecv.api as api
+
+    assert api.Metrics.__module__ == "edgecv.api.metrics"
+    assert api.make_server.__module__ == "edgecv.api.server"
+    assert set(api.__all__) <= set(dir(api))
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        api.nope  # noqa: B018

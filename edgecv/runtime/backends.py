@@ -9,6 +9,7 @@ OpenVINO backend keeps one infer request per thread instead of a global lock.
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import os
 import threading
@@ -141,6 +142,7 @@ class OpenVinoBackend:
         self.device = self._execution_device(target)
         self._input = self._compiled.input(0)
         self._local = threading.local()
+        self._queue: OpenVinoQueue | None = None
         log.info("OpenVINO compiled %s on %s (hint %s, config %s)", model_path, self.device, hint, config)
 
     @staticmethod
@@ -199,14 +201,28 @@ class OpenVinoBackend:
             raise InferenceError(f"OpenVINO inference failed on {self.device}: {exc}") from exc
 
     def infer_queue(self, callback: InferCallback) -> OpenVinoQueue:
-        """Asynchronous requests (as many as the device's optimal number) calling ``callback`` per result."""
-        return OpenVinoQueue(self._compiled, callback, self.device)
+        """Asynchronous requests (as many as the device's optimal number) calling ``callback`` per result.
+
+        One queue per compiled model, made on first use and reused by every later batch (with the new
+        callback). It is never freed: destroying an OpenVINO request queue or compiled model from Python
+        while an OpenVINO executor thread still finishes a request needs the GIL on that thread, and
+        the destructor holds it (a deadlock seen in the test suite). Made per batch, as before, every
+        queue stayed alive anyway, through a reference cycle, with its requests and a decoded image per
+        request (~8 MB a batch); now that cost is paid once per compiled model, and no image is kept."""
+        queue = self._queue
+        if queue is None:
+            queue = self._queue = OpenVinoQueue(self._compiled, self.device)
+            _KEPT_QUEUES.append(queue)
+        queue.bind(callback)
+        return queue
 
 
 InferCallback = Callable[[object, "np.ndarray | None", "Exception | None"], None]
+_KEPT_QUEUES: list[OpenVinoQueue] = []  # see OpenVinoBackend.infer_queue
 
 
-def _deliver(callback: InferCallback, device: str, request, userdata) -> None:
+def _deliver(callback: InferCallback, device: str, pending: dict, request, key: int) -> None:
+    userdata = pending.pop(key)
     try:
         raw = np.array(request.get_output_tensor(0).data, dtype=np.float32)
     except Exception as exc:  # reported to the caller, never raised on OpenVINO's thread
@@ -216,16 +232,24 @@ def _deliver(callback: InferCallback, device: str, request, userdata) -> None:
 
 
 class OpenVinoQueue:
-    """``submit`` returns at once; ``callback(userdata, raw, error)`` runs on an OpenVINO thread."""
+    """``submit`` returns at once; ``callback(userdata, raw, error)`` runs on an OpenVINO thread.
 
-    def __init__(self, compiled, callback: InferCallback, device: str) -> None:
+    OpenVINO keeps the last userdata of each request until the request is used again, so the queue
+    hands it a number and keeps the caller's userdata (a job with its decoded image) only while the
+    request is in flight."""
+
+    def __init__(self, compiled, device: str) -> None:
         import openvino as ov
 
         self._queue = ov.AsyncInferQueue(compiled, 0)  # 0 = the device's optimal number of requests
-        # Not a bound method: the queue would then hold a reference to this object and this object to
-        # the queue, a cycle through pybind11 that Python's GC cannot see, so every queue (its infer
-        # requests, and the last userdata of each: a decoded image) would live as long as the process.
-        self._queue.set_callback(functools.partial(_deliver, callback, device))
+        self._device = device
+        self._pending: dict[int, object] = {}
+        self._keys = itertools.count()
+
+    def bind(self, callback: InferCallback) -> None:
+        """Results from now on go to ``callback`` (call between batches, with nothing in flight)."""
+        # not a bound method: the request queue would hold this object, and this object the queue
+        self._queue.set_callback(functools.partial(_deliver, callback, self._device, self._pending))
 
     @property
     def size(self) -> int:
@@ -233,7 +257,13 @@ class OpenVinoQueue:
 
     def submit(self, tensor: np.ndarray, userdata: object) -> None:
         """Blocks only while every request is busy."""
-        self._queue.start_async({0: tensor}, userdata)
+        key = next(self._keys)
+        self._pending[key] = userdata
+        try:
+            self._queue.start_async({0: tensor}, key)
+        except Exception:
+            self._pending.pop(key, None)
+            raise
 
     def wait_all(self) -> None:
         self._queue.wait_all()
