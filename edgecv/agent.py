@@ -141,18 +141,28 @@ class Agent:
         """A worker's detectors, with the models it will surely need compiled before the agent is ready
         (so the first image does not pay for compilation). A model that fails to load is logged here and
         fails its jobs later with the same clear error."""
-        pool = DetectorPool(cfg)
+        pool = DetectorPool(cfg, backlog_of=self._model_backlog)
         if cfg.preload:
             for name in dict.fromkeys([cfg.default_model, *cfg.folders.values()]):
                 try:
-                    pool.get(name)
+                    pool.load(name)
                     if name == cfg.default_model and cfg.backlog_batch > 1:
-                        pool.get(name, hint="THROUGHPUT")  # the first backlog does not wait for a compile
+                        pool.load(name, hint="THROUGHPUT")  # the first backlog does not wait for a compile
                 except EdgecvError as exc:
                     log.warning("model %s not loaded: %s", name, exc)
         self.pools.append(pool)
         write_agent_state(cfg, {name: det for (name, _hint), det in pool.loaded().items()})
         return pool
+
+    def _model_backlog(self, model: str) -> int:
+        """Jobs of ``model`` queued or in hand (counted up to ``backlog_batch``): whether a backlog of it
+        is big enough for its THROUGHPUT compile (see DetectorPool)."""
+        row = self.store.conn.execute(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM jobs WHERE status IN ('queued', 'processing')"
+            " AND model = ? LIMIT ?)",
+            (model, self.config.backlog_batch),
+        ).fetchone()
+        return int(row[0])
 
     def _thread(self, name: str, target: Callable, *args) -> threading.Thread:
         thread = threading.Thread(target=target, args=args, name=name, daemon=True)

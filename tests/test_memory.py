@@ -1,17 +1,20 @@
-"""What keeps the agent's memory down: no web stack without the API, no device probing on CPU, infer
-queues that are freed."""
+"""What keeps the agent's memory down: no web stack without the API, no device probing on CPU, one infer
+queue per compiled model, a THROUGHPUT compile only for a real backlog."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 import weakref
+from dataclasses import replace
 
 import numpy as np
 import openvino as ov
 import pytest
 from runtime_fixtures import make_package, red_rectangle_image
 
+from edgecv import agent as agent_module
+from edgecv.registry import DetectorPool
 from edgecv.runtime.detector import Detector
 from edgecv.runtime.package import load_package
 
@@ -76,3 +79,46 @@ def test_api_package_names_resolve():
     assert set(api.__all__) <= set(dir(api))
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         api.nope  # noqa: B018
+
+
+def test_throughput_compile_only_for_a_real_backlog(config):
+    backlog = {"rect": 1}
+    pool = DetectorPool(config, backlog_of=lambda name: backlog[name])
+    latency = pool.get("rect")
+    assert pool.get("rect", hint="THROUGHPUT") is latency  # a few jobs: the loaded LATENCY compile
+    assert list(pool.loaded()) == [("rect", "LATENCY")]
+    backlog["rect"] = config.backlog_batch
+    throughput = pool.get("rect", hint="THROUGHPUT")
+    assert throughput is not latency
+    assert list(pool.loaded()) == [("rect", "LATENCY"), ("rect", "THROUGHPUT")]
+    backlog["rect"] = 0
+    assert pool.get("rect", hint="THROUGHPUT") is throughput  # once compiled, kept
+
+
+def test_load_and_pools_without_a_backlog_count_compile_as_asked(config):
+    pool = DetectorPool(config, backlog_of=lambda name: 0)
+    pool.get("rect")
+    pool.load("rect", hint="THROUGHPUT")  # preloading: exactly this compile
+    assert list(pool.loaded()) == [("rect", "LATENCY"), ("rect", "THROUGHPUT")]
+    plain = DetectorPool(config)
+    plain.get("rect")
+    assert plain.get("rect", hint="THROUGHPUT") is not plain.get("rect")
+    failing = DetectorPool(config, backlog_of=lambda name: 1 / 0)
+    failing.get("rect")
+    assert failing.get("rect", hint="THROUGHPUT") is not failing.get("rect")
+
+
+def test_agent_counts_a_models_backlog(store, config):
+    from conftest import distinct_jpeg
+
+    from edgecv.ingest import ingest_bytes
+
+    cfg = replace(config, backlog_batch=4)
+    runner = agent_module.Agent(cfg)
+    runner.store = store
+    for i in range(6):
+        ingest_bytes(store, cfg, distinct_jpeg(i), name=f"{i}.jpg", model="rect")
+    ingest_bytes(store, cfg, distinct_jpeg(9), name="other.jpg", model="other")
+    assert runner._model_backlog("rect") == 4  # counted up to backlog_batch
+    assert runner._model_backlog("other") == 1
+    assert runner._model_backlog("none") == 0
