@@ -187,6 +187,14 @@ class AgentProcess:
             self.proc.kill()
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def drop(src: Path, inbox: Path, name: str) -> None:
     """Write-to-temp-then-rename, as a camera uploader does."""
     tmp = inbox / f".{name}.part"
@@ -249,7 +257,9 @@ def memory_and_startup(work: Path, images: list[Path]) -> dict:
     for run, label in enumerate(("cold", "cached")):
         inbox = work / f"inbox-mem-{label}"
         inbox.mkdir()
-        agent = AgentProcess(work / "data-mem", inbox, names[0], {"EDGECV_CONFIG": str(toml)})
+        # the agent as installed: local API on (a free loopback port), webhooks and sync off
+        env = {"EDGECV_CONFIG": str(toml), "EDGECV_API_ENABLED": "true", "EDGECV_API_PORT": str(free_port())}
+        agent = AgentProcess(work / "data-mem", inbox, names[0], env)
         out[f"ready_{label}_s"] = agent.wait_ready()
         for i, _name in enumerate(names):  # one image through each model
             (inbox / f"m{i}").mkdir(exist_ok=True)
@@ -427,7 +437,7 @@ def main() -> None:
             mem = memory_and_startup(work, images)
             figures["memory"] = mem
             log(
-                f"all models ({', '.join(mem['models'])}): peak RSS {mem['peak_rss_cold_mb']:.0f} MB cold, "
+                f"all models ({', '.join(mem['models'])}), local API on: peak RSS {mem['peak_rss_cold_mb']:.0f} MB cold, "
                 f"{mem['peak_rss_cached_mb']:.0f} MB cached (target ≤ 300); start-to-ready "
                 f"{mem['ready_cold_s']:.2f} s cold, {mem['ready_cached_s']:.2f} s with the compiled-model cache"
             )
