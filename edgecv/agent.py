@@ -157,12 +157,7 @@ class Agent:
     def _model_backlog(self, model: str) -> int:
         """Jobs of ``model`` queued or in hand (counted up to ``backlog_batch``): whether a backlog of it
         is big enough for its THROUGHPUT compile (see DetectorPool)."""
-        row = self.store.conn.execute(
-            "SELECT COUNT(*) FROM (SELECT 1 FROM jobs WHERE status IN ('queued', 'processing')"
-            " AND model = ? LIMIT ?)",
-            (model, self.config.backlog_batch),
-        ).fetchone()
-        return int(row[0])
+        return self.store.count_open(model, up_to=self.config.backlog_batch)
 
     def _thread(self, name: str, target: Callable, *args) -> threading.Thread:
         thread = threading.Thread(target=target, args=args, name=name, daemon=True)

@@ -320,6 +320,15 @@ class Store:
     def count_queued(self) -> int:
         return self.conn.execute("SELECT COUNT(*) FROM jobs WHERE status = 'queued'").fetchone()[0]
 
+    def count_open(self, model: str, *, up_to: int) -> int:
+        """Jobs of ``model`` queued or processing, counted up to ``up_to`` (stops early: cheap)."""
+        row = self.conn.execute(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM jobs WHERE status IN ('queued', 'processing')"
+            " AND model = ? LIMIT ?)",
+            (model, up_to),
+        ).fetchone()
+        return int(row[0])
+
     def claim_jobs(self, owner: str, lease_s: float, *, limit: int, model: str | None = None) -> list[Job]:
         """Claim up to ``limit`` oldest queued jobs (of ``model``, if given) at once, oldest first."""
         only = " AND model = ?" if model is not None else ""
