@@ -139,7 +139,10 @@ class Worker:
                     detections=detections,
                     labels=list(detector.package.labels),
                     metadata=loaded.observation.metadata,
-                    options={"read_tag_names": self.config.read_tag_names},
+                    options={
+                        **detector.package.pipeline_options,
+                        "read_tag_names": self.config.read_tag_names,
+                    },
                 )
             )
         except Exception as exc:

@@ -313,7 +313,9 @@ def cpu_budget(package, images: list[Path], model_fps: float | None, cpus: int, 
             res = timed(
                 f"pipeline ({package.pipeline})",
                 pipeline,
-                PipelineInput(image, dets, list(package.labels), result.observation.metadata),
+                PipelineInput(
+                    image, dets, list(package.labels), result.observation.metadata, package.pipeline_options
+                ),
             )
             timed("record result (JSON + transaction)", store.complete_job, job.id, "bench", res)
         store.close()

@@ -187,6 +187,7 @@ def evaluate(domain: str, args) -> None:
     truths = [json.loads(line) for line in (data / "truth.jsonl").open()]
     detector = open_detector(domain, args.models_dir) if args.detections == "model" else None
     labels = list(detector.package.labels) if detector else names
+    options = dict(detector.package.pipeline_options) if detector else {}  # as the agent passes them
     pipeline = get_pipeline(PIPELINES[domain])
     tally, det_s, pipe_s = Tally(), [], []
     for truth in truths:
@@ -199,10 +200,10 @@ def evaluate(domain: str, args) -> None:
             dets = truth_boxes(domain, truth, names)
         meta = {"planogram": truth["planogram"]} if domain == "shelves" else {}
         t0 = time.perf_counter()
-        res = pipeline(PipelineInput(image, dets, labels, meta))
+        res = pipeline(PipelineInput(image, dets, labels, meta, options))
         pipe_s.append(time.perf_counter() - t0)
         if domain == "shelves":
-            no_plan = PipelineInput(image, dets, labels, {}, {"read_tag_names": True})
+            no_plan = PipelineInput(image, dets, labels, {}, {**options, "read_tag_names": True})
             score_shelf(tally, truth, res, pipeline(no_plan))
         elif domain == "facades":
             score_facades(tally, truth, res)

@@ -92,6 +92,7 @@ def test_to_dict_is_camel_case_and_json_serialisable(tmp_path):
             {"default": {"backend": "openvino", "precision": "int8"}},
             "default: expected a backend/precision listed in weights (onnx/fp32), got str 'openvino/int8'",
         ),
+        ({"pipelineOptions": [1]}, "pipelineOptions: expected an object, got list [1]"),
     ],
 )
 def test_manifest_validation_says_expected_and_got(changes, message):
@@ -104,6 +105,12 @@ def test_defaults_fill_optional_fields():
     pkg = _parse(thresholds={}, default={}, description="", useCase="")
     assert (pkg.thresholds.confidence, pkg.thresholds.iou, pkg.thresholds.max_detections) == (0.25, 0.45, 300)
     assert (pkg.default_backend, pkg.default_precision) == ("onnx", "fp32")
+    assert pkg.pipeline_options == {}
+
+
+def test_pipeline_options_are_read():
+    pkg = _parse(pipelineOptions={"fill": {"rust-stain": 0.6}})
+    assert pkg.pipeline_options == {"fill": {"rust-stain": 0.6}}
 
 
 def test_weight_set_choice_and_error_lists_what_exists():

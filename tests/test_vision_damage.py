@@ -38,6 +38,42 @@ def test_crack_measure_on_a_drawn_stroke(thickness):
     assert abs(width - thickness) <= 3
 
 
+@pytest.mark.parametrize("angle", [0, 15, 30, 45, 60, 80])
+@pytest.mark.parametrize("thickness", [1, 6, 12])
+def test_crack_length_does_not_depend_on_the_angle(angle, thickness):
+    # a thick stroke near 30 degrees once read 2.6x too long (the thinning left a staircase)
+    gray = np.full((700, 700), 160, np.uint8)
+    a = np.radians(angle)
+    end = (int(50 + 500 * np.cos(a)), int(50 + 500 * np.sin(a)))
+    cv2.line(gray, (50, 50), end, 40, thickness, cv2.LINE_AA)
+    box = (45 - thickness, 45 - thickness, end[0] + 5 + thickness, end[1] + 5 + thickness)
+    length, width, _ = crack_measure(gray, box)
+    assert 460 <= length <= 540
+    assert abs(width - thickness) <= 3
+
+
+def test_grit_in_the_box_is_not_crack_length():
+    rng = np.random.default_rng(0)
+    gray = np.full((400, 800), 160, np.uint8)
+    cv2.line(gray, (100, 200), (700, 200), 40, 2)
+    for x, y in rng.integers((100, 100), (700, 300), size=(150, 2)):
+        cv2.circle(gray, (int(x), int(y)), 2, 60, -1)  # dark specks, 5 px across
+    length, _, _ = crack_measure(gray, (95, 95, 705, 305))
+    assert 540 <= length <= 660
+
+
+def test_package_fill_calibration_changes_the_area():
+    image = np.full((720, 1280, 3), 160, np.uint8)
+    det = Detections(np.array([[100, 100, 300, 300]], np.float32), np.array([0.9], np.float32), np.array([3]))
+    default = get_pipeline("damage")(PipelineInput(image, det, LABELS))
+    ratio = default["detections"][0]["attributes"]["areaRatio"]
+    assert ratio == pytest.approx(0.71 * 200 * 200 / (1280 * 720), abs=1e-5)
+    assert default["detections"][0]["attributes"]["severity"] == "moderate"
+    fitted = get_pipeline("damage")(PipelineInput(image, det, LABELS, {}, {"fill": {"rust-stain": 0.4}}))
+    assert fitted["detections"][0]["attributes"]["areaRatio"] == pytest.approx(ratio * 0.4 / 0.71, abs=1e-5)
+    assert fitted["detections"][0]["attributes"]["severity"] == "minor"
+
+
 def test_result_and_grade():
     image = np.full((720, 1280, 3), 160, np.uint8)
     cv2.line(image, (200, 300), (1100, 320), (40, 40, 40), 10)

@@ -82,6 +82,7 @@ class ModelPackage:
     path: Path
     evaluation: dict = field(default_factory=dict)
     manifest: dict = field(default_factory=dict)
+    pipeline_options: dict = field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
@@ -222,6 +223,7 @@ def parse_manifest(manifest: dict, pkg_dir: Path, source: str = "model.json") ->
         path=pkg_dir,
         evaluation=top.get("evaluation", dict, "an object", {}),
         manifest=manifest,
+        pipeline_options=top.get("pipelineOptions", dict, "an object", {}),
     )
 
 
