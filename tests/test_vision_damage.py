@@ -74,6 +74,26 @@ def test_package_fill_calibration_changes_the_area():
     assert fitted["detections"][0]["attributes"]["severity"] == "minor"
 
 
+def test_one_long_crack_found_in_pieces_is_one_crack():
+    image = np.full((720, 1280, 3), 160, np.uint8)
+    cv2.line(image, (100, 100), (1000, 600), (40, 40, 40), 3)
+    det = Detections(
+        np.array(
+            [[90, 90, 700, 480], [400, 260, 1010, 610], [95, 95, 300, 220], [1100, 600, 1200, 700]],
+            np.float32,
+        ),
+        np.array([0.8, 0.7, 0.4, 0.9], np.float32),
+        np.array([0, 0, 0, 0]),
+    )
+    res = get_pipeline("damage")(PipelineInput(image, det, LABELS))
+    cracks = sorted((d["boundingBox"]["x"], d) for d in res["detections"])
+    assert len(cracks) == 2  # the three overlapping pieces joined; the separate box stays
+    whole = cracks[0][1]
+    assert whole["boundingBox"] == {"x": 90, "y": 90, "width": 920, "height": 520}
+    assert whole["confidence"] == 0.8
+    assert 950 <= whole["attributes"]["lengthPx"] <= 1110  # the drawn line is 1030 px
+
+
 def test_result_and_grade():
     image = np.full((720, 1280, 3), 160, np.uint8)
     cv2.line(image, (200, 300), (1100, 320), (40, 40, 40), 10)

@@ -15,6 +15,7 @@ from collections import Counter
 import cv2
 import numpy as np
 
+from edgecv.runtime.detections import Detections
 from edgecv.vision import PipelineInput
 from edgecv.vision.common import bounding_box, label_of
 
@@ -44,6 +45,7 @@ CRITICAL_AREA = 0.15
 # 2·distance-transform width against the drawn one: least-squares line fitted with truth boxes on
 # generated damage seed 6000, images 0-149 (the skeleton length needs no fix there: median ratio 0.999)
 WIDTH_GAIN, WIDTH_BIAS = 1.05, 2.95
+CRACK_MERGE = 0.3  # crack boxes sharing this share of the smaller one are one crack (merge_pieces)
 MIN_STROKE = 12  # px at 1280 wide: shorter dark pieces in a crack box are grit, not crack
 
 
@@ -152,8 +154,53 @@ def _skeleton_length(skel: np.ndarray) -> float:
     return float(0.948 * straight + 1.343 * diag)
 
 
+def merge_pieces(det: Detections, class_id: int, overlap: float = CRACK_MERGE) -> Detections:
+    """One box per crack: boxes of ``class_id`` that share at least ``overlap`` of the smaller box's
+    area are joined into their union (highest confidence kept), transitively.
+
+    A long branching crack is often found as two or three overlapping boxes (the whole and a branch, or
+    two halves); each would be measured and graded as a crack of its own, and two "severe" cracks make
+    the image "critical". Other types are left as the detector's NMS gave them.
+    """
+    idx = np.flatnonzero(det.class_id == class_id)
+    if len(idx) < 2:
+        return det
+    boxes = det.xyxy[idx].astype(np.float64)
+    parent = list(range(len(idx)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    area = np.prod(np.clip(boxes[:, 2:] - boxes[:, :2], 0, None), axis=1)
+    for i in range(len(idx)):
+        for j in range(i + 1, len(idx)):
+            wh = np.minimum(boxes[i, 2:], boxes[j, 2:]) - np.maximum(boxes[i, :2], boxes[j, :2])
+            inter = float(np.prod(np.clip(wh, 0, None)))
+            small = min(area[i], area[j])
+            if small > 0 and inter >= overlap * small:
+                parent[root(i)] = root(j)
+    groups: dict[int, list[int]] = {}
+    for i in range(len(idx)):
+        groups.setdefault(root(i), []).append(i)
+    if len(groups) == len(idx):
+        return det
+    keep = np.flatnonzero(det.class_id != class_id).tolist()
+    xyxy, conf, cls = [det.xyxy[keep]], [det.confidence[keep]], [det.class_id[keep]]
+    for members in groups.values():
+        b = boxes[members]
+        xyxy.append(np.concatenate([b[:, :2].min(0), b[:, 2:].max(0)])[None].astype(np.float32))
+        conf.append(np.array([det.confidence[idx[members]].max()], np.float32))
+        cls.append(np.array([class_id]))
+    return Detections(np.concatenate(xyxy), np.concatenate(conf), np.concatenate(cls))
+
+
 def run(inp: PipelineInput) -> dict:
     det = inp.detections
+    if "crack" in inp.labels:
+        det = merge_pieces(det, inp.labels.index("crack"))
     width, height = inp.image_size
     area = float(width * height) or 1.0
     gray = cv2.cvtColor(inp.image, cv2.COLOR_BGR2GRAY) if inp.image is not None and inp.image.size else None
