@@ -22,6 +22,7 @@ from edgecv.ingest import recover_spool
 from edgecv.registry import DetectorPool
 from edgecv.status import write_agent_state
 from edgecv.store import Store
+from edgecv.threads import name_os_thread, start_thread
 from edgecv.watcher import InboxWatcher, Intake
 from edgecv.worker import Worker, WorkSignal
 
@@ -94,11 +95,14 @@ class Agent:
 
         self.metrics = Metrics(store)
         self._start_services(cfg, store)
-        for i in range(cfg.workers):
+        name_os_thread("edgecv-infer")  # OpenVINO's threads, started while models load, inherit it
+        pools = [self._preloaded_pool(cfg) for _ in range(cfg.workers)]
+        name_os_thread("edgecv-main")
+        for i, pool in enumerate(pools):
             worker = Worker(
                 store,
                 cfg,
-                detectors=self._preloaded_pool(cfg),
+                detectors=pool,
                 signal=self.signal,
                 name=f"worker-{i}",
                 metrics=self.metrics,
@@ -160,8 +164,7 @@ class Agent:
         return self.store.count_open(model, up_to=self.config.backlog_batch)
 
     def _thread(self, name: str, target: Callable, *args) -> threading.Thread:
-        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
-        thread.start()
+        thread = start_thread(name, target, *args)
         self.threads.append(thread)
         return thread
 

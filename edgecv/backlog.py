@@ -19,6 +19,7 @@ from collections import defaultdict
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from edgecv.jobs import Job
+from edgecv.threads import name_os_thread
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,9 @@ def _run_model(worker, jobs: list[Job]) -> list[Job]:
     pending = list(jobs)
     loading: list[tuple[Job, Future]] = []
     in_inference = 0
-    with ThreadPoolExecutor(decode_threads(), thread_name_prefix="edgecv-decode") as pool:
+    with ThreadPoolExecutor(
+        decode_threads(), thread_name_prefix="edgecv-decode", initializer=name_os_thread
+    ) as pool:
         while pending or loading or in_inference:
             if pending and worker.stopping():  # shutting down: finish what is in flight, hand back the rest
                 worker.store.release_jobs([j.id for j in pending], worker.owner)

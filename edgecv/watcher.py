@@ -40,6 +40,7 @@ from edgecv.ingest import (
     is_sidecar_name,
 )
 from edgecv.store import Store
+from edgecv.threads import start_thread
 
 log = logging.getLogger(__name__)
 
@@ -181,8 +182,7 @@ class Intake:
     # -- the loop -------------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="edgecv-intake", daemon=True)
-        self._thread.start()
+        self._thread = start_thread("edgecv-intake", self._run)
 
     def stop(self) -> None:
         with self._cond:

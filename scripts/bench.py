@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -202,19 +203,51 @@ def drop(src: Path, inbox: Path, name: str) -> None:
     os.rename(tmp, inbox / name)
 
 
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) per thread-name group of a live process, from /proc.
+
+    Names are grouped by stripping trailing digits and separators (``edgecv-decode_0`` → ``edgecv-decode``).
+    """
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = defaultdict(float)
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    total = (int(fields[11]) + int(fields[12])) / tick  # the whole process, threads that ended included
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:  # the thread ended
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        out[re.sub(r"[-_ ]*\d+$", "", name) or name] += (int(fields[11]) + int(fields[12])) / tick
+    out["threads that ended (e.g. a finished decode pool)"] = max(0.0, total - sum(out.values()))
+    return dict(out)
+
+
 def end_to_end(work: Path, model: str, images: list[Path]) -> dict:
     inbox = work / "inbox-e2e"
     inbox.mkdir()
     agent = AgentProcess(work / "data-e2e", inbox, model)
     agent.wait_ready()
+    cpu0 = thread_cpu(agent.proc.pid)
     start = time.perf_counter()
     for i, src in enumerate(images):
         drop(src, inbox, f"{i:05d}.jpg")
     while agent.done() < len(images):
         time.sleep(0.01)
     elapsed = time.perf_counter() - start
+    cpu1 = thread_cpu(agent.proc.pid)
     agent.stop()
-    return {"images_per_s": len(images) / elapsed, "seconds": elapsed}
+    per_thread = {k: v - cpu0.get(k, 0.0) for k, v in cpu1.items() if v - cpu0.get(k, 0.0) > 0.005}
+    return {
+        "images_per_s": len(images) / elapsed,
+        "seconds": elapsed,
+        "agent_cpu_s": sum(per_thread.values()),
+        "cores_busy": sum(per_thread.values()) / elapsed,
+        "cpu_ms_per_image": 1000 * sum(per_thread.values()) / len(images),
+        "cpu_s_by_thread": dict(sorted(per_thread.items(), key=lambda kv: -kv[1])),
+    }
 
 
 def latency(work: Path, model: str, images: list[Path], samples: int) -> dict:
@@ -398,6 +431,11 @@ def main() -> None:
             log(
                 f"agent end to end: {e2e['images_per_s']:.1f} img/s ({len(images)} in {e2e['seconds']:.1f} s), "
                 f"ratio to bound {ratio:.2f} (target ≥ 0.85)"
+            )
+            log(
+                f"  agent CPU {e2e['agent_cpu_s']:.1f} s = {e2e['cpu_ms_per_image']:.1f} ms per image, "
+                f"{e2e['cores_busy']:.2f} of {figures['cpus']} cores busy; by thread: "
+                + ", ".join(f"{k} {v:.1f} s" for k, v in e2e["cpu_s_by_thread"].items())
             )
         if "latency" not in args.skip:
             lat = latency(work, args.model, images, args.latency_samples)

@@ -14,6 +14,7 @@ from edgecv.api.metrics import Metrics
 from edgecv.config import Config
 from edgecv.errors import ConfigError
 from edgecv.store import Store
+from edgecv.threads import start_thread
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +75,7 @@ class ApiServer:
             except BaseException as exc:  # SystemExit from a failed bind, too
                 self._error = exc
 
-        self._thread = threading.Thread(target=run, name="edgecv-api", daemon=True)
-        self._thread.start()
+        self._thread = start_thread("edgecv-api", run)
         deadline = time.monotonic() + timeout_s
         while not self._server.started:
             if not self._thread.is_alive() or time.monotonic() > deadline:

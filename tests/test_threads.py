@@ -1,0 +1,38 @@
+"""Threads carry their names to the OS, so `top -H` on an edge box tells the agent's threads apart."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from edgecv.threads import name_os_thread, start_thread
+
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl names are Linux's")
+
+
+def _comm() -> str:
+    return Path(f"/proc/self/task/{threading.get_native_id()}/comm").read_text().strip()
+
+
+@linux_only
+def test_start_thread_names_the_os_thread():
+    seen = []
+    start_thread("edgecv-test-thread-long-name", lambda: seen.append(_comm())).join(5)
+    assert seen == ["edgecv-test-thr"]  # the kernel keeps 15 characters
+
+
+@linux_only
+def test_name_os_thread_defaults_to_the_python_name():
+    seen = []
+
+    def run():
+        name_os_thread()
+        seen.append(_comm())
+
+    t = threading.Thread(target=run, name="edgecv-decode_0")
+    t.start()
+    t.join(5)
+    assert seen == ["edgecv-decode_0"]
