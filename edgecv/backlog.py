@@ -1,10 +1,13 @@
 """The backlog path: decoding, preprocessing and inference overlap so every core does useful work.
 
 Used by a worker when several jobs are queued. Three things run at once:
-- decoding + letterboxing in a small thread pool (``cv2.imdecode`` and ``cv2.resize`` release the GIL);
+- decoding + letterboxing in a small thread pool (``cv2.imdecode`` and ``cv2.resize`` release the GIL),
+  whose threads also start each image's inference as soon as it is ready;
 - inference on OpenVINO's asynchronous request queue, compiled with the THROUGHPUT hint (as many
   parallel requests as the device likes);
-- post-processing and recording results on the worker's own thread, as each inference finishes.
+- post-processing, the domain pipeline and recording results on a few finishing threads, as each
+  inference ends. The worker's own thread only claims jobs and counts what is done: when it also
+  started inferences and ran pipelines, the request queue sat idle while it read price tags.
 At most a few images per inference request are held in memory, and jobs are claimed a few at a time
 as the pipeline has room (so a crash re-queues only those few, and their attempt counts stay honest).
 """
@@ -14,12 +17,13 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import threading
 import time
 from collections import defaultdict
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 
 from edgecv.jobs import Job
-from edgecv.threads import name_os_thread
+from edgecv.threads import name_os_thread, start_thread
 
 log = logging.getLogger(__name__)
 
@@ -48,75 +52,94 @@ def _run_model(worker, jobs: list[Job]) -> list[Job]:
         detector = worker.detectors.get(model, hint="THROUGHPUT")
     except Exception as exc:  # model missing or broken: every job fails with the same clear error
         return [worker.fail(job, exc) for job in jobs]
-    done: queue.Queue = queue.Queue()
-    infer = detector.infer_queue(lambda loaded, raw, error: done.put((loaded, raw, error)))
-    limit = max(2, getattr(infer, "size", 1)) * 2 + decode_threads()  # images held in memory at most
+    done: queue.Queue = queue.Queue()  # (job, loaded or None, raw or None, error or None)
+    infer = detector.infer_queue(lambda loaded, raw, error: done.put((loaded.job, loaded, raw, error)))
+    submit_lock = threading.Lock()
+    limit = max(2, getattr(infer, "size", 1)) * 2 + 2 * decode_threads()  # images held in memory at most
+    results: queue.Queue = queue.Queue()  # finished Jobs (or an exception to re-raise here)
+    finishers = [
+        start_thread(f"edgecv-finish-{i}", _finisher, worker, done, results) for i in range(decode_threads())
+    ]
     finished: list[Job] = []
     pending = list(jobs)
-    loading: list[tuple[Job, Future]] = []
-    in_inference = 0
-    with ThreadPoolExecutor(
-        decode_threads(), thread_name_prefix="edgecv-decode", initializer=name_os_thread
-    ) as pool:
-        while pending or loading or in_inference:
-            if pending and worker.stopping():  # shutting down: finish what is in flight, hand back the rest
-                worker.store.release_jobs([j.id for j in pending], worker.owner)
-                pending = []
-            while len(loading) + in_inference < limit and not worker.stopping():
-                if not pending:  # keep the pipeline full: claim more of this model, a few at a time
-                    pending = worker.store.claim_jobs(
-                        worker.owner,
-                        worker.config.lease_s,
-                        limit=limit - len(loading) - in_inference,
-                        model=model,
-                    )
-                    if not pending:
-                        break
-                job = pending.pop(0)
-                loading.append((job, pool.submit(_load, worker, detector, job)))
-            if loading and (loading[0][1].done() or not in_inference):
-                job, future = loading.pop(0)
-                try:
-                    loaded = future.result()
-                except Exception as exc:
-                    finished.append(worker.fail(job, exc))
-                else:
-                    loaded.submitted_at = time.perf_counter()
-                    infer.submit(loaded.tensor, loaded)
-                    in_inference += 1
-                in_inference -= _drain(worker, done, finished, block=False)
-            else:
-                in_inference -= _drain(worker, done, finished, block=True)
-        infer.wait_all()
+    in_flight = 0  # handed to the pool and not yet recorded
+    try:
+        with ThreadPoolExecutor(
+            decode_threads(), thread_name_prefix="edgecv-decode", initializer=name_os_thread
+        ) as pool:
+            while pending or in_flight:
+                if pending and worker.stopping():  # shutting down: finish what is in flight, return the rest
+                    worker.store.release_jobs([j.id for j in pending], worker.owner)
+                    pending = []
+                while in_flight < limit and not worker.stopping():
+                    if not pending:  # keep the pipeline full: claim more of this model, a few at a time
+                        pending = worker.store.claim_jobs(
+                            worker.owner, worker.config.lease_s, limit=limit - in_flight, model=model
+                        )
+                        if not pending:
+                            break
+                    pool.submit(_load_and_submit, worker, detector, infer, submit_lock, done, pending.pop(0))
+                    in_flight += 1
+                if in_flight:
+                    in_flight -= _collect(results, finished)
+            infer.wait_all()
+    finally:
+        for _ in finishers:
+            done.put(None)
+        for thread in finishers:
+            thread.join()
     return finished
 
 
-def _load(worker, detector, job: Job):
-    """Decode and letterbox on a pool thread."""
-    loaded = worker.load(job, hint="THROUGHPUT")
-    loaded.detector = detector
-    loaded.tensor, loaded.letterbox = detector.preprocess(loaded.image)
-    return loaded
+def _load_and_submit(worker, detector, infer, submit_lock, done: queue.Queue, job: Job) -> None:
+    """On a pool thread: decode, letterbox and start the inference (waiting while every request is
+    busy), so inference never waits for the worker thread, which is busy post-processing."""
+    try:
+        loaded = worker.load(job, hint="THROUGHPUT")
+        loaded.detector = detector
+        loaded.tensor, loaded.letterbox = detector.preprocess(loaded.image)
+        with submit_lock:  # one caller of the request queue at a time
+            loaded.submitted_at = time.perf_counter()
+            infer.submit(loaded.tensor, loaded)
+    except Exception as exc:  # reported to the worker thread, which records the failure
+        done.put((job, None, None, exc))
 
 
-def _drain(worker, done: queue.Queue, finished: list[Job], *, block: bool) -> int:
-    """Post-process and record every finished inference (waiting for one if ``block``); how many."""
+def _finisher(worker, done: queue.Queue, results: queue.Queue) -> None:
+    """On a finishing thread: post-process, run the pipeline and record each inference as it ends.
+
+    Two or more of these run, so one job's pipeline (Python, the price reader's inference, SQLite)
+    overlaps another's; a single thread here was what held the whole backlog back."""
+    while (item := done.get()) is not None:
+        try:
+            results.put(_finish(worker, *item))
+        except BaseException as exc:  # e.g. the database failing: the worker thread re-raises it
+            results.put(exc)
+
+
+def _finish(worker, job: Job, loaded, raw, error) -> Job:
+    if error is not None:
+        return worker.fail(job, error)
+    ms = (time.perf_counter() - loaded.submitted_at) * 1000.0
+    try:
+        detections = loaded.detector.postprocess(raw, loaded.letterbox, loaded.image.shape)
+    except Exception as exc:
+        return worker.fail(job, exc)
+    loaded.tensor = None
+    return worker.complete(loaded, detections, ms)
+
+
+def _collect(results: queue.Queue, finished: list[Job]) -> int:
+    """Wait (briefly) for one finished job, then take every other one ready; how many."""
     count = 0
+    block = True
     while True:
         try:
-            loaded, raw, error = done.get(timeout=0.05) if block else done.get_nowait()
+            item = results.get(timeout=0.05) if block else results.get_nowait()
         except queue.Empty:
             return count
         block = False
+        if isinstance(item, BaseException):
+            raise item
         count += 1
-        if error is not None:
-            finished.append(worker.fail(loaded.job, error))
-            continue
-        ms = (time.perf_counter() - loaded.submitted_at) * 1000.0
-        try:
-            detections = loaded.detector.postprocess(raw, loaded.letterbox, loaded.image.shape)
-        except Exception as exc:
-            finished.append(worker.fail(loaded.job, exc))
-            continue
-        loaded.tensor = None
-        finished.append(worker.complete(loaded, detections, ms))
+        finished.append(item)

@@ -78,3 +78,24 @@ def test_stop_finishes_what_is_in_flight_and_hands_back_the_rest(store, config):
     assert counts["queued"] == 40 - counts["completed"]
     attempts = store.conn.execute("SELECT MAX(attempts) FROM jobs WHERE status = 'queued'").fetchone()[0]
     assert attempts == 0  # handed back unstarted: no attempt counted
+
+
+def test_a_database_error_while_recording_reaches_the_worker_and_stops_nothing_else(store, config):
+    import sqlite3
+    import threading
+
+    queue_images(store, config, 10)
+    worker = Worker(store, config)
+    calls = []
+
+    def broken(*args, **kwargs):
+        calls.append(1)
+        raise sqlite3.OperationalError("disk I/O error")
+
+    store.complete_job = broken
+    before = threading.active_count()
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O error"):
+        worker.run_once()  # raised on the worker thread (run_forever logs it and retries)
+    assert calls
+    assert threading.active_count() == before  # the finishing threads ended, none left waiting
+    assert store.count_by_status().get("completed", 0) == 0
