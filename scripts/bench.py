@@ -203,26 +203,48 @@ def drop(src: Path, inbox: Path, name: str) -> None:
     os.rename(tmp, inbox / name)
 
 
-def thread_cpu(pid: int) -> dict[str, float]:
+class ThreadCPU:
     """CPU seconds (user + system) per thread-name group of a live process, from /proc.
 
-    Names are grouped by stripping trailing digits and separators (``edgecv-decode_0`` → ``edgecv-decode``).
+    ``sample()`` reads every thread's counter and keeps the last value per thread id, so a thread that
+    ends later (a decode pool, a finishing thread) still counts under its name; what threads did after
+    their last sample, before ending, is reported as "threads that ended between samples". Names are
+    grouped by stripping trailing digits and separators (``edgecv-decode_0`` → ``edgecv-decode``).
     """
-    tick = os.sysconf("SC_CLK_TCK")
-    out: dict[str, float] = defaultdict(float)
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()
-    total = (int(fields[11]) + int(fields[12])) / tick  # the whole process, threads that ended included
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            stat = (task / "stat").read_text()
-        except OSError:  # the thread ended
-            continue
-        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.tick = pid, os.sysconf("SC_CLK_TCK")
+        self.seen: dict[str, tuple[str, float]] = {}
+        self.sample()
+        self.start_total, self.start = self.total, self.groups()
+
+    def sample(self) -> None:
+        stat = Path(f"/proc/{self.pid}/stat").read_text()
         fields = stat[stat.rindex(")") + 2 :].split()
-        out[re.sub(r"[-_ ]*\d+$", "", name) or name] += (int(fields[11]) + int(fields[12])) / tick
-    out["threads that ended (e.g. a finished decode pool)"] = max(0.0, total - sum(out.values()))
-    return dict(out)
+        self.total = (int(fields[11]) + int(fields[12])) / self.tick  # ended threads included
+        for task in Path(f"/proc/{self.pid}/task").iterdir():
+            try:
+                stat = (task / "stat").read_text()
+            except OSError:  # the thread ended
+                continue
+            name = stat[stat.index("(") + 1 : stat.rindex(")")]
+            fields = stat[stat.rindex(")") + 2 :].split()
+            group = re.sub(r"[-_ ]*\d+$", "", name) or name
+            self.seen[task.name] = (group, (int(fields[11]) + int(fields[12])) / self.tick)
+
+    def groups(self) -> dict[str, float]:
+        out: dict[str, float] = defaultdict(float)
+        for group, cpu in self.seen.values():
+            out[group] += cpu
+        return out
+
+    def since_start(self) -> dict[str, float]:
+        """CPU per group since construction (call ``sample()`` first)."""
+        now = self.groups()
+        out = {k: v - self.start.get(k, 0.0) for k, v in now.items()}
+        seen_delta = sum(now.values()) - sum(self.start.values())
+        out["threads that ended between samples"] = (self.total - self.start_total) - seen_delta
+        return {k: v for k, v in out.items() if v > 0.005}
 
 
 def end_to_end(work: Path, model: str, images: list[Path]) -> dict:
@@ -230,16 +252,20 @@ def end_to_end(work: Path, model: str, images: list[Path]) -> dict:
     inbox.mkdir()
     agent = AgentProcess(work / "data-e2e", inbox, model)
     agent.wait_ready()
-    cpu0 = thread_cpu(agent.proc.pid)
+    cpu = ThreadCPU(agent.proc.pid)
     start = time.perf_counter()
     for i, src in enumerate(images):
         drop(src, inbox, f"{i:05d}.jpg")
+    last_sample = 0.0
     while agent.done() < len(images):
         time.sleep(0.01)
+        if time.perf_counter() - last_sample > 0.05:  # short-lived threads are seen before they end
+            cpu.sample()
+            last_sample = time.perf_counter()
     elapsed = time.perf_counter() - start
-    cpu1 = thread_cpu(agent.proc.pid)
+    cpu.sample()
     agent.stop()
-    per_thread = {k: v - cpu0.get(k, 0.0) for k, v in cpu1.items() if v - cpu0.get(k, 0.0) > 0.005}
+    per_thread = cpu.since_start()
     return {
         "images_per_s": len(images) / elapsed,
         "seconds": elapsed,
