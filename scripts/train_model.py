@@ -49,6 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=0, help="use only the first N training images")
     ap.add_argument("--val-every", type=float, default=10.0, help="minutes between validation passes")
     ap.add_argument("--resume", help="start from these weights (model.pt / last.pt)")
+    ap.add_argument(
+        "--init",
+        help="start from an exported model: a package folder or its model-fp32.onnx (BatchNorm stays frozen)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
         "--reg-lo",
@@ -87,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         limit=a.limit,
         val_every_min=a.val_every,
         resume=a.resume,
+        init=str(Path(a.init) / "model-fp32.onnx") if a.init and Path(a.init).is_dir() else a.init,
         reg_lo=a.reg_lo,
         balance=a.balance,
         aug=Augment(fliplr=a.fliplr, degrees=a.degrees, scale=a.scale),

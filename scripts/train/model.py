@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -190,3 +191,97 @@ class ExportWrapper(nn.Module):
         b = 1
         cat = torch.cat([o.reshape(b, o.shape[1], -1) for o in outs], 2)
         return self.decode(cat[:, : 4 * self.model.reg_max], cat[:, 4 * self.model.reg_max :])
+
+
+def _module_path(node_name: str) -> str:
+    """TorchScript-export scope of a Conv node → the module's dotted path inside ``EdgeDet``.
+
+    ``/model/stem/stem.2/cv1/cv1.0/Conv`` → ``stem.2.cv1.0``: a segment that extends the previous one
+    (``stem`` → ``stem.2``) names a child of a container, any other segment is an attribute.
+    """
+    parts: list[str] = []
+    for seg in node_name.strip("/").split("/")[1:-1]:  # drop the wrapper's "model" and the op name
+        if parts and seg.startswith(parts[-1] + "."):
+            parts[-1] = seg
+        else:
+            parts.append(seg)
+    return ".".join(parts)
+
+
+def from_onnx(path, size: str | None = None) -> EdgeDet:
+    """An ``EdgeDet`` holding the weights of an exported ``model-fp32.onnx`` (a shipped package's, or one
+    from ``scripts/export_model.py``), to fine-tune a package when its ``model.pt`` is not at hand.
+
+    The export folded every BatchNorm into its conv, so each BN is loaded as the identity plus the folded
+    bias (weight 1, mean 0, variance 1 − eps) and marked ``frozen_bn``: training must keep BN layers in
+    eval mode (``freeze_bn``), as batch statistics would undo the folding. The result computes what the
+    ONNX graph computes (checked by ``scripts/train_model.py --init``).
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path)).graph
+    init = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    if "decode.bins" not in init:
+        raise ValueError(
+            f"{path}: not an EdgeDet export (no decode.bins); only our own exports can seed training"
+        )
+    bins = init["decode.bins"].reshape(-1)
+    reg_max, reg_lo = len(bins), int(round(-float(bins[0])))
+    dims = [d.dim_value for d in graph.output[0].type.tensor_type.shape.dim]
+    nc = int(dims[1]) - 4
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    stem_out = init[convs[0].input[1]].shape[0]
+    size = size or next(k for k, v in SIZES.items() if v[0] == stem_out)
+    model = EdgeDet(nc, size, reg_max, reg_lo)
+    loaded = set()
+    with torch.no_grad():
+        for node in convs:
+            name = _module_path(node.name)
+            conv = model.get_submodule(name)
+            w, b = init[node.input[1]], init[node.input[2]] if len(node.input) > 2 else None
+            if tuple(conv.weight.shape) != w.shape:
+                raise ValueError(
+                    f"{path}: {name} has shape {w.shape}, EdgeDet-{size} expects {tuple(conv.weight.shape)}"
+                )
+            conv.weight.copy_(torch.from_numpy(np.array(w)))
+            if conv.bias is not None:
+                conv.bias.copy_(torch.from_numpy(np.array(b)))
+            else:
+                bn = model.get_submodule(name.rsplit(".", 1)[0] + ".1")
+                bn.weight.fill_(1.0)
+                bn.bias.copy_(torch.from_numpy(np.array(b)))
+                bn.running_mean.zero_()
+                bn.running_var.fill_(1.0 - bn.eps)
+            loaded.add(name)
+    expected = {n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
+    if loaded != expected:
+        raise ValueError(f"{path}: convs not found in the graph: {sorted(expected - loaded)[:5]}")
+    model.frozen_bn = True
+    _check_against_onnx(model.eval(), path)
+    return model
+
+
+def _check_against_onnx(model: EdgeDet, path) -> None:
+    """The loaded model and the ONNX graph must agree on a random input (raises otherwise)."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    inp = session.get_inputs()[0]
+    height, width = int(inp.shape[2]), int(inp.shape[3])
+    x = np.random.default_rng(0).random((1, 3, height, width), dtype=np.float32)
+    want = session.run(None, {inp.name: x})[0]
+    with torch.no_grad():
+        got = ExportWrapper(model, height, width).eval()(torch.from_numpy(x)).numpy()
+    scores, boxes = np.abs(want[:, 4:] - got[:, 4:]).max(), np.abs(want[:, :4] - got[:, :4]).max()
+    if scores > 1e-3 or boxes > 0.05:
+        raise ValueError(
+            f"{path}: weights loaded but outputs differ (scores {scores:.2g}, boxes {boxes:.2g} px)"
+        )
+
+
+def freeze_bn(model: nn.Module) -> None:
+    """BatchNorm layers in eval mode (running statistics fixed; their affine weights still train)."""
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.eval()

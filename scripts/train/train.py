@@ -20,7 +20,7 @@ import torch
 
 from .data import Augment, YoloDataset
 from .loss import DetectionLoss
-from .model import STRIDES, EdgeDet, ExportWrapper
+from .model import STRIDES, EdgeDet, ExportWrapper, freeze_bn, from_onnx
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,7 @@ class TrainConfig:
     val_limit: int = 60
     limit: int = 0
     resume: str | None = None
+    init: str | None = None  # model-fp32.onnx of a package (from_onnx): fine-tune it, BN frozen
     reg_lo: int = 0
     balance: float = 0.0
     aug: Augment = field(default_factory=Augment)
@@ -118,6 +119,7 @@ def save_checkpoint(path: Path, model: EdgeDet, cfg: TrainConfig, names: list[st
             "size": model.size,
             "reg_max": model.reg_max,
             "reg_lo": model.reg_lo,
+            "frozen_bn": getattr(model, "frozen_bn", False),
             "names": names,
             "width": cfg.width,
             "height": cfg.height,
@@ -200,11 +202,21 @@ def train(cfg: TrainConfig) -> Path:
     names = ds.names
 
     model = EdgeDet(len(names), cfg.size, reg_lo=cfg.reg_lo)
-    if cfg.resume:
+    if cfg.init:
+        model = from_onnx(cfg.init, cfg.size)
+        if model.nc != len(names):
+            raise ValueError(f"{cfg.init} has {model.nc} classes, the data {len(names)}")
+        shift_bins(model, cfg.reg_lo - model.reg_lo)
+        model.reg_lo = cfg.reg_lo
+    elif cfg.resume:
         ck = torch.load(cfg.resume, map_location="cpu", weights_only=False)
         model.load_state_dict(ck["state_dict"])
         shift_bins(model, cfg.reg_lo - ck.get("reg_lo", 0))
+        model.frozen_bn = bool(ck.get("frozen_bn", False))
     model = model.to(memory_format=torch.channels_last).train()
+    if getattr(model, "frozen_bn", False):
+        freeze_bn(model)  # folded weights: batch statistics would undo the folding
+        log.info("BatchNorm statistics frozen (weights from %s)", cfg.init or cfg.resume)
     log.info(
         "EdgeDet-%s: %.2fM parameters, %d classes, input %dx%d",
         cfg.size,
