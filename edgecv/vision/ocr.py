@@ -150,8 +150,9 @@ def _load_price_model(path: Path, backend: str):
     """OpenVINO CPU (~2.5x faster than ONNX Runtime on this tiny model), else ONNX Runtime.
 
     One request under a lock, on up to ``OCR_THREADS`` threads: an image's ~20 tag crops are one batch,
-    and two threads halve its wall time (0.91 → 0.53 ms on the 2-core EPYC dev box, bf16 default); the
-    lock serialises the agent's finishing threads on it anyway, so a second thread costs no CPU.
+    and two threads nearly halve its wall time (0.91 → 0.53 ms on the 2-core EPYC dev box, bf16 default).
+    In a backlog the second thread's spinning costs ~0.5 ms CPU per image at the same throughput
+    (docs/performance.md); an idle agent's latency is what it buys.
     """
     if backend in ("auto", "openvino") and find_spec("openvino") is not None:
         import openvino as ov
