@@ -311,7 +311,7 @@ def ingest_file(store: Store, config: Config, path: Path, inbox: Path) -> Ingest
     """Ingest one inbox file (with its sidecar), then remove both from the inbox.
 
     Returns None when the file was quarantined or vanished; raises NotReady when it should be tried
-    again later (an incomplete image that was modified moments ago).
+    again later (an empty or incomplete image that was modified moments ago).
     """
     try:
         rel = path.relative_to(inbox)
@@ -320,6 +320,9 @@ def ingest_file(store: Store, config: Config, path: Path, inbox: Path) -> Ingest
     sidecar = find_sidecar(path)
     try:
         data, source = _read_inbox_file(path, inbox)
+        if not data and time.time() - path.stat().st_mtime < INCOMPLETE_GRACE_S:
+            # a writer has created the file and not yet written it (a folder scan can see this moment)
+            raise NotReady(f"{path} is empty and was created moments ago")
         metadata = read_sidecar(sidecar) if sidecar else {}
         header = validate_bytes(data, config)
         if not header.complete:

@@ -62,7 +62,7 @@ def old(path: Path) -> Path:
     ],
 )
 def test_unusable_files_are_quarantined_with_a_reason(store, config, inbox, name, data, code):
-    path = drop(inbox, name, data)
+    path = old(drop(inbox, name, data))  # a fresh empty file may still be being written (next test)
     assert ingest_file(store, config, path, inbox) is None
     assert not path.exists()
     reasons = quarantined(config)
@@ -70,6 +70,15 @@ def test_unusable_files_are_quarantined_with_a_reason(store, config, inbox, name
     ((qname, reason),) = reasons.items()
     assert qname.endswith(name) and f"code: {code}" in reason
     assert store.count_by_status() == {"queued": 0, "processing": 0, "completed": 0, "failed": 0}
+
+
+def test_empty_file_just_created_is_retried_not_quarantined(store, config, inbox):
+    from edgecv.ingest import NotReady
+
+    path = drop(inbox, "opened.jpg", b"")  # created, not yet written (a new-folder scan sees this)
+    with pytest.raises(NotReady):
+        ingest_file(store, config, path, inbox)
+    assert path.exists() and not quarantined(config)
 
 
 def test_truncated_jpeg_is_quarantined_once_it_is_old(store, config, inbox):
