@@ -320,13 +320,12 @@ def ingest_file(store: Store, config: Config, path: Path, inbox: Path) -> Ingest
     sidecar = find_sidecar(path)
     try:
         data, source = _read_inbox_file(path, inbox)
-        if not data and time.time() - path.stat().st_mtime < INCOMPLETE_GRACE_S:
-            # a writer has created the file and not yet written it (a folder scan can see this moment)
+        if not data and _modified_moments_ago(path):
             raise NotReady(f"{path} is empty and was created moments ago")
         metadata = read_sidecar(sidecar) if sidecar else {}
         header = validate_bytes(data, config)
         if not header.complete:
-            if time.time() - path.stat().st_mtime < INCOMPLETE_GRACE_S:
+            if _modified_moments_ago(path):
                 raise NotReady(f"{path} is incomplete and was modified moments ago")
             raise RejectedFile(
                 f"{header.media_type} file is truncated (no end-of-image marker); send the complete file again",
@@ -356,6 +355,11 @@ def ingest_file(store: Store, config: Config, path: Path, inbox: Path) -> Ingest
             with contextlib.suppress(FileNotFoundError):
                 done.unlink()
     return result
+
+
+def _modified_moments_ago(path: Path) -> bool:
+    """A writer may still be filling this file (a folder scan can see it between creation and write)."""
+    return time.time() - path.stat().st_mtime < INCOMPLETE_GRACE_S
 
 
 def _read_inbox_file(path: Path, inbox: Path) -> tuple[bytes, SourceFile | None]:
