@@ -113,3 +113,65 @@ def test_detects_objects_in_fresh_images(name, generate):
     recall, precision = tp / n_truth, tp / max(1, n_det)
     assert recall >= min_recall, f"{name}: recall {recall:.3f} < {min_recall} ({tp}/{n_truth})"
     assert precision >= min_precision, f"{name}: precision {precision:.3f} < {min_precision} ({tp}/{n_det})"
+
+
+def test_careful_onnx_int8_recipe_quantizes_only_convs_and_stays_close(tmp_path, generate):
+    """``export_model.py --ort-recipe careful`` (how building-inspection-v1's model-int8.onnx is made):
+    int8 appears only around convolutions, the heads' last convs and the decode stay float, and the int8
+    graph's scores and boxes stay close to FP32's on an image it was not calibrated on."""
+    onnx = pytest.importorskip("onnx")
+    import onnxruntime as ort
+
+    spec = importlib.util.spec_from_file_location("edgecv_export_for_models", SCRIPTS / "export_model.py")
+    export = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(export)
+    for folder, indices in (("calib", range(3, 6)), ("check", [6])):  # checked on an unseen image
+        (tmp_path / folder / "images").mkdir(parents=True)
+        for i in indices:
+            _, jpeg, _, _, _, _ = generate.render_one("facades", TEST_SEED, i, 1280, 720)
+            (tmp_path / folder / "images" / f"{i}.jpg").write_bytes(jpeg)
+    pkg = load_package(MODELS / "building-inspection-v1")
+    w, h = pkg.input.width, pkg.input.height
+    calib = export.calibration_tensors(tmp_path / "calib", w, h, 10)
+    assert len(calib) == 3
+    fp32 = MODELS / "building-inspection-v1" / "model-fp32.onnx"
+    out = tmp_path / "int8.onnx"
+    export.onnx_int8(fp32, calib, out, recipe="careful")
+
+    graph = onnx.load(str(out)).graph
+    consumers: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    producers = {out: node for node in graph.node for out in node.output}
+    weights = {init.name for init in graph.initializer}
+    quantized_convs = 0
+    for node in graph.node:
+        if node.op_type == "QuantizeLinear" and node.input[0] not in weights:
+            # an activation is quantized only where a conv reads or writes it (ONNX Runtime also
+            # quantizes a conv's output, through its Relu)
+            dq_users = [u for q in consumers[node.output[0]] for u in consumers.get(q.output[0], [])]
+            made_by = producers.get(node.input[0])
+            assert any(u.op_type == "Conv" for u in dq_users) or (
+                made_by is not None and made_by.op_type in ("Conv", "Relu")
+            ), f"{node.input[0]} is quantized, but no conv reads or writes it"
+            quantized_convs += sum(u.op_type == "Conv" for u in dq_users)
+        if node.op_type == "DequantizeLinear" and node.input[0] not in weights:
+            for user in consumers.get(node.output[0], []):
+                assert not export.keep_float(user.name, True), f"{user.name} should see float inputs"
+    assert quantized_convs > 20
+
+    x = np.ascontiguousarray(export.calibration_tensors(tmp_path / "check", w, h, 1)[0])
+    ref, got = (
+        ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {"images": x})[0][0]
+        for p in (fp32, out)
+    )
+    scores_ref, scores_got = ref[4:].max(0), got[4:].max(0)
+    keep = scores_ref > 0.25
+    assert keep.sum() > 20
+    diff = np.abs(scores_got - scores_ref)[keep]
+    box = np.abs(got[:4, keep] - ref[:4, keep])
+    # measured: median score change 0.007, 95th percentile 0.034; boxes 0.08 / 0.39 px
+    assert np.median(diff) < 0.03 and np.percentile(diff, 95) < 0.1
+    assert np.mean(scores_got[keep] > 0.25) >= 0.95
+    assert np.median(box) < 0.5 and np.percentile(box, 95) < 2.0  # pixels at the network input
