@@ -30,13 +30,18 @@ SHIPPED = {
 TEST_SEED = 424242
 
 
-def _generator():
+def _script(name: str):
+    """A module from ``scripts/`` (``generate``, ``export_model``), loaded by path."""
     if str(SCRIPTS) not in sys.path:
         sys.path.insert(0, str(SCRIPTS))
-    spec = importlib.util.spec_from_file_location("edgecv_generate_for_models", SCRIPTS / "generate.py")
+    spec = importlib.util.spec_from_file_location(f"edgecv_{name}_for_models", SCRIPTS / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+def _generator():
+    return _script("generate")
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -122,9 +127,7 @@ def test_careful_onnx_int8_recipe_quantizes_only_convs_and_stays_close(tmp_path,
     onnx = pytest.importorskip("onnx")
     import onnxruntime as ort
 
-    spec = importlib.util.spec_from_file_location("edgecv_export_for_models", SCRIPTS / "export_model.py")
-    export = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(export)
+    export = _script("export_model")
     for folder, indices in (("calib", range(3, 6)), ("check", [6])):  # checked on an unseen image
         (tmp_path / folder / "images").mkdir(parents=True)
         for i in indices:
