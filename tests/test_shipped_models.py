@@ -40,10 +40,6 @@ def _script(name: str):
     return mod
 
 
-def _generator():
-    return _script("generate")
-
-
 def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """IoU matrix of xyxy boxes ``a [n,4]`` × ``b [m,4]``."""
     tl = np.maximum(a[:, None, :2], b[None, :, :2])
@@ -70,7 +66,7 @@ def _match(truth_boxes, truth_cls, det) -> tuple[int, int]:
 
 @pytest.fixture(scope="module")
 def generate():
-    return _generator()
+    return _script("generate")
 
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))
@@ -81,7 +77,7 @@ def test_package_loads_and_verifies(name):
     assert pkg.pipeline == pipeline
     assert (pkg.default_backend, pkg.default_precision) == ("openvino", "int8")
     assert {w.key for w in pkg.weights} == {"openvino/int8", "openvino/fp32", "onnx/int8", "onnx/fp32"}
-    assert pkg.labels == [ln for ln in _generator().domain_module(domain).NAMES]
+    assert pkg.labels == [ln for ln in _script("generate").domain_module(domain).NAMES]
     int8_bytes = sum(
         (pkg.path / f).stat().st_size for w in pkg.weights if w.precision == "int8" for f in w.files
     )
@@ -146,7 +142,7 @@ def test_careful_onnx_int8_recipe_quantizes_only_convs_and_stays_close(tmp_path,
     for node in graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
-    producers = {out: node for node in graph.node for out in node.output}
+    producers = {t: node for node in graph.node for t in node.output}
     weights = {init.name for init in graph.initializer}
     quantized_convs = 0
     for node in graph.node:
