@@ -122,11 +122,15 @@ def test_empty_detections():
 
 
 def test_vectorised_helpers_match_the_plain_definitions():
-    """roll_slope / bounding_boxes are vectorised; they must agree with the one-at-a-time definitions."""
+    """roll_slope / bounding_boxes / median are vectorised or trimmed; they must agree with the plain
+    definitions."""
     from edgecv.vision.common import bounding_box, bounding_boxes
-    from edgecv.vision.rows import roll_slope
+    from edgecv.vision.rows import median, roll_slope
 
     rng = np.random.default_rng(3)
+    for n in (1, 2, 7, 60):
+        values = rng.normal(0, 50, n)
+        assert median(values) == float(np.median(values))
     xc = rng.uniform(0, 1000, 60)
     groups = rng.integers(0, 5, 60)
     groups[:2] = 7  # a group too small to fit

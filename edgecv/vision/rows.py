@@ -51,25 +51,34 @@ class ShelfLayout:
     empty_tags: list[int] = field(default_factory=list)  # tags with no product run above them
 
 
+def median(values: np.ndarray) -> float:
+    """``np.median`` of a non-empty 1-D array without its overhead (~20 µs → ~2 µs on a few dozen values)."""
+    v = np.sort(values)
+    n = len(v)
+    return float((v[(n - 1) // 2] + v[n // 2]) / 2)
+
+
 def roll_slope(xc: np.ndarray, y: np.ndarray, groups: np.ndarray) -> float:
     """Median within-group slope dy/dx (the camera's roll), 0 when there is nothing to fit.
 
     Least-squares slope of each group of ≥ 3 points spanning ≥ 1 px in x, all groups at once.
+    ``groups``: non-negative integer ids (cluster ids; gaps in the numbering are allowed).
     """
     if len(groups) == 0:
         return 0.0
-    _, g = np.unique(groups, return_inverse=True)
+    g = np.asarray(groups, np.int64)
     k = int(g.max()) + 1
     n = np.bincount(g, minlength=k)
-    dx = xc - (np.bincount(g, xc, k) / n)[g]
-    dy = y - (np.bincount(g, y, k) / n)[g]
+    per = np.maximum(n, 1)  # unused ids: no members, no division by zero
+    dx = xc - (np.bincount(g, xc, k) / per)[g]
+    dy = y - (np.bincount(g, y, k) / per)[g]
     lo, hi = np.full(k, np.inf), np.full(k, -np.inf)
     np.minimum.at(lo, g, xc)
     np.maximum.at(hi, g, xc)
     ok = (n >= 3) & (hi - lo >= 1)
     if not ok.any():
         return 0.0
-    return float(np.median(np.bincount(g, dx * dy, k)[ok] / np.bincount(g, dx * dx, k)[ok]))
+    return median(np.bincount(g, dx * dy, k)[ok] / np.bincount(g, dx * dx, k)[ok])
 
 
 def group_medians(values: np.ndarray, groups: np.ndarray, k: int) -> np.ndarray:
@@ -98,7 +107,7 @@ def find_rows(products: np.ndarray) -> tuple[np.ndarray, float]:
     xc = (products[:, 0] + products[:, 2]) / 2
     bottom = products[:, 3]
     heights = products[:, 3] - products[:, 1]
-    gap = max(6.0, 0.3 * float(np.median(heights)))
+    gap = max(6.0, 0.3 * median(heights))
     rows = cluster_1d(bottom, gap)
     slope = 0.0
     for _ in range(2):  # refit the roll on the current rows, then recluster the de-rolled bottoms
@@ -137,7 +146,7 @@ def layout(products: np.ndarray, labels: np.ndarray, tags: np.ndarray) -> ShelfL
     # tags that sit under no product row form rows of their own (a whole shelf out of stock)
     orphan = np.flatnonzero(trow < 0)
     if len(orphan):
-        th = float(np.median(tags[orphan, 3] - tags[orphan, 1]))
+        th = median(tags[orphan, 3] - tags[orphan, 1])
         ids = cluster_1d(ttop[orphan], max(6.0, 2 * th))
         trow[orphan] = n_prod_rows + ids
     # order every row (product rows by board, tag-only rows by tag top) from the top; tag-only row ids are
