@@ -123,6 +123,14 @@ def f1(tp: float, fp: float, fn: float) -> float:
     return 2 * tp / (2 * tp + fp + fn) if (tp + fp + fn) else 1.0
 
 
+TAG_BANDS = (12, 15)  # truth tag height in px: below 12 the price digits are ~5 px tall and blur into blobs
+
+
+def tag_band(height: float) -> str:
+    lo, hi = TAG_BANDS
+    return f"< {lo} px" if height < lo else (f"{lo}-{hi} px" if height < hi else f">= {hi} px")
+
+
 def score_shelf(t: Tally, truth: dict, res: dict, res_noplan: dict) -> None:
     preds = res["detections"]
     m = match(preds, truth["products"], "sku")
@@ -132,6 +140,9 @@ def score_shelf(t: Tally, truth: dict, res: dict, res_noplan: dict) -> None:
             "shelfPosition",
             got is not None and got["attributes"]["shelfPosition"] == p["attributes"]["shelfPosition"],
         )
+    tag_height = {
+        tag["runId"]: tag["xyxy"][3] - tag["xyxy"][1] for tag in truth["tags"] if tag.get("runId") is not None
+    }
     members: dict[int, list[int]] = {}
     for i, p in enumerate(truth["products"]):
         members.setdefault(p["runId"], []).append(i)
@@ -141,7 +152,11 @@ def score_shelf(t: Tally, truth: dict, res: dict, res_noplan: dict) -> None:
             continue
         got = [m[i]["attributes"] for i in ids if i in m]
         t.add("facings", len(got) == len(ids) and all(a["facings"] == run["facings"] for a in got))
-        t.add("priceTag", bool(got) and all(a["priceTag"] == run["priceTag"] for a in got))
+        good = bool(got) and all(a["priceTag"] == run["priceTag"] for a in got)
+        t.add("priceTag", good)
+        tag_h = tag_height.get(run["runId"])
+        if tag_h is not None:
+            t.add(f"priceTag {tag_band(tag_h)}", good)
     want, have = set(truth["summary"]["outOfStock"]), set(res["summary"]["outOfStock"])
     for key, got in (("oos", have), ("oosNoPlan", set(res_noplan["summary"]["outOfStock"]))):
         t.value(key + "_tp", len(want & got))
@@ -217,6 +232,8 @@ def evaluate(domain: str, args) -> None:
         print(f"facings exact (SKU runs)      {tally.pct('facings')}   target >= 95%")
         print(f"shelfPosition correct         {tally.pct('shelfPosition')}   target >= 98%")
         print(f"priceTag exact (tags)         {tally.pct('priceTag')}   target >= 95%")
+        for band in (f"< {TAG_BANDS[0]} px", f"{TAG_BANDS[0]}-{TAG_BANDS[1]} px", f">= {TAG_BANDS[1]} px"):
+            print(f"  tags {band:9s} high        {tally.pct('priceTag ' + band)}")
         print(
             f"outOfStock F1 (planogram)     {f1(s['oos_tp'], s['oos_fp'], s['oos_fn']):.3f}   target >= 0.95"
         )
