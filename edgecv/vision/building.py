@@ -17,7 +17,7 @@ import numpy as np
 
 from edgecv.vision import PipelineInput
 from edgecv.vision.common import bounding_boxes, label_of
-from edgecv.vision.rows import cluster_1d, roll_slope
+from edgecv.vision.rows import cluster_1d, group_medians, median, roll_slope
 
 log = logging.getLogger(__name__)
 
@@ -52,23 +52,18 @@ def estimate_storeys(names: list[str], xyxy: np.ndarray, yc: np.ndarray) -> Stor
     win = np.flatnonzero(names_a == "window")
     h = xyxy[:, 3] - xyxy[:, 1]
     half = h / 2
-    rows = cluster_1d(yc[win], 0.8 * float(np.median(h[win]))) if len(win) else np.zeros(0, np.int64)
-    centres = (
-        np.array([np.median(yc[win[rows == r]]) for r in range(rows.max() + 1)]) if len(win) else np.zeros(0)
-    )
-    bottoms = (
-        np.array([np.median((yc + half)[win[rows == r]]) for r in range(rows.max() + 1)])
-        if len(win)
-        else centres
-    )
+    rows = cluster_1d(yc[win], 0.8 * median(h[win])) if len(win) else np.zeros(0, np.int64)
+    k = int(rows.max()) + 1 if len(win) else 0
+    centres = group_medians(yc[win], rows, k) if k else np.zeros(0)
+    bottoms = group_medians((yc + half)[win], rows, k) if k else centres
     order = np.argsort(centres)
     centres, bottoms = centres[order], bottoms[order]
     doors = np.flatnonzero(names_a == "door")
     roof = np.flatnonzero(names_a == "roof-edge")
-    ground = float(np.median((yc + half)[doors])) if len(doors) else None
-    roof_y = float(np.median((yc - half + ROOF_LINE_IN_EDGE * h)[roof])) if len(roof) else None
+    ground = median((yc + half)[doors]) if len(doors) else None
+    roof_y = median((yc - half + ROOF_LINE_IN_EDGE * h)[roof]) if len(roof) else None
     if len(centres) >= 2:
-        height = float(np.median(np.diff(centres)))
+        height = median(np.diff(centres))
     elif len(centres) == 1 and ground is not None:
         height = 1.96 * max(1.0, ground - centres[0])
     elif ground is not None and roof_y is not None:
@@ -95,7 +90,7 @@ def run(inp: PipelineInput) -> dict:
     yc = (xyxy[:, 1] + xyxy[:, 3]) / 2
     win = np.array([n == "window" for n in names], bool)
     if win.sum() >= 3:
-        rows = cluster_1d(yc[win], 0.8 * float(np.median(xyxy[win, 3] - xyxy[win, 1])))
+        rows = cluster_1d(yc[win], 0.8 * median(xyxy[win, 3] - xyxy[win, 1]))
         slope = roll_slope(xc[win], yc[win], rows)
     else:
         slope = 0.0
