@@ -61,6 +61,23 @@ def test_price_reader_is_checked_and_small(tmp_path):
         ocr.PriceReader(tmp_path)
 
 
+def test_price_reader_crops_with_the_region_it_was_trained_on(tmp_path):
+    """model.json's input.region is the crop the pipeline cuts; a file without it gets PRICE_REGION."""
+    meta = json.loads((ocr.PRICE_MODEL_DIR / "model.json").read_text())
+    (tmp_path / meta["file"]).write_bytes((ocr.PRICE_MODEL_DIR / meta["file"]).read_bytes())
+    meta["input"]["region"] = [0.0, 0.5, 1.0, 1.0]
+    (tmp_path / "model.json").write_text(json.dumps(meta))
+    reader = ocr.PriceReader(tmp_path)
+    assert reader.region == (0.0, 0.5, 1.0, 1.0)
+    image = np.zeros((40, 80, 3), np.uint8)
+    image[:20] = 255  # top half of the box white, bottom half black: this region sees only black
+    batch, ok = ocr.price_inputs(image, np.array([[0, 0, 80, 40]]), reader.size, reader.region)
+    assert ok[0] and np.all(batch == 0)  # a flat crop standardises to zero
+    del meta["input"]["region"]
+    (tmp_path / "model.json").write_text(json.dumps(meta))
+    assert ocr.PriceReader(tmp_path).region == ocr.PRICE_REGION
+
+
 def test_tiny_and_empty_boxes():
     image = np.zeros((50, 50, 3), np.uint8)
     assert ocr.read_prices(image, np.zeros((0, 4))) == []

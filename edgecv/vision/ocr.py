@@ -6,7 +6,7 @@ turned grey, stretched to a fixed ``24 × 64`` input and standardised (``price_i
 training uses); all of an image's tags go through in one batch (the batch dimension is dynamic, height
 and width are static). CTC greedy decoding over ``0123456789.,``; a price is formatted ``d+.dd`` (a missed
 dot is restored before the last two digits). The file's sha256 is checked against ``model.json`` when it
-is loaded (once, lazily, per process), on OpenVINO CPU (two threads; ~7 M multiply-adds per crop), else
+is loaded (once, lazily, per process), on OpenVINO CPU (two threads; ~2.7 M multiply-adds per crop), else
 on ONNX Runtime.
 
 Name lines (``read_names``, empty-slot tags without a planogram) and the fallback price reader
@@ -58,14 +58,14 @@ def ctc_greedy(best: np.ndarray, table: list[str]) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------ price reader
-def price_input(image: np.ndarray, xyxy, size: tuple[int, int]) -> np.ndarray | None:
+def price_input(image: np.ndarray, xyxy, size: tuple[int, int], region=PRICE_REGION) -> np.ndarray | None:
     """The price region of a tag box as the price reader's input: float32 (h, w), standardised grey."""
-    batch, ok = price_inputs(image, np.asarray(xyxy, np.float64).reshape(1, 4), size)
+    batch, ok = price_inputs(image, np.asarray(xyxy, np.float64).reshape(1, 4), size, region)
     return batch[0] if ok[0] else None
 
 
 def price_inputs(
-    image: np.ndarray, boxes: np.ndarray, size: tuple[int, int]
+    image: np.ndarray, boxes: np.ndarray, size: tuple[int, int], region=PRICE_REGION
 ) -> tuple[np.ndarray, np.ndarray]:
     """``price_input`` for many tag boxes: float32 (n, h, w) and a mask of the boxes that gave a crop
     (the others are left zero). Each crop is cut, greyed and resized on its own; the standardisation
@@ -78,7 +78,7 @@ def price_inputs(
     # the crop() rule for every box at once: region edges truncated / ceiled, clipped, ≥ 3 px each way
     ih, iw = image.shape[:2]
     bw, bh = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
-    fx1, fy1, fx2, fy2 = PRICE_REGION
+    fx1, fy1, fx2, fy2 = region
     x0 = np.maximum(0, np.trunc(boxes[:, 0] + fx1 * bw)).astype(np.int64)
     y0 = np.maximum(0, np.trunc(boxes[:, 1] + fy1 * bh)).astype(np.int64)
     x1 = np.minimum(iw, np.ceil(boxes[:, 0] + fx2 * bw)).astype(np.int64)
@@ -125,10 +125,12 @@ class PriceReader:
         self.path = path
         self.size = (int(meta["input"]["height"]), int(meta["input"]["width"]))
         self.table = ["", *meta["alphabet"]]  # CTC: index 0 = blank
+        # the crop the model was trained on travels with it (files from before 2026-12-01 lack it)
+        self.region = tuple(float(v) for v in meta["input"].get("region", PRICE_REGION))
         self._infer = _load_price_model(path, backend)
 
     def read(self, image: np.ndarray, boxes: np.ndarray) -> list[str | None]:
-        batch, ok = price_inputs(image, boxes, self.size)
+        batch, ok = price_inputs(image, boxes, self.size, self.region)
         out: list[str | None] = [None] * len(batch)
         keep = np.flatnonzero(ok)
         if len(keep):
