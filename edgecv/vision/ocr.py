@@ -1,7 +1,8 @@
 """Price-tag reading: a small CRNN price reader that ships with edgecv, and PP-OCR for name lines.
 
 Prices (``read_prices``) are read by ``price_ocr/price-rec.onnx``, a CRNN trained on the generator's
-own tags (``scripts/train_price_ocr.py``): the price region of each tag box (``PRICE_REGION``) is cut,
+own tags (``scripts/train_price_ocr.py``): the price region of each tag box (``model.json``'s
+``input.region``, the crop the model was trained on; ``PRICE_REGION`` for files without one) is cut,
 turned grey, stretched to a fixed ``24 × 64`` input and standardised (``price_input``, the same function
 training uses); all of an image's tags go through in one batch (the batch dimension is dynamic, height
 and width are static). CTC greedy decoding over ``0123456789.,``; a price is formatted ``d+.dd`` (a missed
@@ -34,7 +35,8 @@ from edgecv.errors import PipelineError
 log = logging.getLogger(__name__)
 
 PRICE_CHARS = "0123456789.,"
-# price line inside a tag box, as fractions of its width / height; a little margin for detector jitter
+# price line inside a tag box, as fractions of its width / height; a little margin for detector jitter.
+# The first readers' crop: a model.json's input.region overrides it (the shipped reader: 0.08, 0.10, 1.06, 1.24)
 PRICE_REGION = (0.12, 0.24, 1.02, 1.02)
 NAME_REGION = (0.0, 0.0, 1.0, 0.3)
 PRICE_MODEL_DIR = Path(__file__).with_name("price_ocr")
