@@ -305,6 +305,14 @@ def onnx_channels(path: Path) -> tuple[int, ...]:
     return tuple(int(numpy_helper.to_array(init[n.input[1]]).shape[0]) for n in convs)
 
 
+def init_region(init: Path | None) -> list[float]:
+    """The crop a reader was trained on: its model.json's input.region (PRICE_REGION when absent)."""
+    meta = init.with_name("model.json") if init is not None else None
+    if meta is not None and meta.is_file():
+        return [float(v) for v in json.loads(meta.read_text())["input"].get("region", PRICE_REGION)]
+    return list(PRICE_REGION)
+
+
 def freeze_bn(model: nn.Module) -> None:
     for m in model.modules():
         if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d):
@@ -343,8 +351,8 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument(
         "--region",
-        default=",".join(map(str, PRICE_REGION)),
-        help="price crop as fractions of the tag box: x1,y1,x2,y2 (kept in model.json; the pipeline uses it)",
+        help="price crop as fractions of the tag box: x1,y1,x2,y2 (kept in model.json; the pipeline uses it). "
+        f"Default: with --init the crop in the init file's model.json, else {','.join(map(str, PRICE_REGION))}",
     )
     ap.add_argument(
         "--channels",
@@ -364,7 +372,7 @@ def main() -> None:
         return
     if not args.train or not args.val:
         ap.error("--train and --val are needed to train")
-    REGION[:] = [float(v) for v in args.region.split(",")]
+    REGION[:] = [float(v) for v in args.region.split(",")] if args.region else init_region(args.init)
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     t0 = time.time()
