@@ -63,7 +63,6 @@ from edgecv.vision.ocr import PRICE_CHARS, PRICE_REGION, ctc_greedy, format_pric
 HEIGHT, WIDTH = 24, 64
 OUT_DIR = REPO / "edgecv" / "vision" / "price_ocr"
 TABLE = ["", *PRICE_CHARS]
-REGION = list(PRICE_REGION)  # the price crop within a tag box (--region); written to model.json
 
 
 # ------------------------------------------------------------------------------------------ model
@@ -164,7 +163,12 @@ def rendered_tag(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, str]
 
 
 def augment(
-    patch: np.ndarray, box: np.ndarray, rng: np.random.Generator, strong: bool = True, jitter: bool = True
+    patch: np.ndarray,
+    box: np.ndarray,
+    rng: np.random.Generator,
+    strong: bool = True,
+    jitter: bool = True,
+    region=PRICE_REGION,
 ) -> np.ndarray | None:
     box = box.astype(float).copy()
     if strong:
@@ -185,14 +189,23 @@ def augment(
         if rng.random() < 0.5:
             ok, enc = cv2.imencode(".jpg", patch, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(40, 95))])
             patch = cv2.imdecode(enc, cv2.IMREAD_COLOR)
-    return price_input(patch, box, (HEIGHT, WIDTH), tuple(REGION))
+    return price_input(patch, box, (HEIGHT, WIDTH), region)
 
 
 def encode(text: str) -> list[int]:
     return [TABLE.index(ch) for ch in text]
 
 
-def build(tags, n: int, rng: np.random.Generator, synth: float, strong: bool = True, det_tags=None, det=0.0):
+def build(
+    tags,
+    n: int,
+    rng: np.random.Generator,
+    synth: float,
+    strong: bool = True,
+    det_tags=None,
+    det=0.0,
+    region=PRICE_REGION,
+):
     xs = np.zeros((n, 1, HEIGHT, WIDTH), np.float16)
     ys: list[str] = []
     i = 0
@@ -201,7 +214,7 @@ def build(tags, n: int, rng: np.random.Generator, synth: float, strong: bool = T
         if det_tags and u < det:  # detector boxes: photometric augmentation, box only nudged by a pixel
             patch, box, price = det_tags[int(rng.integers(len(det_tags)))]
             box = box + rng.uniform(-1, 1, 4) * (rng.random() < 0.5)
-            x = augment(patch, box, rng, strong, jitter=False)
+            x = augment(patch, box, rng, strong, jitter=False, region=region)
             if x is None:
                 continue
             xs[i, 0] = x
@@ -212,7 +225,7 @@ def build(tags, n: int, rng: np.random.Generator, synth: float, strong: bool = T
             patch, box, price = rendered_tag(rng)
         else:
             patch, box, price = tags[int(rng.integers(len(tags)))]
-        x = augment(patch, box, rng, strong)
+        x = augment(patch, box, rng, strong, region=region)
         if x is None:
             continue
         xs[i, 0] = x
@@ -266,25 +279,28 @@ def detector_tags(folders: list[Path], margin: float = 1.0, min_iou: float = 0.3
     return out
 
 
-def load_onnx_weights(model: PriceNet, path: Path) -> None:
-    """Start from a shipped ``price-rec.onnx`` (batch norm is folded into the convs there): conv weights
-    and biases go into the convs and the BN shifts; BN scales 1, running stats 0 / 1 - eps. Fine-tune with
-    the BN layers frozen (``freeze_bn``)."""
+def onnx_convs(path: Path) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(weight, bias) of every Conv of a ``price-rec.onnx``, in graph order (batch norm is folded in)."""
     import onnx
     from onnx import numpy_helper
 
     graph = onnx.load(str(path)).graph
     init = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
-    convs = [n for n in graph.node if n.op_type == "Conv"]
+    return [(init[n.input[1]], init[n.input[2]]) for n in graph.node if n.op_type == "Conv"]
+
+
+def load_onnx_weights(model: PriceNet, convs: list[tuple[np.ndarray, np.ndarray]], path: Path) -> None:
+    """Start from a shipped ``price-rec.onnx``'s convs (``onnx_convs``; batch norm is folded in there):
+    conv weights and biases go into the convs and the BN shifts; BN scales 1, running stats 0 / 1 - eps.
+    Fine-tune with the BN layers frozen (``freeze_bn``)."""
     layers = [c for c in model.body if isinstance(c, nn.Sequential)]
     targets = [(s[0], s[1]) for s in layers] + [(model.head[0], model.head[1]), (model.head[3], None)]
     if len(targets) != len(convs):
         raise SystemExit(f"{path}: {len(convs)} convs, the model has {len(targets)}")
     with torch.no_grad():
-        for node, (conv, bn) in zip(convs, targets, strict=True):
-            w = torch.from_numpy(init[node.input[1]].copy())
-            b = torch.from_numpy(init[node.input[2]].copy())
-            conv.weight.copy_(w.reshape(conv.weight.shape))
+        for (w, b), (conv, bn) in zip(convs, targets, strict=True):
+            conv.weight.copy_(torch.from_numpy(w.copy()).reshape(conv.weight.shape))
+            b = torch.from_numpy(b.copy())
             if bn is None:
                 conv.bias.copy_(b)
                 continue
@@ -294,23 +310,12 @@ def load_onnx_weights(model: PriceNet, path: Path) -> None:
             bn.running_var.fill_(1.0 - bn.eps)
 
 
-def onnx_channels(path: Path) -> tuple[int, ...]:
-    """The five conv widths of a ``price-rec.onnx`` (its first five Conv nodes' output channels)."""
-    import onnx
-    from onnx import numpy_helper
-
-    graph = onnx.load(str(path)).graph
-    init = {i.name: i for i in graph.initializer}
-    convs = [n for n in graph.node if n.op_type == "Conv"][:5]
-    return tuple(int(numpy_helper.to_array(init[n.input[1]]).shape[0]) for n in convs)
-
-
-def init_region(init: Path | None) -> list[float]:
+def init_region(init: Path | None) -> tuple[float, ...]:
     """The crop a reader was trained on: its model.json's input.region (PRICE_REGION when absent)."""
     meta = init.with_name("model.json") if init is not None else None
     if meta is not None and meta.is_file():
-        return [float(v) for v in json.loads(meta.read_text())["input"].get("region", PRICE_REGION)]
-    return list(PRICE_REGION)
+        return tuple(float(v) for v in json.loads(meta.read_text())["input"].get("region", PRICE_REGION))
+    return tuple(PRICE_REGION)
 
 
 def freeze_bn(model: nn.Module) -> None:
@@ -372,7 +377,7 @@ def main() -> None:
         return
     if not args.train or not args.val:
         ap.error("--train and --val are needed to train")
-    REGION[:] = [float(v) for v in args.region.split(",")] if args.region else init_region(args.init)
+    region = tuple(float(v) for v in args.region.split(",")) if args.region else init_region(args.init)
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     t0 = time.time()
@@ -381,14 +386,23 @@ def main() -> None:
     val_tags = load_tags([args.val])
     det_tags = detector_tags(args.train) if args.detector_share else None
     synth = 0.33 * (1 - args.detector_share)
-    xs, ys = build(tags, args.samples, rng, synth=synth, det_tags=det_tags, det=args.detector_share)
-    vx, vy = build(val_tags, len(val_tags), np.random.default_rng(1), synth=0, strong=False)
-    vjx, vjy = build(val_tags, 2000, np.random.default_rng(2), synth=0)
+    xs, ys = build(
+        tags, args.samples, rng, synth=synth, det_tags=det_tags, det=args.detector_share, region=region
+    )
+    vx, vy = build(val_tags, len(val_tags), np.random.default_rng(1), synth=0, strong=False, region=region)
+    vjx, vjy = build(val_tags, 2000, np.random.default_rng(2), synth=0, region=region)
     vdx = vdy = None
     if args.detector_share:
         val_det = detector_tags([args.val])
         vdx, vdy = build(
-            val_det, len(val_det), np.random.default_rng(3), synth=0, strong=False, det_tags=val_det, det=1.0
+            val_det,
+            len(val_det),
+            np.random.default_rng(3),
+            synth=0,
+            strong=False,
+            det_tags=val_det,
+            det=1.0,
+            region=region,
         )
     print(
         f"data: {len(tags)} train tags, {len(det_tags or [])} detector tags, {len(xs)} samples, "
@@ -396,12 +410,13 @@ def main() -> None:
         flush=True,
     )
 
-    channels = onnx_channels(args.init) if args.init else tuple(int(c) for c in args.channels.split(","))
+    convs = onnx_convs(args.init) if args.init else None
+    channels = tuple(w.shape[0] for w, _ in convs[:5]) if convs else tuple(map(int, args.channels.split(",")))
     model = PriceNet(channels=channels)
     print(f"channels {channels}: {macs(channels) / 1e6:.1f} M multiply-adds per crop", flush=True)
     lr0 = args.lr
     if args.init:
-        load_onnx_weights(model, args.init)
+        load_onnx_weights(model, convs, args.init)
         freeze_bn(model)
         print(
             f"init from {args.init}: val exact {evaluate(model, vx, vy):.4f}"
@@ -459,11 +474,11 @@ def main() -> None:
     if vdx is not None:
         figures["valDetectorBoxes"] = round(evaluate(model, vdx, vdy), 4)
     print(f"final: {figures}; {train_s:.0f} s total", flush=True)
-    export(model, args.out, figures, args)
+    export(model, args.out, figures, region, args)
     verify(model, args.out, vx[:64])
 
 
-def export(model: nn.Module, out: Path, figures: dict, args=None) -> None:
+def export(model: nn.Module, out: Path, figures: dict, region=PRICE_REGION, args=None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     model.eval()
     channels = tuple(layer[0].out_channels for layer in model.body if isinstance(layer, nn.Sequential))
@@ -489,7 +504,7 @@ def export(model: nn.Module, out: Path, figures: dict, args=None) -> None:
             "channels": 1,
             "height": HEIGHT,
             "width": WIDTH,
-            "region": REGION,
+            "region": list(region),
             "preprocess": "edgecv.vision.ocr.price_input: tag price region, grey, resize, (x - mean) / (std + 8)",
         },
         "output": {"name": "logits", "layout": "N,T,C", "timeSteps": WIDTH // 4},
