@@ -123,12 +123,12 @@ def f1(tp: float, fp: float, fn: float) -> float:
     return 2 * tp / (2 * tp + fp + fn) if (tp + fp + fn) else 1.0
 
 
-TAG_BANDS = (12, 15)  # truth tag height in px: below 12 the price digits are ~5 px tall and blur into blobs
+# truth tag height in px: below 12 the price digits are ~5 px tall and blur into blobs
+TAG_BANDS = ((12, "< 12 px"), (15, "12-15 px"), (float("inf"), ">= 15 px"))
 
 
 def tag_band(height: float) -> str:
-    lo, hi = TAG_BANDS
-    return f"< {lo} px" if height < lo else (f"{lo}-{hi} px" if height < hi else f">= {hi} px")
+    return next(name for upper, name in TAG_BANDS if height < upper)
 
 
 def score_shelf(t: Tally, truth: dict, res: dict, res_noplan: dict) -> None:
@@ -232,7 +232,7 @@ def evaluate(domain: str, args) -> None:
         print(f"facings exact (SKU runs)      {tally.pct('facings')}   target >= 95%")
         print(f"shelfPosition correct         {tally.pct('shelfPosition')}   target >= 98%")
         print(f"priceTag exact (tags)         {tally.pct('priceTag')}   target >= 95%")
-        for band in (f"< {TAG_BANDS[0]} px", f"{TAG_BANDS[0]}-{TAG_BANDS[1]} px", f">= {TAG_BANDS[1]} px"):
+        for _, band in TAG_BANDS:
             print(f"  tags {band:9s} high        {tally.pct('priceTag ' + band)}")
         print(
             f"outOfStock F1 (planogram)     {f1(s['oos_tp'], s['oos_fp'], s['oos_fn']):.3f}   target >= 0.95"
