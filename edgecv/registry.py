@@ -14,6 +14,7 @@ from pathlib import Path
 from edgecv.config import Config
 from edgecv.errors import ModelNotFound
 from edgecv.runtime.package import ModelPackage, bundled_models_dir, discover_packages, load_package
+from edgecv.threads import limit_blas_threads
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ class DetectorPool:
     """
 
     def __init__(self, config: Config, *, backlog_of: Callable[[str], int] | None = None) -> None:
+        limit_blas_threads()  # numpy's small products on the calling thread: the cores are for inference
         self.config = config
         self.backlog_of = backlog_of
         self._detectors: dict[tuple[str, str], object] = {}

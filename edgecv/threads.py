@@ -1,4 +1,5 @@
-"""Threads that show their names to the OS (``top -H``, ``ps -L``, ``/proc/PID/task/*/comm``).
+"""Threads that show their names to the OS (``top -H``, ``ps -L``, ``/proc/PID/task/*/comm``), and
+numpy's BLAS kept to the calling thread (``limit_blas_threads``).
 
 Python names its threads for itself only; an operator looking at a busy edge box sees a dozen
 ``python`` threads. ``start_thread`` and ``name_os_thread`` copy the Python name to the kernel's
@@ -10,9 +11,12 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import logging
 import sys
 import threading
 from collections.abc import Callable
+
+log = logging.getLogger(__name__)
 
 _PR_SET_NAME = 15
 _libc = None
@@ -41,3 +45,27 @@ def start_thread(name: str, target: Callable, *args, daemon: bool = True) -> thr
     thread = threading.Thread(target=run, name=name, daemon=daemon)
     thread.start()
     return thread
+
+
+_blas_limited = False
+
+
+def limit_blas_threads() -> None:
+    """Run numpy's BLAS (OpenBLAS) on the calling thread only, for the rest of the process.
+
+    The agent's matrix products are small (the tag box refiner's, row geometry), and OpenVINO owns the
+    cores for inference. OpenBLAS would split a 20 × 1152 × 64 product over its own threads, which then
+    spin-wait for the next call on the cores the detector's threads need: on the 2-core dev box the shelf
+    detector took 5.5 ms an image instead of 5.0 and the shelf pipeline 2.3 ms instead of 1.9 (figures in
+    docs/performance.md). Called when detectors are opened (``DetectorPool``); once per process.
+    """
+    global _blas_limited
+    if _blas_limited:
+        return
+    _blas_limited = True
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=1, user_api="blas")
+    except Exception as exc:  # a BLAS threadpoolctl does not know: slower, not wrong
+        log.debug("BLAS threads not limited: %s", exc)

@@ -58,7 +58,14 @@ if str(REPO / "scripts") not in sys.path:
 if find_spec("edgecv") is None:
     sys.path.insert(0, str(REPO))
 
-from edgecv.vision.ocr import PRICE_CHARS, PRICE_REGION, ctc_greedy, format_price, price_input  # noqa: E402
+from edgecv.vision.ocr import (  # noqa: E402
+    PRICE_CHARS,
+    PRICE_REGION,
+    TagRefiner,
+    ctc_greedy,
+    format_price,
+    price_input,
+)
 
 HEIGHT, WIDTH = 24, 64
 OUT_DIR = REPO / "edgecv" / "vision" / "price_ocr"
@@ -234,10 +241,9 @@ def build(
     return xs, ys
 
 
-def detector_tags(folders: list[Path], margin: float = 1.0, min_iou: float = 0.3):
-    """Like ``load_tags`` but with the shipped shelf detector's own tag boxes (matched to a truth tag by
-    IoU, price from the truth): the reader learns the detector's box habits (e.g. a bottom edge that runs
-    onto the shelf lip), not only the truth boxes."""
+def detector_matches(folders: list[Path], min_iou: float = 0.3):
+    """Each generated image's tag boxes from the shipped shelf detector, matched to a truth tag by IoU
+    (≥ ``min_iou``): yields (image, detector boxes (m, 4), their truth boxes (m, 4), their prices)."""
     import tempfile
 
     from edgecv.config import Config
@@ -247,12 +253,10 @@ def detector_tags(folders: list[Path], margin: float = 1.0, min_iou: float = 0.3
     cfg.data_dir = Path(tempfile.mkdtemp(prefix="edgecv-ocr-"))
     detector = DetectorPool(cfg).get("shelf-detection-v2")
     tag_class = list(detector.package.labels).index("price-tag")
-    out = []
     for folder in folders:
         for line in (folder / "truth.jsonl").open():
             t = json.loads(line)
             img = cv2.imread(str(folder / "images" / t["image"]))
-            ih, iw = img.shape[:2]
             dets = detector.detect(img)
             boxes = np.asarray(dets.xyxy, float)[np.asarray(dets.class_id) == tag_class]
             if not len(boxes) or not t["tags"]:
@@ -267,15 +271,27 @@ def detector_tags(folders: list[Path], margin: float = 1.0, min_iou: float = 0.3
             inter = np.clip(ix, 0, None) * np.clip(iy, 0, None)
             area = lambda b: (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])  # noqa: E731
             iou = inter / (area(boxes)[:, None] + area(truth)[None] - inter)
-            for k, (x1, y1, x2, y2) in enumerate(boxes):
-                j = int(iou[k].argmax())
-                if iou[k, j] < min_iou:
-                    continue
-                m = margin * (y2 - y1)
-                a, b = max(0, int(x1 - m)), max(0, int(y1 - m))
-                c, d = min(iw, int(x2 + m) + 1), min(ih, int(y2 + m) + 1)
-                box = np.array([x1 - a, y1 - b, x2 - a, y2 - b])
-                out.append((img[b:d, a:c].copy(), box, t["tags"][j]["price"]))
+            best = iou.argmax(axis=1)
+            keep = iou[np.arange(len(boxes)), best] >= min_iou
+            if keep.any():
+                yield img, boxes[keep], truth[best[keep]], [t["tags"][j]["price"] for j in best[keep]]
+
+
+def detector_tags(folders: list[Path], margin: float = 1.0, min_iou: float = 0.3):
+    """Like ``load_tags`` but with the shipped shelf detector's own tag boxes (``detector_matches``),
+    moved by the shipped tag box refiner when there is one, as the pipeline does: the reader learns the
+    boxes it will be given, not only the truth boxes."""
+    refiner = TagRefiner(OUT_DIR) if (OUT_DIR / "refiner.json").is_file() else None
+    out = []
+    for img, found, _, prices in detector_matches(folders, min_iou):
+        boxes = refiner.refine(img, found) if refiner is not None else found
+        ih, iw = img.shape[:2]
+        for (x1, y1, x2, y2), price in zip(boxes, prices, strict=True):
+            m = margin * (y2 - y1)
+            a, b = max(0, int(x1 - m)), max(0, int(y1 - m))
+            c, d = min(iw, int(x2 + m) + 1), min(ih, int(y2 + m) + 1)
+            box = np.array([x1 - a, y1 - b, x2 - a, y2 - b])
+            out.append((img[b:d, a:c].copy(), box, price))
     return out
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -36,3 +38,21 @@ def test_name_os_thread_defaults_to_the_python_name():
     t.start()
     t.join(5)
     assert seen == ["edgecv-decode_0"]
+
+
+def test_opening_detectors_keeps_numpy_blas_on_one_thread():
+    """OpenVINO owns the cores; numpy's small products must not wake OpenBLAS threads that spin on them."""
+    code = (
+        "import numpy\n"
+        "from threadpoolctl import threadpool_info\n"
+        "blas = lambda: [i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas']\n"
+        "before = blas()\n"
+        "from edgecv.config import Config\n"
+        "from edgecv.registry import DetectorPool\n"
+        "DetectorPool(Config())\n"
+        "print(before, blas())\n"
+    )
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "2"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    before, after = out.stdout.strip().split("] [")
+    assert before == "[2" and after == "1]", out.stdout

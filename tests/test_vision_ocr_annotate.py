@@ -51,6 +51,69 @@ def test_price_reader_reads_generator_tags(height):
     assert ocr.read_prices(image, jittered) == prices
 
 
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    ix = np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0, None)
+    iy = np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0, None)
+    inter = ix * iy
+    area = lambda z: (z[:, 2] - z[:, 0]) * (z[:, 3] - z[:, 1])  # noqa: E731
+    return inter / (area(a) + area(b) - inter)
+
+
+# a loose box as shelf-detection-v2 draws one on a small tag: too tall, its bottom edge on the shelf lip
+LOOSE = np.array([-0.15, -0.15, 0.2, 0.45])
+
+
+@pytest.mark.parametrize("height", [12, 20, 32])
+def test_tag_refiner_moves_loose_boxes_onto_the_tags(height):
+    prices = ["2.49", "0.89", "12.99", "7.05", "3.10", "104.50"]
+    image, boxes = _generator_tags(prices, height)
+    loose = boxes + LOOSE * height
+    refiner = ocr.get_price_reader().refiner
+    assert refiner is not None, "the shipped price reader comes with its tag box refiner"
+    before, after = _iou(loose, boxes), _iou(refiner.refine(image, loose), boxes)
+    assert np.all(after > before + 0.15), (before, after)
+    assert after.mean() > 0.75
+    assert ocr.read_prices(image, loose) == prices  # refined before the price is cut
+
+
+def test_tag_refiner_keeps_degenerate_and_empty_boxes():
+    refiner = ocr.get_price_reader().refiner
+    image = np.full((40, 80, 3), 128, np.uint8)
+    assert refiner.refine(image, np.zeros((0, 4))).shape == (0, 4)
+    flat = np.array([[10.0, 10.0, 10.0, 30.0]])  # no width: nothing to look at, kept as given
+    assert np.array_equal(refiner.refine(image, flat), flat)
+
+
+def test_tag_refiner_is_checked(tmp_path):
+    meta = json.loads((ocr.PRICE_MODEL_DIR / "refiner.json").read_text())
+    weights = ocr.PRICE_MODEL_DIR / meta["file"]
+    assert weights.stat().st_size < 1_000_000
+    (tmp_path / "refiner.json").write_text(json.dumps(meta))
+    (tmp_path / meta["file"]).write_bytes(weights.read_bytes()[:-1] + b"x")
+    with pytest.raises(PipelineError, match="sha256"):
+        ocr.TagRefiner(tmp_path)
+
+
+def test_price_reader_without_a_refiner_reads_the_boxes_as_given(tmp_path):
+    meta = json.loads((ocr.PRICE_MODEL_DIR / "model.json").read_text())
+    (tmp_path / meta["file"]).write_bytes((ocr.PRICE_MODEL_DIR / meta["file"]).read_bytes())
+    (tmp_path / "model.json").write_text(json.dumps(meta))
+    reader = ocr.PriceReader(tmp_path)
+    assert reader.refiner is None
+    image, boxes = _generator_tags(["2.49", "0.89"], 20)
+    assert [ocr.format_price(t) for t in reader.read(image, boxes)] == ["2.49", "0.89"]
+
+
+def test_sample_regions_puts_the_grid_on_the_region():
+    ramp = np.tile(np.arange(64, dtype=np.uint8), (24, 1))  # grey value = x
+    grey, ok, edges = ocr.sample_regions(ramp, np.array([[10.0, 4.0, 42.0, 20.0]]), (16, 32), (0, 0, 1, 1))
+    assert ok.all() and np.allclose(edges, [[10, 4, 42, 20]])
+    assert np.array_equal(grey[0], np.tile(np.arange(10, 42, dtype=np.uint8), (16, 1)))  # pixel centres
+    # a region past the image's left edge repeats the edge pixel instead of failing
+    grey, ok, edges = ocr.sample_regions(ramp, np.array([[-8.0, 4.0, 8.0, 20.0]]), (16, 16), (0, 0, 1, 1))
+    assert ok.all() and np.array_equal(grey[0, 0], [0] * 8 + list(range(8)))
+
+
 def test_price_reader_is_checked_and_small(tmp_path):
     meta = json.loads((ocr.PRICE_MODEL_DIR / "model.json").read_text())
     model = ocr.PRICE_MODEL_DIR / meta["file"]

@@ -1,7 +1,9 @@
 """Price-tag reading: a small CRNN price reader that ships with edgecv, and PP-OCR for name lines.
 
 Prices (``read_prices``) are read by ``price_ocr/price-rec.onnx``, a CRNN trained on the generator's
-own tags (``scripts/train_price_ocr.py``): the price region of each tag box (``model.json``'s
+own tags (``scripts/train_price_ocr.py``). Each tag box is first moved onto the tag's edges by the tag box
+refiner (``TagRefiner``, ``price_ocr/tag-refine.npz``: the detector's boxes on small tags are loose), then
+the price region of each box (``model.json``'s
 ``input.region``, the crop the model was trained on; ``PRICE_REGION`` for files without one) is cut,
 turned grey, stretched to a fixed ``24 × 64`` input and standardised (``price_input``, the same function
 training uses); all of an image's tags go through in one batch (the batch dimension is dynamic, height
@@ -39,8 +41,10 @@ PRICE_CHARS = "0123456789.,"
 # The first readers' crop, for model.json files without input.region (a reader's own crop wins)
 PRICE_REGION = (0.12, 0.24, 1.02, 1.02)
 NAME_REGION = (0.0, 0.0, 1.0, 0.3)
+# the tag box refiner's view of a detector tag box: the box and a margin round it (fractions of the box)
+TAG_WINDOW = (-0.2, -0.4, 1.2, 1.4)
 PRICE_MODEL_DIR = Path(__file__).with_name("price_ocr")
-_PRICE_RE = re.compile(r"^\d{1,4}\.\d{2}$")
+_NOT_DIGIT = re.compile(r"\D")
 
 # PP-OCR (names, fallback price reader)
 REC_MODEL = "PP-OCRv6_rec_small.onnx"
@@ -54,9 +58,11 @@ def ctc_greedy(best: np.ndarray, table: list[str]) -> list[str]:
     if best.size == 0:
         return [""] * len(best)
     # keep a step when it differs from the previous one (the step before the first is blank) and is a class
-    prev = np.concatenate([np.zeros((len(best), 1), best.dtype), best[:, :-1]], axis=1)
+    prev = np.zeros_like(best)
+    prev[:, 1:] = best[:, :-1]
     keep = (best != prev) & (best != 0) & (best < len(table))
-    return ["".join(table[k] for k in seq[m].tolist()) for seq, m in zip(best, keep, strict=True)]
+    chars = np.array([*table, ""])[np.where(keep, best, len(table))]  # dropped steps → ""
+    return ["".join(row) for row in chars.tolist()]
 
 
 # ------------------------------------------------------------------------------------ price reader
@@ -99,20 +105,106 @@ def price_inputs(
         interp = cv2.INTER_AREA if g.shape[1] > w else cv2.INTER_LINEAR
         grey[i] = cv2.resize(g, (w, h), interpolation=interp)
         ok[i] = True
+    return _standardise(grey, ok), ok
+
+
+def _standardise(grey: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """uint8 crops (n, h, w) → float32 ``(x - mean) / (std + 8)`` per crop; crops not ``ok`` are zero."""
+    n, h, w = grey.shape
     # per crop over one flat axis: the same float32 values as x.std(axis=(1, 2)), ~25 % less time
-    x = grey.reshape(len(boxes), h * w).astype(np.float32)
+    x = grey.reshape(n, h * w).astype(np.float32)
     x -= x.mean(axis=1, keepdims=True)
     x /= np.sqrt(np.square(x).mean(axis=1, keepdims=True)) + 8.0
     x[~ok] = 0.0
-    return x.reshape(len(boxes), h, w), ok
+    return x.reshape(n, h, w)
+
+
+def tag_windows(
+    image: np.ndarray, boxes: np.ndarray, size: tuple[int, int], region=TAG_WINDOW
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The tag box refiner's input: each box with its surroundings (``region``, fractions of the box),
+    grey, standardised like the reader's crops: float32 (n, h, w), the mask of boxes with a positive
+    size, and each window's edges in pixels (n, 4, float)."""
+    grey, ok, win = sample_regions(image, boxes, size, region)
+    return _standardise(grey, ok), ok, win
+
+
+def sample_regions(
+    image: np.ndarray, boxes: np.ndarray, size: tuple[int, int], region
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ``region`` (fractions of each box, float edges) of every box sampled bilinearly onto a ``size``
+    grid, all boxes in one ``cv2.remap`` (edge pixels repeated past the image's border), then grey:
+    uint8 (n, h, w), the mask of boxes with a positive size, and the regions' edges in pixels (n, 4)."""
+    h, w = size
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    n = len(boxes)
+    bw, bh = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    fx1, fy1, fx2, fy2 = region
+    win = np.stack(
+        [boxes[:, 0] + fx1 * bw, boxes[:, 1] + fy1 * bh, boxes[:, 0] + fx2 * bw, boxes[:, 1] + fy2 * bh],
+        axis=1,
+    )
+    ok = (bw > 0) & (bh > 0)
+    if not n:
+        return np.zeros((0, h, w), np.uint8), ok, win
+    # pixel centres of the grid in image coordinates (cv2 puts pixel k's centre at k)
+    gx = (win[:, :1] + (np.arange(w) + 0.5) * ((win[:, 2:3] - win[:, :1]) / w) - 0.5).astype(np.float32)
+    gy = (win[:, 1:2] + (np.arange(h) + 0.5) * ((win[:, 3:4] - win[:, 1:2]) / h) - 0.5).astype(np.float32)
+    map_x = np.repeat(gx, h, axis=0)  # (n * h, w): row r of box i samples x = gx[i]
+    map_y = np.repeat(gy.reshape(n * h, 1), w, axis=1)  # and y = gy[i, r]
+    sampled = cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    grey = cv2.cvtColor(sampled, cv2.COLOR_BGR2GRAY) if sampled.ndim == 3 else sampled
+    return grey.reshape(n, h, w), ok, win
 
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+class TagRefiner:
+    """Moves a detector's tag box onto the tag's edges before the price is cut (``tag-refine.npz``).
+
+    shelf-detection-v2's tag boxes are loose on small tags (median IoU with the truth 0.62 under 12 px),
+    and a crop off by a tenth of a tag's height costs the reader more than the pixels do. The refiner is
+    a small MLP (``scripts/train_tag_refiner.py``) on the box's window (``TAG_WINDOW``: the box and a
+    margin, 16 × 32 grey, standardised like the reader's crops) that predicts the tag's four edges as
+    fractions of that window: two matrix products per batch, in numpy (~0.2 ms for an image's ~20 tags).
+    Predictions are clipped to the window; a box with no area, or whose prediction is under 2 px either
+    way, is kept as the detector gave it. On the validation images the median IoU of the detector's tag
+    boxes with the truth goes from 0.79 to 0.95 (0.68 → 0.93 for tags under 15 px; ``refiner.json``).
+    """
+
+    def __init__(self, model_dir: Path = PRICE_MODEL_DIR) -> None:
+        meta = json.loads((model_dir / "refiner.json").read_text())
+        path = model_dir / meta["file"]
+        if not path.is_file() or _sha256(path) != meta["sha256"]:
+            raise PipelineError(
+                f"tag box refiner {path} is missing or does not match its sha256; reinstall edgecv"
+            )
+        self.size = (int(meta["input"]["height"]), int(meta["input"]["width"]))
+        self.region = tuple(float(v) for v in meta["input"]["window"])
+        with np.load(path) as z:
+            self.layers = [(z[f"w{i}"].astype(np.float32), z[f"b{i}"].astype(np.float32)) for i in (1, 2)]
+
+    def refine(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """Tag boxes (n, 4 xyxy) → refined boxes (float64), one batch."""
+        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+        if not len(boxes):
+            return boxes
+        x, ok, win = tag_windows(image, boxes, self.size, self.region)
+        (w1, b1), (w2, b2) = self.layers
+        hidden = x.reshape(len(x), -1) @ w1
+        hidden += b1
+        np.maximum(hidden, 0.0, out=hidden)
+        edges = np.clip(hidden @ w2 + b2, 0.0, 1.0)  # x1, y1, x2, y2 as fractions of the window
+        out = win[:, [0, 1, 0, 1]] + edges * np.tile(win[:, 2:] - win[:, :2], 2)
+        sane = ok & (out[:, 2] - out[:, 0] >= 2) & (out[:, 3] - out[:, 1] >= 2)
+        return np.where(sane[:, None], out, boxes)
+
+
 class PriceReader:
-    """The shipped price CRNN; ``read(image, boxes)`` → raw strings, one batch."""
+    """The shipped price CRNN; ``read(image, boxes)`` → raw strings, one batch. Tag boxes go through the
+    ``TagRefiner`` first when the model folder has one (``refiner.json``)."""
 
     def __init__(self, model_dir: Path = PRICE_MODEL_DIR, backend: str = "auto") -> None:
         meta_path = model_dir / "model.json"
@@ -130,8 +222,11 @@ class PriceReader:
         # the crop the model was trained on travels with it (files from before 2026-12-01 lack it)
         self.region = tuple(float(v) for v in meta["input"].get("region", PRICE_REGION))
         self._infer = _load_price_model(path, backend)
+        self.refiner = TagRefiner(model_dir) if (model_dir / "refiner.json").is_file() else None
 
-    def read(self, image: np.ndarray, boxes: np.ndarray) -> list[str | None]:
+    def read(self, image: np.ndarray, boxes: np.ndarray, refine: bool = True) -> list[str | None]:
+        if refine and self.refiner is not None:
+            boxes = self.refiner.refine(image, boxes)
         batch, ok = price_inputs(image, boxes, self.size, self.region)
         out: list[str | None] = [None] * len(batch)
         keep = np.flatnonzero(ok)
@@ -302,12 +397,12 @@ def crop(image: np.ndarray, xyxy, region=(0.0, 0.0, 1.0, 1.0)) -> np.ndarray | N
 
 
 def format_price(text: str | None) -> str | None:
-    """OCR text → ``"2.49"``, or None when it is not a price (fewer than three digits)."""
-    digits = re.sub(r"\D", "", text or "")
+    """OCR text → ``"2.49"``, or None when it is not a price (fewer than three digits, or over 9999.99)."""
+    digits = _NOT_DIGIT.sub("", text or "")
     if len(digits) < 3:
         return None
-    price = f"{int(digits[:-2])}.{digits[-2:]}"
-    return price if _PRICE_RE.match(price) else None
+    whole = int(digits[:-2])
+    return f"{whole}.{digits[-2:]}" if whole < 10_000 else None
 
 
 def read_prices(
