@@ -54,10 +54,10 @@ def limit_blas_threads() -> None:
     """Run numpy's BLAS (OpenBLAS) on the calling thread only, for the rest of the process.
 
     The agent's matrix products are small (the tag box refiner's, row geometry), and OpenVINO owns the
-    cores for inference. OpenBLAS would split a 20 × 1152 × 64 product over its own threads, which then
-    spin-wait for the next call on the cores the detector's threads need: on the 2-core dev box the shelf
-    detector took 5.5 ms an image instead of 5.0 and the shelf pipeline 2.3 ms instead of 1.9 (figures in
-    docs/performance.md). Called when detectors are opened (``DetectorPool``); once per process.
+    cores for inference. OpenBLAS would split the tag box refiner's 20 × 512 × 64 product over its own
+    threads, which then spin-wait for the next call on the cores the detector's threads need: on the
+    2-core dev box the shelf detector took 4.8 ms an image instead of 3.8 (docs/results.md, Shelf speed).
+    Called when detectors are opened (``DetectorPool``); once per process.
     """
     global _blas_limited
     if _blas_limited:

@@ -277,11 +277,12 @@ def detector_matches(folders: list[Path], min_iou: float = 0.3):
                 yield img, boxes[keep], truth[best[keep]], [t["tags"][j]["price"] for j in best[keep]]
 
 
-def detector_tags(folders: list[Path], margin: float = 1.0, min_iou: float = 0.3):
-    """Like ``load_tags`` but with the shipped shelf detector's own tag boxes (``detector_matches``),
-    moved by the shipped tag box refiner when there is one, as the pipeline does: the reader learns the
-    boxes it will be given, not only the truth boxes."""
-    refiner = TagRefiner(OUT_DIR) if (OUT_DIR / "refiner.json").is_file() else None
+def detector_tags(folders: list[Path], margin: float = 1.0, min_iou: float = 0.3, refined: bool = False):
+    """Like ``load_tags`` but with the shipped shelf detector's own tag boxes (``detector_matches``): the
+    reader learns the detector's box habits, not only the truth boxes. ``refined``: the boxes moved by the
+    shipped tag box refiner first, as the pipeline does (tried 2026-12-01: no better than the shipped
+    reader, which was trained on the detector's boxes as they come; docs/results.md)."""
+    refiner = TagRefiner(OUT_DIR) if refined else None
     out = []
     for img, found, _, prices in detector_matches(folders, min_iou):
         boxes = refiner.refine(img, found) if refiner is not None else found
@@ -386,6 +387,11 @@ def main() -> None:
         default=0.0,
         help="share of samples cut with the shipped shelf detector's own tag boxes (0 = truth boxes only)",
     )
+    ap.add_argument(
+        "--refined-boxes",
+        action="store_true",
+        help="with --detector-share: cut those samples after the shipped tag box refiner (as the pipeline does)",
+    )
     args = ap.parse_args()
     torch.set_num_threads(1)
     if args.bench:
@@ -400,7 +406,7 @@ def main() -> None:
 
     tags = load_tags(args.train)
     val_tags = load_tags([args.val])
-    det_tags = detector_tags(args.train) if args.detector_share else None
+    det_tags = detector_tags(args.train, refined=args.refined_boxes) if args.detector_share else None
     synth = 0.33 * (1 - args.detector_share)
     xs, ys = build(
         tags, args.samples, rng, synth=synth, det_tags=det_tags, det=args.detector_share, region=region
@@ -409,7 +415,7 @@ def main() -> None:
     vjx, vjy = build(val_tags, 2000, np.random.default_rng(2), synth=0, region=region)
     vdx = vdy = None
     if args.detector_share:
-        val_det = detector_tags([args.val])
+        val_det = detector_tags([args.val], refined=args.refined_boxes)
         vdx, vdy = build(
             val_det,
             len(val_det),
@@ -537,6 +543,7 @@ def export(model: nn.Module, out: Path, figures: dict, region=PRICE_REGION, args
     if args is not None and args.detector_share:
         meta["data"] += (
             f"; {round(100 * args.detector_share)} % of samples cut with shelf-detection-v2's own tag boxes"
+            + (" after the tag box refiner" if args.refined_boxes else "")
         )
     (out / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
     print(f"exported {path} ({path.stat().st_size / 1024:.0f} KiB)", flush=True)
