@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgecv.runtime.detections import Detections
+from edgecv.runtime.detections import Detections, box_iou
 
 log = logging.getLogger(__name__)
 
@@ -276,17 +276,7 @@ def confusion_summary(
             if len(boxes) == 0:
                 mat[nc, c] += 1
                 continue
-            ix1 = np.maximum(boxes[:, 0], b[0])
-            iy1 = np.maximum(boxes[:, 1], b[1])
-            ix2 = np.minimum(boxes[:, 2], b[2])
-            iy2 = np.minimum(boxes[:, 3], b[3])
-            inter = np.clip(ix2 - ix1, 0, None) * np.clip(iy2 - iy1, 0, None)
-            union = (
-                (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-                + (b[2] - b[0]) * (b[3] - b[1])
-                - inter
-            )
-            ious = np.where(used, 0.0, inter / np.maximum(union, 1e-9))
+            ious = np.where(used, 0.0, box_iou(boxes, b[None]))
             j = int(ious.argmax())
             if ious[j] >= iou:
                 used[j] = True

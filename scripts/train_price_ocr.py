@@ -58,6 +58,7 @@ if str(REPO / "scripts") not in sys.path:
 if find_spec("edgecv") is None:
     sys.path.insert(0, str(REPO))
 
+from edgecv.runtime.detections import box_iou  # noqa: E402
 from edgecv.vision.ocr import (  # noqa: E402
     PRICE_CHARS,
     PRICE_REGION,
@@ -262,15 +263,7 @@ def detector_matches(folders: list[Path], min_iou: float = 0.3):
             if not len(boxes) or not t["tags"]:
                 continue
             truth = np.array([g["xyxy"] for g in t["tags"]], float)
-            ix = np.minimum(boxes[:, None, 2], truth[None, :, 2]) - np.maximum(
-                boxes[:, None, 0], truth[None, :, 0]
-            )
-            iy = np.minimum(boxes[:, None, 3], truth[None, :, 3]) - np.maximum(
-                boxes[:, None, 1], truth[None, :, 1]
-            )
-            inter = np.clip(ix, 0, None) * np.clip(iy, 0, None)
-            area = lambda b: (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])  # noqa: E731
-            iou = inter / (area(boxes)[:, None] + area(truth)[None] - inter)
+            iou = box_iou(boxes[:, None], truth[None])
             best = iou.argmax(axis=1)
             keep = iou[np.arange(len(boxes)), best] >= min_iou
             if keep.any():

@@ -39,18 +39,20 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 from train_price_ocr import OUT_DIR, detector_matches, rendered_tag  # noqa: E402
 
+from edgecv.runtime.detections import box_iou  # noqa: E402
 from edgecv.vision.ocr import TAG_WINDOW, TagRefiner, tag_windows  # noqa: E402
 
 
 def samples(
-    folders: list[Path],
+    matches,
     size: tuple[int, int],
     copies: int,
     jitter: float,
     rng: np.random.Generator,
     rendered: int = 0,
 ):
-    """Windows (n, h, w) float32 and targets (n, 4: the truth edges as fractions of each window)."""
+    """Windows (n, h, w) float32 and targets (n, 4: the truth edges as fractions of each window), from
+    ``detector_matches`` tuples (each box and ``copies`` jittered copies) and ``rendered`` rendered tags."""
     xs, ys = [], []
 
     def add(img: np.ndarray, boxes: np.ndarray, truth: np.ndarray) -> None:
@@ -68,7 +70,7 @@ def samples(
         xs.append(x[ok])
         ys.append(y[ok].astype(np.float32))
 
-    for img, boxes, tboxes, _ in detector_matches(folders):
+    for img, boxes, tboxes, _ in matches:
         h = (boxes[:, 3] - boxes[:, 1])[:, None]
         for c in range(1 + copies):
             add(img, boxes if c == 0 else boxes + rng.normal(0.0, jitter, boxes.shape) * h, tboxes)
@@ -77,14 +79,6 @@ def samples(
         loose = box + rng.normal(0.0, jitter, 4) * (box[3] - box[1])
         add(patch, loose[None], box[None])
     return np.concatenate(xs), np.concatenate(ys)
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    ix = np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0, None)
-    iy = np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0, None)
-    inter = ix * iy
-    area = lambda z: (z[:, 2] - z[:, 0]) * (z[:, 3] - z[:, 1])  # noqa: E731
-    return inter / (area(a) + area(b) - inter)
 
 
 def box_figures(boxes: np.ndarray, truth: np.ndarray) -> dict:
@@ -99,7 +93,7 @@ def box_figures(boxes: np.ndarray, truth: np.ndarray) -> dict:
             "tags": int(m.sum()),
             "medianEdgeError": round(float(np.median(err[m])), 4),
             "edgesOffOverQuarter": round(float((err[m] > 0.25).mean()), 4),
-            "medianIoU": round(float(np.median(iou(boxes[m], truth[m]))), 4),
+            "medianIoU": round(float(np.median(box_iou(boxes[m], truth[m]))), 4),
         }
     return out
 
@@ -124,8 +118,9 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     t0 = time.time()
     size = tuple(int(v) for v in args.size.split(","))
-    xs, ys = samples(args.train, size, args.copies, args.jitter, rng, args.rendered)
-    vx, vy = samples([args.val], size, 0, 0.0, rng)
+    xs, ys = samples(detector_matches(args.train), size, args.copies, args.jitter, rng, args.rendered)
+    val = list(detector_matches([args.val]))  # detected once: the windows here, the box figures at the end
+    vx, vy = samples(val, size, 0, 0.0, rng)
     print(
         f"data: {len(xs)} training windows, {len(vx)} validation tags; {time.time() - t0:.0f} s", flush=True
     )
@@ -199,16 +194,17 @@ def main() -> None:
     print(f"verify: numpy vs torch max |diff| {diff:.2e}", flush=True)
     if diff > 1e-4:
         raise SystemExit("exported refiner does not match the torch model")
-    meta["evaluation"].update(_val_figures(refiner, args.val))
+    meta["evaluation"].update(_val_figures(refiner, val))
     (args.out / "refiner.json").write_text(json.dumps(meta, indent=2) + "\n")
     print(json.dumps(meta["evaluation"], indent=2), flush=True)
     print(f"exported {path} ({path.stat().st_size / 1024:.0f} KiB); {time.time() - t0:.0f} s", flush=True)
 
 
-def _val_figures(refiner: TagRefiner, val: Path) -> dict:
-    """The detector's boxes on the validation images against the truth, before and after refining."""
+def _val_figures(refiner: TagRefiner, val: list) -> dict:
+    """The detector's boxes on the validation images (``detector_matches`` tuples) against the truth,
+    before and after refining."""
     det, ref, truth = [], [], []
-    for img, boxes, tboxes, _ in detector_matches([val]):
+    for img, boxes, tboxes, _ in val:
         det.append(boxes)
         ref.append(refiner.refine(img, boxes))
         truth.append(tboxes)

@@ -7,6 +7,7 @@ import pytest
 
 from edgecv.errors import InferenceError
 from edgecv.runtime.decode import decode, predictions
+from edgecv.runtime.detections import box_iou
 from edgecv.runtime.package import InputSpec
 from edgecv.runtime.preprocess import LetterboxInfo, letterbox, to_tensor
 
@@ -120,3 +121,12 @@ def test_decode_empty_and_transposed_and_bad_shapes():
         predictions(_raw([[1, 1, 1, 1, 1, 1]]), num_classes=3)
     with pytest.raises(InferenceError, match=r"expected shape \[1, 4\+nc, N\], got \[2, 6, 1\]"):
         predictions(np.zeros((2, 6, 1)))
+
+
+def test_box_iou_pairs_and_matrix():
+    a = np.array([[0, 0, 10, 10], [0, 0, 10, 10], [5, 5, 5, 5]], float)
+    b = np.array([[0, 0, 10, 10], [5, 0, 15, 10], [5, 5, 5, 5]], float)
+    assert box_iou(a, b) == pytest.approx([1.0, 50 / 150, 0.0])  # an empty pair has no union: 0
+    m = box_iou(a[:2, None], b[None, :2])
+    assert m.shape == (2, 2) and m == pytest.approx(np.array([[1.0, 1 / 3], [1.0, 1 / 3]]))
+    assert box_iou(np.array([[0, 0, 1, 1]]), np.array([[2, 2, 3, 3]])) == pytest.approx([0.0])

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from edgecv.errors import ModelPackageError
+from edgecv.runtime.detections import box_iou
 from edgecv.runtime.detector import Detector
 from edgecv.runtime.package import load_package
 
@@ -40,22 +41,16 @@ def _script(name: str):
     return mod
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU matrix of xyxy boxes ``a [n,4]`` × ``b [m,4]``."""
-    tl = np.maximum(a[:, None, :2], b[None, :, :2])
-    br = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(br - tl, 0, None).prod(-1)
-    area_a = (a[:, 2:] - a[:, :2]).prod(-1)
-    area_b = (b[:, 2:] - b[:, :2]).prod(-1)
-    return inter / np.maximum(area_a[:, None] + area_b[None] - inter, 1e-9)
-
-
 def _match(truth_boxes, truth_cls, det) -> tuple[int, int]:
     """Greedy matches (same class, IoU ≥ 0.5), highest confidence first: (true positives, detections)."""
     order = np.argsort(-det.confidence)
     used = np.zeros(len(truth_boxes), bool)
     tp = 0
-    ious = _iou(det.xyxy[order], truth_boxes) if len(det) and len(truth_boxes) else np.zeros((len(det), 0))
+    ious = (
+        box_iou(det.xyxy[order][:, None], truth_boxes[None])
+        if len(det) and len(truth_boxes)
+        else np.zeros((len(det), 0))
+    )
     for row, k in enumerate(order):
         cand = np.where(~used & (truth_cls == det.class_id[k]), ious[row], 0.0)
         if cand.size and cand.max() >= 0.5:

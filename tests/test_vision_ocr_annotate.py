@@ -12,6 +12,7 @@ import pytest
 
 from edgecv.annotate import draw_job
 from edgecv.errors import PipelineError
+from edgecv.runtime.detections import box_iou
 from edgecv.vision import ocr
 
 
@@ -51,14 +52,6 @@ def test_price_reader_reads_generator_tags(height):
     assert ocr.read_prices(image, jittered) == prices
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    ix = np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0, None)
-    iy = np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0, None)
-    inter = ix * iy
-    area = lambda z: (z[:, 2] - z[:, 0]) * (z[:, 3] - z[:, 1])  # noqa: E731
-    return inter / (area(a) + area(b) - inter)
-
-
 # a loose box as shelf-detection-v2 draws one on a small tag: too tall, its bottom edge on the shelf lip
 LOOSE = np.array([-0.15, -0.15, 0.2, 0.45])
 
@@ -70,7 +63,7 @@ def test_tag_refiner_moves_loose_boxes_onto_the_tags(height):
     loose = boxes + LOOSE * height
     refiner = ocr.get_price_reader().refiner
     assert refiner is not None, "the shipped price reader comes with its tag box refiner"
-    before, after = _iou(loose, boxes), _iou(refiner.refine(image, loose), boxes)
+    before, after = box_iou(loose, boxes), box_iou(refiner.refine(image, loose), boxes)
     assert np.all(after > before + 0.15), (before, after)
     assert after.mean() > 0.75
     assert ocr.read_prices(image, loose) == prices  # refined before the price is cut

@@ -53,3 +53,15 @@ class Detections:
             self.class_id[index],
             {k: np.asarray(v)[index] for k, v in self.data.items()},
         )
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of xyxy boxes, broadcast over the leading axes: ``box_iou(a, b)`` pairs ``a[i]`` with ``b[i]``,
+    ``box_iou(a[:, None], b[None])`` is the (n, m) matrix. A pair with no union (two empty boxes) gives 0."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    ix = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0.0, None)
+    iy = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0.0, None)
+    inter = ix * iy
+    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
+    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    return inter / np.maximum(area_a + area_b - inter, 1e-9)
