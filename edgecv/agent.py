@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgecv.backlog import backlog_hints
 from edgecv.config import Config
 from edgecv.errors import AgentLocked, ConfigError, EdgecvError
 from edgecv.ingest import recover_spool
@@ -151,7 +152,8 @@ class Agent:
                 try:
                     pool.load(name)
                     if name == cfg.default_model and cfg.backlog_batch > 1:
-                        pool.load(name, hint="THROUGHPUT")  # the first backlog does not wait for a compile
+                        for hint in backlog_hints(cfg):  # the first backlog does not wait for a compile
+                            pool.load(name, hint=hint)
                 except EdgecvError as exc:
                     log.warning("model %s not loaded: %s", name, exc)
         self.pools.append(pool)
@@ -160,7 +162,7 @@ class Agent:
 
     def _model_backlog(self, model: str) -> int:
         """Jobs of ``model`` queued or in hand (counted up to ``backlog_batch``): whether a backlog of it
-        is big enough for its THROUGHPUT compile (see DetectorPool)."""
+        is big enough for its backlog compiles (see DetectorPool)."""
         return self.store.count_open(model, up_to=self.config.backlog_batch)
 
     def _thread(self, name: str, target: Callable, *args) -> threading.Thread:

@@ -94,6 +94,7 @@ class Config:
     preload: bool = True  # compile the default and folder models before reporting ready
     backlog_min: int = 3  # queued jobs from which a worker switches to overlapped (throughput) processing
     backlog_batch: int = 8  # jobs claimed at a time on the backlog path (1 disables it)
+    backlog_mode: str = "auto"  # lanes (CPU) | queue (OpenVINO request queue) | auto: lanes on the CPU
     max_attempts: int = 3
     lease_s: float = 300.0
     max_image_pixels: int = 50_000_000
@@ -287,6 +288,8 @@ def validate(cfg: Config) -> None:
     cfg.device = cfg.device.upper()
     if cfg.backend not in ("auto", "openvino", "onnx"):
         raise ConfigError(f"backend: expected auto, openvino or onnx, got {cfg.backend!r}")
+    if cfg.backlog_mode not in ("auto", "lanes", "queue"):
+        raise ConfigError(f"backlog_mode: expected auto, lanes or queue, got {cfg.backlog_mode!r}")
     if cfg.precision not in (None, "int8", "fp32", "fp16"):
         raise ConfigError(f"precision: expected int8, fp32 or fp16, got {cfg.precision!r}")
     for key in ("workers", "backlog_min", "backlog_batch", "max_attempts", "max_image_pixels", "max_file_mb"):

@@ -44,15 +44,24 @@ def find_package(config: Config, name: str, *, verify: bool = True) -> ModelPack
     return load_package(packages[name].path, verify=verify)
 
 
+def lane_hint(i: int) -> str:
+    """The ``DetectorPool`` key of backlog lane ``i``'s compile."""
+    return f"LANE-{i}"
+
+
 class DetectorPool:
     """Detectors opened on first use and kept: one pool per worker thread, so no lock on inference.
 
-    A THROUGHPUT compile is a second copy of the model with one graph (and its activation memory) per
-    CPU stream: ~40 MB of RSS and 0.3-1 s of compiling for a 640×384 model. It only pays off for a real
-    backlog, so while fewer than ``config.backlog_batch`` jobs of a model are queued or in hand
-    (``backlog_of(name)``, when given), the backlog path gets the model's LATENCY compile if that one is
-    loaded: the same results, no compile wait, no second copy. The THROUGHPUT compile is made once a
-    real backlog of that model forms (or when it is asked for by a caller without ``backlog_of``).
+    Three kinds of compile, keyed by ``hint``: ``LATENCY`` (one image on every core, the idle path),
+    ``THROUGHPUT`` (OpenVINO's parallel requests, the backlog path on an accelerator) and ``LANE-i``
+    (one thread, not pinned to a core: lane ``i`` of the backlog path on the CPU, ``lanes()``).
+    A THROUGHPUT compile, or a set of lane compiles, is a second copy of the model with one graph (and
+    its activation memory) per stream or lane: ~40 MB of RSS for two and 0.3-1 s of compiling for a
+    640×384 model. It only pays off for a real backlog, so while fewer than ``config.backlog_batch`` jobs
+    of a model are queued or in hand (``backlog_of(name)``, when given), the backlog path gets the model's
+    LATENCY compile if that one is loaded: the same results, no compile wait, no second copy. The
+    backlog compiles are made once a real backlog of that model forms (or when asked for by a caller
+    without ``backlog_of``).
     """
 
     def __init__(self, config: Config, *, backlog_of: Callable[[str], int] | None = None) -> None:
@@ -75,6 +84,16 @@ class DetectorPool:
             if latency is not None:
                 return latency
         return self.load(name, hint=hint)
+
+    def lanes(self, name: str, count: int) -> list:
+        """``count`` one-thread detectors of model ``name`` for the backlog path's lanes (each lane takes
+        an image from decode to result on its own core), or only the LATENCY one for a small backlog."""
+        keys = [lane_hint(i) for i in range(count)]
+        if any((name, k) not in self._detectors for k in keys) and self._small_backlog(name):
+            latency = self._detectors.get((name, "LATENCY"))
+            if latency is not None:
+                return [latency]
+        return [self.load(name, hint=k) for k in keys]
 
     def load(self, name: str, *, hint: str = "LATENCY"):
         """Like :meth:`get`, but always the compile for ``hint`` (preloading before the agent is ready)."""
@@ -100,13 +119,16 @@ class DetectorPool:
         from edgecv.runtime.detector import Detector
 
         package = find_package(self.config, name)
+        lane = hint.startswith("LANE")
         detector = Detector.open(
             package,
             backend=self.config.backend,
             precision=self.config.precision,
             device=self.config.device,
             cache_dir=self.config.cache_dir / "openvino",
-            performance_hint=hint,
+            performance_hint="LATENCY" if lane else hint,
+            num_threads=1 if lane else None,
+            cpu_pinning=False if lane else None,
         )
         log.info(
             "loaded %s %s (%s %s on %s, %s)",

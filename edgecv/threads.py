@@ -1,5 +1,6 @@
-"""Threads that show their names to the OS (``top -H``, ``ps -L``, ``/proc/PID/task/*/comm``), and
-numpy's BLAS kept to the calling thread (``limit_blas_threads``).
+"""Threads that show their names to the OS (``top -H``, ``ps -L``, ``/proc/PID/task/*/comm``), backlog
+lane threads marked as such (``mark_lane_thread``), and numpy's BLAS kept to the calling thread
+(``limit_blas_threads``).
 
 Python names its threads for itself only; an operator looking at a busy edge box sees a dozen
 ``python`` threads. ``start_thread`` and ``name_os_thread`` copy the Python name to the kernel's
@@ -45,6 +46,20 @@ def start_thread(name: str, target: Callable, *args, daemon: bool = True) -> thr
     thread = threading.Thread(target=run, name=name, daemon=daemon)
     thread.start()
     return thread
+
+
+_lane = threading.local()
+
+
+def mark_lane_thread() -> None:
+    """Mark the calling thread as a backlog lane (``edgecv.backlog``): it has one core to itself while
+    the other lanes run beside it, so the work it starts runs on one thread (the price reader's inference
+    takes its one-thread compile instead of spreading over every core)."""
+    _lane.on = True
+
+
+def on_lane_thread() -> bool:
+    return getattr(_lane, "on", False)
 
 
 _blas_limited = False

@@ -105,7 +105,15 @@ class Worker:
     def process(self, job: Job) -> Job:
         """Run one claimed job to ``completed`` or ``failed`` through one LATENCY-mode inference."""
         try:
-            loaded = self.load(job)
+            return self.run_job(job)
+        except Exception as exc:  # recording the result failed: try to record the failure instead
+            return self.fail(job, exc)
+
+    def run_job(self, job: Job, detector=None) -> Job:
+        """Decode, detect (on ``detector``, default the model's LATENCY compile), run the pipeline and
+        record. A bad image or model fails the job; an error while recording the result is raised."""
+        try:
+            loaded = self.load(job, detector=detector)
             start = time.perf_counter()
             try:
                 detections = loaded.detector.detect(loaded.image)
@@ -113,16 +121,17 @@ class Worker:
                 raise
             except Exception as exc:
                 raise InferenceError(f"the {job.model} model failed on this image: {exc}") from exc
-            return self.complete(loaded, detections, (time.perf_counter() - start) * 1000.0)
         except Exception as exc:
             return self.fail(job, exc)
+        return self.complete(loaded, detections, (time.perf_counter() - start) * 1000.0)
 
     # -- the steps, shared with the backlog path ---------------------------------------------------
 
-    def load(self, job: Job, *, hint: str = "LATENCY") -> Loaded:
-        """The job's observation, decoded image and detector. Raises EdgecvError with the job's error code."""
+    def load(self, job: Job, *, hint: str = "LATENCY", detector=None) -> Loaded:
+        """The job's observation, decoded image and detector (``detector``, else the model's compile for
+        ``hint``). Raises EdgecvError with the job's error code."""
         observation = self.store.get_observation(job.observation_id)
-        detector = self.detectors.get(job.model, hint=hint)
+        detector = detector or self.detectors.get(job.model, hint=hint)
         image = decode_file(
             self.config.data_dir / observation.spool_path, max_pixels=self.config.max_image_pixels
         )

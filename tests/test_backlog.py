@@ -1,4 +1,5 @@
-"""The overlapped backlog path gives the same results as the one-at-a-time path, and fails per job."""
+"""The backlog path, in lanes (CPU) and on the request queue (accelerators), gives the same results as
+the one-at-a-time path, fails per job, stops cleanly and raises database errors on the worker thread."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import replace
 import pytest
 from conftest import distinct_jpeg, jpeg_bytes
 
+from edgecv.backlog import decode_threads
 from edgecv.ingest import ingest_bytes
 from edgecv.store import Store
 from edgecv.worker import Worker
@@ -23,14 +25,19 @@ def boxes(job):
     return [(d["objectName"], d["boundingBox"]) for d in job.result["detections"]]
 
 
+MODES = ["lanes", "queue"]
+
+
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("backend", ["openvino", "onnx"])
-def test_backlog_matches_single_path(store, config, tmp_path, backend):
-    config.backend = backend
+def test_backlog_matches_single_path(store, config, tmp_path, backend, mode):
+    config.backend, config.backlog_mode = backend, mode
     jobs = queue_images(store, config, 12)
     worker = Worker(store, config)
     assert worker.run_once() is not None  # 12 queued ≥ backlog_min: one batch, overlapped
     assert store.count_by_status()["completed"] == 12
-    assert ("rect", "THROUGHPUT") in worker.detectors.loaded()
+    hints = {hint for _, hint in worker.detectors.loaded()}
+    assert hints == ({f"LANE-{i}" for i in range(decode_threads())} if mode == "lanes" else {"THROUGHPUT"})
 
     single_cfg = replace(config, data_dir=tmp_path / "single", backlog_batch=1)
     single_store = Store(single_cfg.db_path)
@@ -47,7 +54,9 @@ def test_backlog_matches_single_path(store, config, tmp_path, backend):
     single_store.close()
 
 
-def test_backlog_fails_bad_jobs_and_completes_the_rest(store, config):
+@pytest.mark.parametrize("mode", MODES)
+def test_backlog_fails_bad_jobs_and_completes_the_rest(store, config, mode):
+    config.backlog_mode = mode
     good = queue_images(store, config, 6)
     missing = queue_images(store, config, 2, start=50, model="no-such-model")
     bad = ingest_bytes(
@@ -65,8 +74,11 @@ def test_backlog_fails_bad_jobs_and_completes_the_rest(store, config):
     assert store.conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 9
 
 
-def test_stop_finishes_what_is_in_flight_and_hands_back_the_rest(store, config):
+@pytest.mark.parametrize("mode", MODES)
+def test_stop_finishes_what_is_in_flight_and_hands_back_the_rest(store, config, mode):
     import threading
+
+    config.backlog_mode = mode
 
     queue_images(store, config, 40)
     stop = threading.Event()
@@ -80,9 +92,12 @@ def test_stop_finishes_what_is_in_flight_and_hands_back_the_rest(store, config):
     assert attempts == 0  # handed back unstarted: no attempt counted
 
 
-def test_a_database_error_while_recording_reaches_the_worker_and_stops_nothing_else(store, config):
+@pytest.mark.parametrize("mode", MODES)
+def test_a_database_error_while_recording_reaches_the_worker_and_stops_nothing_else(store, config, mode):
     import sqlite3
     import threading
+
+    config.backlog_mode = mode
 
     queue_images(store, config, 10)
     worker = Worker(store, config)
@@ -97,5 +112,8 @@ def test_a_database_error_while_recording_reaches_the_worker_and_stops_nothing_e
     with pytest.raises(sqlite3.OperationalError, match="disk I/O error"):
         worker.run_once()  # raised on the worker thread (run_forever logs it and retries)
     assert calls
-    assert threading.active_count() == before  # the finishing threads ended, none left waiting
-    assert store.count_by_status().get("completed", 0) == 0
+    assert threading.active_count() == before  # the lanes or finishing threads ended, none left waiting
+    counts = store.count_by_status()
+    assert counts.get("completed", 0) == 0
+    if mode == "lanes":  # the lanes stopped at the error and handed back what they had not started
+        assert counts["queued"] >= 10 - 2 * 2 * decode_threads()

@@ -1,5 +1,5 @@
 """What keeps the agent's memory down: no web stack without the API, no device probing on CPU, one infer
-queue per compiled model, a THROUGHPUT compile only for a real backlog."""
+queue per compiled model, THROUGHPUT or lane compiles only for a real backlog."""
 
 from __future__ import annotations
 
@@ -93,6 +93,22 @@ def test_throughput_compile_only_for_a_real_backlog(config):
     assert list(pool.loaded()) == [("rect", "LATENCY"), ("rect", "THROUGHPUT")]
     backlog["rect"] = 0
     assert pool.get("rect", hint="THROUGHPUT") is throughput  # once compiled, kept
+
+
+def test_lane_compiles_only_for_a_real_backlog_one_thread_unpinned(config):
+    backlog = {"rect": 1}
+    pool = DetectorPool(config, backlog_of=lambda name: backlog[name])
+    latency = pool.get("rect")
+    assert pool.lanes("rect", 2) == [latency]  # a few jobs: one lane on the loaded LATENCY compile
+    backlog["rect"] = config.backlog_batch
+    lanes = pool.lanes("rect", 2)
+    assert len(lanes) == 2 and latency not in lanes and lanes[0] is not lanes[1]
+    assert list(pool.loaded()) == [("rect", "LATENCY"), ("rect", "LANE-0"), ("rect", "LANE-1")]
+    compiled = lanes[0].runtime._compiled
+    assert compiled.get_property("INFERENCE_NUM_THREADS") == 1
+    assert compiled.get_property("ENABLE_CPU_PINNING") is False  # lanes must not share the first core
+    backlog["rect"] = 0
+    assert pool.lanes("rect", 2) == lanes  # once compiled, kept
 
 
 def test_load_and_pools_without_a_backlog_count_compile_as_asked(config):

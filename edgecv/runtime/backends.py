@@ -107,11 +107,14 @@ class OpenVinoBackend:
         performance_hint: str = "LATENCY",
         inference_precision: str | None = None,
         num_threads: int | None = None,
+        cpu_pinning: bool | None = None,
         input_spec=None,
     ) -> None:
         """``input_spec`` (an InputSpec): fold colour order, scaling and layout into the graph with
         OpenVINO's PrePostProcessor, so callers pass the letterboxed BGR uint8 image as ``[1, H, W, 3]``
-        (``takes_bgr_u8``) instead of building a float tensor in Python."""
+        (``takes_bgr_u8``) instead of building a float tensor in Python. ``cpu_pinning`` (CPU only):
+        ``False`` lets the OS move the model's threads; several one-thread compiles that run at once need
+        it, as OpenVINO pins each of them to the same first core (two lanes ran at one lane's speed)."""
         import openvino as ov
 
         hint = performance_hint.upper()
@@ -130,7 +133,7 @@ class OpenVinoBackend:
             target = "CPU"
         else:
             target = choose_device(device, core.available_devices)
-        config = self._config(target, hint, inference_precision, num_threads)
+        config = self._config(target, hint, inference_precision, num_threads, cpu_pinning)
         try:
             model = core.read_model(str(model_path))
             if input_spec is not None and input_spec.layout == "NCHW" and input_spec.color in ("RGB", "BGR"):
@@ -146,7 +149,9 @@ class OpenVinoBackend:
         log.info("OpenVINO compiled %s on %s (hint %s, config %s)", model_path, self.device, hint, config)
 
     @staticmethod
-    def _config(target: str, hint: str, precision: str | None, num_threads: int | None) -> dict:
+    def _config(
+        target: str, hint: str, precision: str | None, num_threads: int | None, pinning: bool | None = None
+    ) -> dict:
         config: dict = {"PERFORMANCE_HINT": hint}
         plain = target.split(".")[0]
         if precision is not None:
@@ -160,6 +165,8 @@ class OpenVinoBackend:
                 log.info("inference_precision %s ignored on %s (device picks its own)", precision, target)
         if num_threads and plain == "CPU":
             config["INFERENCE_NUM_THREADS"] = int(num_threads)
+        if pinning is not None and plain == "CPU":
+            config["ENABLE_CPU_PINNING"] = bool(pinning)
         return config
 
     def _execution_device(self, target: str) -> str:

@@ -66,6 +66,7 @@ class Detector:
         performance_hint: str = "LATENCY",
         inference_precision: str | None = None,
         num_threads: int | None = None,
+        cpu_pinning: bool | None = None,
     ) -> Detector:
         """Open ``package`` on ``backend`` (``auto``, ``openvino``, ``onnx``) and ``device``.
 
@@ -82,6 +83,7 @@ class Detector:
                 performance_hint=performance_hint,
                 inference_precision=inference_precision,
                 num_threads=num_threads,
+                cpu_pinning=cpu_pinning,
                 input_spec=package.input,
             )
         else:

@@ -33,6 +33,7 @@ import cv2
 import numpy as np
 
 from edgecv.errors import PipelineError
+from edgecv.threads import on_lane_thread
 
 log = logging.getLogger(__name__)
 
@@ -248,23 +249,27 @@ def _load_price_model(path: Path, backend: str):
     """OpenVINO CPU (~2.5x faster than ONNX Runtime on this tiny model), else ONNX Runtime.
 
     One request under a lock, on up to ``OCR_THREADS`` threads: an image's ~20 tag crops are one batch,
-    and two threads nearly halve its wall time (0.91 → 0.53 ms on the 2-core EPYC dev box, bf16 default).
-    In a backlog the second thread's spinning costs ~0.5 ms CPU per image at the same throughput
-    (docs/performance.md); an idle agent's latency is what it buys.
+    and two threads nearly halve its wall time (0.91 → 0.53 ms on the 2-core EPYC dev box, bf16 default);
+    an idle agent's latency is what it buys. Backlog lanes (``edgecv.threads.on_lane_thread``), which
+    each have one core while the others run beside them, get a second compile instead: one one-thread
+    stream per core, not pinned, a request per lane (the second thread's spinning cost a lane ~0.5 ms of
+    CPU per image, and the lock would make lanes wait for each other).
     """
     if backend in ("auto", "openvino") and find_spec("openvino") is not None:
         import openvino as ov
 
         core = ov.Core()
+        model = core.read_model(str(path))
         compiled = core.compile_model(
-            core.read_model(str(path)),
-            "CPU",
-            {"INFERENCE_NUM_THREADS": _ocr_threads(), "PERFORMANCE_HINT": "LATENCY"},
+            model, "CPU", {"INFERENCE_NUM_THREADS": _ocr_threads(), "PERFORMANCE_HINT": "LATENCY"}
         )
         request = compiled.create_infer_request()
         lock = threading.Lock()
+        lanes = _LaneRequests(core, model)
 
         def infer(batch: np.ndarray) -> np.ndarray:
+            if on_lane_thread():
+                return lanes.infer(batch)
             with lock:  # shared input/output: no copies in, one copy of the logits out (~1 ms less a call)
                 return request.infer({0: batch}, share_inputs=True, share_outputs=True)[0].copy()
 
@@ -279,6 +284,30 @@ def _load_price_model(path: Path, backend: str):
     name = session.get_inputs()[0].name
     log.info("price-tag OCR: %s on ONNX Runtime CPU", path.name)
     return lambda batch: session.run(None, {name: batch})[0]
+
+
+class _LaneRequests:
+    """The price reader for backlog lanes: compiled on first use with one single-thread stream per core
+    (not pinned to cores, like the lanes' detectors), and a request per concurrent caller, reused."""
+
+    def __init__(self, core, model) -> None:
+        self._core, self._model = core, model
+        self._compiled = None
+        self._free: list = []
+        self._lock = threading.Lock()
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        with self._lock:
+            if self._compiled is None:
+                n = str(max(1, min(4, len(os.sched_getaffinity(0)))))
+                config = {"NUM_STREAMS": n, "INFERENCE_NUM_THREADS": n, "ENABLE_CPU_PINNING": False}
+                self._compiled = self._core.compile_model(self._model, "CPU", config)
+            request = self._free.pop() if self._free else self._compiled.create_infer_request()
+        try:
+            return request.infer({0: batch}, share_inputs=True, share_outputs=True)[0].copy()
+        finally:
+            with self._lock:
+                self._free.append(request)
 
 
 # ------------------------------------------------------------------------------ PP-OCR (rapidocr)
