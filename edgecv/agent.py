@@ -82,19 +82,23 @@ class Agent:
         cfg = self.config
         if cfg.inbox is None:
             raise ConfigError("inbox: not set; pass --inbox DIR or set inbox in edgecv.toml")
-        with data_dir_lock(cfg.data_dir):
-            self.store = Store(cfg.db_path)
-            try:
-                self._run(cfg)
-            finally:
-                self.store.close()
-        log.info("agent stopped")
-
-    def _run(self, cfg: Config) -> None:
         # a thread back from C (a lane's decode or inference) waits at most this long for one running
         # Python (pipeline, JSON, SQLite) to hand over the GIL; the default is 5 ms. On the 2-core dev
         # box, five alternating pairs of 500-shelf backlogs: +4 % throughput (docs/performance.md)
+        switch = sys.getswitchinterval()
         sys.setswitchinterval(GIL_SWITCH_S)
+        try:
+            with data_dir_lock(cfg.data_dir):
+                self.store = Store(cfg.db_path)
+                try:
+                    self._run(cfg)
+                finally:
+                    self.store.close()
+        finally:
+            sys.setswitchinterval(switch)
+        log.info("agent stopped")
+
+    def _run(self, cfg: Config) -> None:
         store = self.store
         store.on_job_queued = self.signal.notify
         store.recover_jobs(cfg.max_attempts)
@@ -157,9 +161,9 @@ class Agent:
         if cfg.preload:
             for name in dict.fromkeys([cfg.default_model, *cfg.folders.values()]):
                 try:
-                    pool.load(name)
+                    latency = pool.load(name)
                     if name == cfg.default_model and cfg.backlog_batch > 1:
-                        for hint in backlog_hints(cfg):  # the first backlog does not wait for a compile
+                        for hint in backlog_hints(cfg, latency.device):  # the first backlog needs no compile
                             pool.load(name, hint=hint)
                 except EdgecvError as exc:
                     log.warning("model %s not loaded: %s", name, exc)

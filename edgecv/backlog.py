@@ -3,7 +3,7 @@
 Two ways, chosen by ``config.backlog_mode`` (``auto``: lanes when the model runs on the CPU, the request
 queue on an accelerator):
 
-- **Lanes** (CPU). One lane per core (at most 4), each a thread that takes an image from decoding to the
+- **Lanes** (CPU). One lane per core (at most 4; with several workers, the cores shared among them), each a thread that takes an image from decoding to the
   recorded result on a one-thread compile of the model (``DetectorPool.lanes``: not pinned to a core, so
   the OS spreads the lanes). On a CPU every stage competes for the same cores; lanes hand nothing from
   thread to thread and keep each image's data in one core's cache. On the 2-core EPYC dev box (500
@@ -24,6 +24,7 @@ is finished and unstarted claims go back to the queue without counting an attemp
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -38,22 +39,31 @@ from edgecv.threads import mark_lane_thread, name_os_thread, start_thread
 
 log = logging.getLogger(__name__)
 
-BACKLOG_MODES = ("auto", "lanes", "queue")
-
 
 def decode_threads() -> int:
-    """Threads for decoding (request queue) or lanes: one per core, at most 4."""
+    """Threads for decoding on the request-queue path: one per core, at most 4."""
     return max(1, min(4, len(os.sched_getaffinity(0))))
 
 
-def uses_lanes(config) -> bool:
-    """Whether backlogs run in lanes (``backlog_mode``; ``auto``: when the device is the CPU)."""
-    return config.backlog_mode == "lanes" or (config.backlog_mode == "auto" and config.device == "CPU")
+def lane_count(config) -> int:
+    """Lanes per worker: one per core, at most 4, the cores shared among ``config.workers``."""
+    return max(1, decode_threads() // max(1, config.workers))
 
 
-def backlog_hints(config) -> list[str]:
+def uses_lanes(config, device: str | None = None) -> bool:
+    """Whether a backlog runs in lanes: ``backlog_mode``, and for ``auto`` whether the model runs on the
+    CPU (``device``: where its LATENCY compile runs, ``Detector.device``; ``AUTO`` on a box without a GPU
+    or NPU, or a requested device that is absent, ends up on the CPU; default: ``config.device``)."""
+    if config.backlog_mode != "auto":
+        return config.backlog_mode == "lanes"
+    return all(d.strip().upper().startswith("CPU") for d in (device or config.device).split(","))
+
+
+def backlog_hints(config, device: str | None = None) -> list[str]:
     """The ``DetectorPool`` compiles a backlog of one model needs (to preload them)."""
-    return [lane_hint(i) for i in range(decode_threads())] if uses_lanes(config) else ["THROUGHPUT"]
+    if uses_lanes(config, device):
+        return [lane_hint(i) for i in range(lane_count(config))]
+    return ["THROUGHPUT"]
 
 
 def run_backlog(worker, jobs: list[Job]) -> list[Job]:
@@ -61,14 +71,31 @@ def run_backlog(worker, jobs: list[Job]) -> list[Job]:
     by_model: dict[str, list[Job]] = defaultdict(list)
     for job in jobs:
         by_model[job.model].append(job)
+    groups = list(by_model.items())
     finished: list[Job] = []
-    run = _run_lanes if uses_lanes(worker.config) else _run_queue
-    for model_jobs in by_model.values():
-        if worker.stopping():
-            worker.store.release_jobs([j.id for j in model_jobs], worker.owner)
-            continue
-        finished.extend(run(worker, model_jobs))
+    try:
+        while groups:
+            model, model_jobs = groups.pop(0)
+            if worker.stopping():
+                worker.store.release_jobs([j.id for j in model_jobs], worker.owner)
+                continue
+            run = _run_lanes if _lanes_for(worker, model) else _run_queue
+            finished.extend(run(worker, model_jobs))
+    finally:
+        if groups:  # an error (the database) stopped the batch: hand the other models' claims back
+            with contextlib.suppress(Exception):
+                worker.store.release_jobs([j.id for _, g in groups for j in g], worker.owner)
     return finished
+
+
+def _lanes_for(worker, model: str) -> bool:
+    cfg = worker.config
+    if cfg.backlog_mode != "auto" or cfg.device == "CPU":
+        return uses_lanes(cfg)
+    try:
+        return uses_lanes(cfg, worker.detectors.get(model).device)
+    except Exception:  # the model does not load: the request-queue path fails its jobs with the error
+        return False
 
 
 # ------------------------------------------------------------------------------------------------ lanes
@@ -113,12 +140,13 @@ class _Claims:
 def _run_lanes(worker, jobs: list[Job]) -> list[Job]:
     model = jobs[0].model
     try:
-        detectors = worker.detectors.lanes(model, decode_threads())
+        detectors = worker.detectors.lanes(model, lane_count(worker.config))
     except Exception as exc:  # model missing or broken: every job fails with the same clear error
         return [worker.fail(job, exc) for job in jobs]
     claims = _Claims(worker, model, jobs, batch=2 * len(detectors))
+    shared = len(detectors) > 1  # one lane (a small backlog, on the LATENCY compile) has every core
     lanes = [
-        start_thread(f"edgecv-lane-{i}", _lane, worker, detector, claims)
+        start_thread(f"edgecv-lane-{i}", _lane, worker, detector, claims, shared)
         for i, detector in enumerate(detectors)
     ]
     for thread in lanes:
@@ -131,14 +159,20 @@ def _run_lanes(worker, jobs: list[Job]) -> list[Job]:
     return claims.finished
 
 
-def _lane(worker, detector, claims: _Claims) -> None:
+def _lane(worker, detector, claims: _Claims, shared: bool) -> None:
     """One lane: each job from decoding to its recorded result on this thread and its own compile."""
-    mark_lane_thread()
+    if shared:
+        mark_lane_thread()
+    job = None
     try:
         while (job := claims.take()) is not None:
             claims.done(worker.run_job(job, detector))
+            job = None
     except BaseException as exc:  # recording failed: stop every lane and re-raise on the worker thread
         claims.fail_all(exc)
+        if job is not None:  # its result is not recorded: back to the queue now, not at its lease's end
+            with contextlib.suppress(Exception):  # (best effort: the database may still be failing)
+                worker.store.release_jobs([job.id], worker.owner)
 
 
 # ---------------------------------------------------------------------------------------- request queue

@@ -288,8 +288,9 @@ def validate(cfg: Config) -> None:
     cfg.device = cfg.device.upper()
     if cfg.backend not in ("auto", "openvino", "onnx"):
         raise ConfigError(f"backend: expected auto, openvino or onnx, got {cfg.backend!r}")
-    if cfg.backlog_mode not in ("auto", "lanes", "queue"):
+    if cfg.backlog_mode.lower() not in ("auto", "lanes", "queue"):
         raise ConfigError(f"backlog_mode: expected auto, lanes or queue, got {cfg.backlog_mode!r}")
+    cfg.backlog_mode = cfg.backlog_mode.lower()
     if cfg.precision not in (None, "int8", "fp32", "fp16"):
         raise ConfigError(f"precision: expected int8, fp32 or fp16, got {cfg.precision!r}")
     for key in ("workers", "backlog_min", "backlog_batch", "max_attempts", "max_image_pixels", "max_file_mb"):

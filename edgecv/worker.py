@@ -131,7 +131,8 @@ class Worker:
         """The job's observation, decoded image and detector (``detector``, else the model's compile for
         ``hint``). Raises EdgecvError with the job's error code."""
         observation = self.store.get_observation(job.observation_id)
-        detector = detector or self.detectors.get(job.model, hint=hint)
+        if detector is None:
+            detector = self.detectors.get(job.model, hint=hint)
         image = decode_file(
             self.config.data_dir / observation.spool_path, max_pixels=self.config.max_image_pixels
         )

@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 from conftest import distinct_jpeg, jpeg_bytes
 
-from edgecv.backlog import decode_threads
+from edgecv.backlog import backlog_hints, decode_threads, lane_count, uses_lanes
 from edgecv.ingest import ingest_bytes
 from edgecv.store import Store
 from edgecv.worker import Worker
@@ -115,5 +115,30 @@ def test_a_database_error_while_recording_reaches_the_worker_and_stops_nothing_e
     assert threading.active_count() == before  # the lanes or finishing threads ended, none left waiting
     counts = store.count_by_status()
     assert counts.get("completed", 0) == 0
-    if mode == "lanes":  # the lanes stopped at the error and handed back what they had not started
-        assert counts["queued"] >= 10 - 2 * 2 * decode_threads()
+    if mode == "lanes":  # the lanes stopped at the error and handed back every job they held
+        assert counts["queued"] == 10 and counts.get("processing", 0) == 0
+
+
+def test_auto_mode_runs_lanes_where_the_model_runs_on_the_cpu(config):
+    from dataclasses import replace as with_
+
+    assert uses_lanes(config)  # the default: device CPU, mode auto
+    assert not uses_lanes(with_(config, device="GPU"))
+    assert uses_lanes(with_(config, device="AUTO"), "CPU")  # AUTO on a box with no GPU or NPU
+    assert not uses_lanes(with_(config, device="AUTO"), "GPU.0,CPU")
+    assert uses_lanes(with_(config, device="GPU"), "CPU")  # an absent GPU falls back to the CPU
+    assert not uses_lanes(with_(config, backlog_mode="queue"))
+    assert uses_lanes(with_(config, device="NPU", backlog_mode="lanes"), "NPU")
+    assert backlog_hints(config) == [f"LANE-{i}" for i in range(lane_count(config))]
+    assert backlog_hints(with_(config, backlog_mode="queue")) == ["THROUGHPUT"]
+    assert lane_count(with_(config, workers=decode_threads() + 1)) == 1  # workers share the cores
+
+
+def test_agent_preloads_the_default_models_lanes(config, tmp_path):
+    from edgecv.agent import Agent
+
+    config.inbox = tmp_path / "inbox"
+    config.default_model = "rect"
+    agent = Agent(config)
+    pool = agent._preloaded_pool(config)
+    assert {hint for _, hint in pool.loaded()} == {"LATENCY", *backlog_hints(config)}

@@ -40,6 +40,7 @@ def test_config_env_var_names_the_file(tmp_path):
         ('workers = "many"\n', "workers: invalid literal"),
         ("workers = [\n", "not valid TOML"),
         ('[folders]\n"../x" = "m"\n', "folders.../x: must be a path relative to the inbox"),
+        ('backlog_mode = "fast"\n', "backlog_mode: expected auto, lanes or queue"),
     ],
 )
 def test_errors_name_the_key(tmp_path, text, message):

@@ -147,6 +147,24 @@ def test_concurrent_claims_never_hand_out_a_job_twice(tmp_path):
     assert len(claimed) == len(set(claimed)) == 60
 
 
+def test_connections_of_ended_threads_are_closed(store):
+    """Backlog lanes and decode pools are new threads every backlog: their connections must not pile up."""
+    for _ in range(5):
+        t = threading.Thread(target=store.count_queued)
+        t.start()
+        t.join()
+    store.count_queued()  # this thread's first use closes the ended threads' connections
+    assert len(store._connections) <= 2
+    opened, done = threading.Event(), threading.Event()
+    t = threading.Thread(target=lambda: (store.count_queued(), opened.set(), done.wait(5)))
+    t.start()
+    assert opened.wait(5)
+    store.count_queued()
+    assert any(owner is t for owner, _ in store._connections)  # a live thread's connection is kept
+    done.set()
+    t.join()
+
+
 def test_database_from_a_newer_version_is_refused_untouched(tmp_path):
     path = tmp_path / "db.sqlite"
     Store(path).close()

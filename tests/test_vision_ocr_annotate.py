@@ -52,6 +52,35 @@ def test_price_reader_reads_generator_tags(height):
     assert ocr.read_prices(image, jittered) == prices
 
 
+def test_backlog_lanes_read_prices_on_their_own_requests_with_the_same_results():
+    import threading
+
+    from edgecv.threads import mark_lane_thread
+
+    prices = ["2.49", "0.89", "12.99", "7.05", "3.10", "104.50"]
+    image, boxes = _generator_tags(prices, 16)
+    reader = ocr.get_price_reader()
+    got, errors = [], []
+
+    def lane(n: int) -> None:
+        mark_lane_thread()
+        try:
+            for _ in range(5):  # several lanes at once, more boxes for some: one request each, reused
+                got.append(ocr.read_prices(image, np.concatenate([boxes] * n)))
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=lane, args=(n,)) for n in (1, 2, 3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(got) == 15
+    assert all(g == prices * (len(g) // len(prices)) for g in got)
+    lanes = reader._infer.lanes  # the lanes' compile was made, and kept a request per concurrent lane
+    assert lanes._compiled is not None and 1 <= len(lanes._free) <= 3
+
+
 # a loose box as shelf-detection-v2 draws one on a small tag: too tall, its bottom edge on the shelf lip
 LOOSE = np.array([-0.15, -0.15, 0.2, 0.45])
 

@@ -88,7 +88,7 @@ class Store:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        self._connections: list[tuple[threading.Thread, sqlite3.Connection]] = []  # owner thread, conn
         self._lock = threading.Lock()
         # one writer at a time inside this process: a thread waiting for another thread's transaction
         # wakes the moment it commits, instead of sleeping in SQLite's busy handler (1, 2, 5, 10 … ms
@@ -110,8 +110,16 @@ class Store:
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
             self._local.conn = conn
+            me = threading.current_thread()
             with self._lock:
-                self._connections.append(conn)
+                # threads come and go (backlog lanes, decode pools): close the connections of those that
+                # ended, or a long-running agent would keep two file descriptors per backlog forever
+                ended = [c for t, c in self._connections if not t.is_alive()]
+                self._connections = [(t, c) for t, c in self._connections if t.is_alive()]
+                self._connections.append((me, conn))
+            for old in ended:
+                with contextlib.suppress(sqlite3.Error):
+                    old.close()
         return conn
 
     @contextlib.contextmanager
@@ -129,7 +137,7 @@ class Store:
 
     def close(self) -> None:
         with self._lock:
-            for conn in self._connections:
+            for _, conn in self._connections:
                 with contextlib.suppress(sqlite3.Error):
                     conn.close()
             self._connections.clear()

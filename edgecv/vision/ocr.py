@@ -273,6 +273,7 @@ def _load_price_model(path: Path, backend: str):
             with lock:  # shared input/output: no copies in, one copy of the logits out (~1 ms less a call)
                 return request.infer({0: batch}, share_inputs=True, share_outputs=True)[0].copy()
 
+        infer.lanes = lanes  # type: ignore[attr-defined]  # for tests: the lanes' compile and requests
         log.info("price-tag OCR: %s on OpenVINO CPU", path.name)
         return infer
     import onnxruntime as ort
