@@ -8,7 +8,14 @@ import pytest
 
 from edgecv.runtime.detections import Detections
 from edgecv.vision import PipelineInput, get_pipeline
-from edgecv.vision.damage import _thin, area_severity, condition_grade, crack_measure, crack_severity
+from edgecv.vision.damage import (
+    _thin,
+    area_severity,
+    black_hat,
+    condition_grade,
+    crack_measure,
+    crack_severity,
+)
 
 LABELS = ["crack", "spalling", "efflorescence", "rust-stain", "moisture-stain", "exposed-rebar"]
 
@@ -77,6 +84,17 @@ def _guo_hall_reference(mask: np.ndarray) -> np.ndarray:
                 changed = True
         if not changed:
             return img[1:-1, 1:-1].astype(np.uint8)
+
+
+@pytest.mark.parametrize("size", [15, 17, 23, 31, 45, 93])  # 93: a 4K photo's kernel
+def test_black_hat_matches_opencvs_elliptical_kernel(size):
+    rng = np.random.default_rng(size)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+    for k in range(12):
+        h, w = (int(v) for v in rng.integers(3, 160, 2))
+        img = rng.integers(0, 256, (h, w), dtype=np.uint8)
+        img = cv2.GaussianBlur(img, (5, 5), 0) if k % 2 else img
+        assert np.array_equal(black_hat(img, size), cv2.morphologyEx(img, cv2.MORPH_BLACKHAT, kernel))
 
 
 def test_thinning_matches_the_guo_hall_rule_pixel_for_pixel():
