@@ -3,13 +3,13 @@
 Two ways, chosen by ``config.backlog_mode`` (``auto``: lanes when the model runs on the CPU, the request
 queue on an accelerator):
 
-- **Lanes** (CPU). One lane per core (at most 4; with several workers, the cores shared among them), each a thread that takes an image from decoding to the
-  recorded result on a one-thread compile of the model (``DetectorPool.lanes``: not pinned to a core, so
-  the OS spreads the lanes). On a CPU every stage competes for the same cores; lanes hand nothing from
-  thread to thread and keep each image's data in one core's cache. On the 2-core EPYC dev box (500
-  shelves, 2026-12-01) they completed 152-176 images/s in steady state against 134-145 for the request
-  queue below (docs/performance.md).
-- **Request queue** (GPU, NPU, ``AUTO``). Decoding + letterboxing in a small thread pool
+- **Lanes** (CPU). One lane per core (at most 4; with several workers the cores are shared among them),
+  each a thread that takes an image from decoding to the recorded result on a one-thread compile of the
+  model (``DetectorPool.lanes``: not pinned to a core, so the OS spreads the lanes). On a CPU every stage
+  competes for the same cores; lanes hand nothing from thread to thread and keep each image's data in one
+  core's cache. On the 2-core EPYC dev box (500 images, 2026-12-01) they completed a few per cent more
+  images per second than the request queue, on less CPU per image (docs/performance.md).
+- **Request queue** (a GPU or NPU, ``AUTO`` choosing one, or ``backlog_mode = "queue"``). Decoding + letterboxing in a small thread pool
   (``cv2.imdecode`` and ``cv2.resize`` release the GIL), whose threads also start each image's inference
   on OpenVINO's asynchronous request queue (THROUGHPUT hint: as many parallel requests as the device
   likes); post-processing, the domain pipeline and recording run on a few finishing threads as each
