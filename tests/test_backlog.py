@@ -37,7 +37,7 @@ def test_backlog_matches_single_path(store, config, tmp_path, backend, mode):
     assert worker.run_once() is not None  # 12 queued ≥ backlog_min: one batch, overlapped
     assert store.count_by_status()["completed"] == 12
     hints = {hint for _, hint in worker.detectors.loaded()}
-    assert hints == ({f"LANE-{i}" for i in range(decode_threads())} if mode == "lanes" else {"THROUGHPUT"})
+    assert hints == ({f"LANE-{i}" for i in range(lane_count(config))} if mode == "lanes" else {"THROUGHPUT"})
 
     single_cfg = replace(config, data_dir=tmp_path / "single", backlog_batch=1)
     single_store = Store(single_cfg.db_path)
