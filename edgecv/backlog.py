@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import queue
 import threading
 import time
@@ -35,14 +34,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 from edgecv.jobs import Job
 from edgecv.registry import lane_hint
-from edgecv.threads import mark_lane_thread, name_os_thread, start_thread
+from edgecv.threads import lane_slots, mark_lane_thread, name_os_thread, start_thread
 
 log = logging.getLogger(__name__)
 
 
 def decode_threads() -> int:
     """Threads for decoding on the request-queue path: one per core, at most 4."""
-    return max(1, min(4, len(os.sched_getaffinity(0))))
+    return lane_slots()
 
 
 def lane_count(config) -> int:

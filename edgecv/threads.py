@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+import os
 import sys
 import threading
 from collections.abc import Callable
@@ -46,6 +47,22 @@ def start_thread(name: str, target: Callable, *args, daemon: bool = True) -> thr
     thread = threading.Thread(target=run, name=name, daemon=daemon)
     thread.start()
     return thread
+
+
+MAX_LANES = 4  # backlog lanes (or decode threads) per process, and the price reader's lane streams
+
+
+def usable_cores() -> int:
+    """CPU cores this process may use (respects taskset/cgroup affinity)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def lane_slots() -> int:
+    """Backlog lanes (or decode threads) this process runs at most: one per core, at most ``MAX_LANES``."""
+    return min(MAX_LANES, usable_cores())
 
 
 _lane = threading.local()

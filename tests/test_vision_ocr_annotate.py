@@ -106,14 +106,19 @@ def test_tag_refiner_keeps_degenerate_and_empty_boxes():
     assert np.array_equal(refiner.refine(image, flat), flat)
 
 
-def test_tag_refiner_is_checked(tmp_path):
-    meta = json.loads((ocr.PRICE_MODEL_DIR / "refiner.json").read_text())
+@pytest.mark.parametrize(
+    ("meta_name", "load"), [("model.json", ocr.PriceReader), ("refiner.json", ocr.TagRefiner)]
+)
+def test_shipped_price_files_are_small_and_checked(tmp_path, meta_name, load):
+    meta = json.loads((ocr.PRICE_MODEL_DIR / meta_name).read_text())
     weights = ocr.PRICE_MODEL_DIR / meta["file"]
     assert weights.stat().st_size < 1_000_000
-    (tmp_path / "refiner.json").write_text(json.dumps(meta))
+    if meta_name == "model.json":
+        assert meta["alphabet"] == ocr.PRICE_CHARS
+    (tmp_path / meta_name).write_text(json.dumps(meta))
     (tmp_path / meta["file"]).write_bytes(weights.read_bytes()[:-1] + b"x")
     with pytest.raises(PipelineError, match="sha256"):
-        ocr.TagRefiner(tmp_path)
+        load(tmp_path)
 
 
 def test_price_reader_without_a_refiner_reads_the_boxes_as_given(tmp_path):
@@ -134,16 +139,6 @@ def test_sample_regions_puts_the_grid_on_the_region():
     # a region past the image's left edge repeats the edge pixel instead of failing
     grey, ok, edges = ocr.sample_regions(ramp, np.array([[-8.0, 4.0, 8.0, 20.0]]), (16, 16), (0, 0, 1, 1))
     assert ok.all() and np.array_equal(grey[0, 0], [0] * 8 + list(range(8)))
-
-
-def test_price_reader_is_checked_and_small(tmp_path):
-    meta = json.loads((ocr.PRICE_MODEL_DIR / "model.json").read_text())
-    model = ocr.PRICE_MODEL_DIR / meta["file"]
-    assert meta["alphabet"] == ocr.PRICE_CHARS and model.stat().st_size < 1_000_000
-    (tmp_path / "model.json").write_text(json.dumps(meta))
-    (tmp_path / meta["file"]).write_bytes(model.read_bytes()[:-1] + b"x")
-    with pytest.raises(PipelineError, match="sha256"):
-        ocr.PriceReader(tmp_path)
 
 
 def test_price_reader_crops_with_the_region_it_was_trained_on(tmp_path):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import itertools
 import logging
-import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Protocol
 import numpy as np
 
 from edgecv.errors import InferenceError, ModelPackageError
+from edgecv.threads import usable_cores
 
 log = logging.getLogger(__name__)
 
@@ -41,14 +41,6 @@ class Backend(Protocol):
     def output_shape(self) -> list[int | None]: ...
 
     def infer(self, tensor: np.ndarray) -> np.ndarray: ...
-
-
-def default_threads() -> int:
-    """CPU threads this process may use (respects taskset/cgroup affinity)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def choose_device(requested: str, available: list[str]) -> str:
@@ -310,7 +302,7 @@ class OnnxRuntimeBackend:
             log.warning("device %s was requested but the onnx backend runs on CPU only; using CPU", device)
         self.device = "CPU"
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = num_threads or default_threads()
+        opts.intra_op_num_threads = num_threads or usable_cores()
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 
 from edgecv.errors import PipelineError
-from edgecv.threads import on_lane_thread
+from edgecv.threads import lane_slots, on_lane_thread, usable_cores
 
 log = logging.getLogger(__name__)
 
@@ -242,7 +242,7 @@ OCR_THREADS = 2
 
 
 def _ocr_threads() -> int:
-    return max(1, min(OCR_THREADS, len(os.sched_getaffinity(0))))
+    return min(OCR_THREADS, usable_cores())
 
 
 def _load_price_model(path: Path, backend: str):
@@ -300,7 +300,7 @@ class _LaneRequests:
     def infer(self, batch: np.ndarray) -> np.ndarray:
         with self._lock:
             if self._compiled is None:
-                n = str(max(1, min(4, len(os.sched_getaffinity(0)))))
+                n = str(lane_slots())  # a stream for each lane there can be
                 config = {"NUM_STREAMS": n, "INFERENCE_NUM_THREADS": n, "ENABLE_CPU_PINNING": False}
                 self._compiled = self._core.compile_model(self._model, "CPU", config)
             request = self._free.pop() if self._free else self._compiled.create_infer_request()
