@@ -323,7 +323,10 @@ def _jpeg(quality: int) -> Variant:
 
 def _envelope(boxes: np.ndarray, project: Callable[[np.ndarray], np.ndarray], w: int, h: int) -> np.ndarray:
     """Truth after a geometric warp: the clipped envelope of each box's four projected corners."""
-    x1, y1, x2, y2 = np.asarray(boxes, np.float64).reshape(-1, 4).T
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    if not len(boxes):
+        return boxes
+    x1, y1, x2, y2 = boxes.T
     corners = np.stack([np.stack(c, 1) for c in ((x1, y1), (x2, y1), (x2, y2), (x1, y2))], 1)
     pts = project(corners.reshape(-1, 2)).reshape(-1, 4, 2)
     env = np.stack((pts[..., 0].min(1), pts[..., 1].min(1), pts[..., 0].max(1), pts[..., 1].max(1)), 1)
