@@ -216,11 +216,12 @@ def evaluate_one(a: argparse.Namespace, pkg_dir: Path, tmp: Path) -> dict:
         headline["int8LossMAP50_95Points"] = round(
             100 * (runs["openvino-fp32-f32"]["mAP50_95"] - default["mAP50_95"]), 2
         )
-    if speed:
-        headline["throughputFps"] = {k: v.get("throughputFps") for k, v in speed.items()}
-        headline["int8SpeedupVsF32"] = round(
-            speed["openvino-int8"]["throughputFps"] / speed["openvino-fp32-f32"]["throughputFps"], 2
-        )
+    headline["throughputFps"] = {k: v.get("throughputFps") for k, v in speed.items()}
+    headline["int8SpeedupVsF32"] = (
+        round(speed["openvino-int8"]["throughputFps"] / speed["openvino-fp32-f32"]["throughputFps"], 2)
+        if speed
+        else None
+    )
     headline["int8WeightBytes"] = sum(
         (pkg_dir / f).stat().st_size for w in pkg.weights if w.precision == "int8" for f in w.files
     )
