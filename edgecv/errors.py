@@ -122,3 +122,9 @@ class DiskBudgetExceeded(EdgecvError):
     """The spool and job log are over ``sync.disk_budget_mb`` even after retention; new images are refused."""
 
     code = "disk_budget_exceeded"
+
+
+class DatasetError(EdgecvError):
+    """An evaluation dataset folder cannot be used (no usable labels, an unreadable annotation file)."""
+
+    code = "dataset_invalid"

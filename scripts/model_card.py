@@ -197,13 +197,16 @@ def render(pkg_dir: Path) -> str:
         "",
         "Robustness of the default INT8 model (mAP50, relative drop vs clean):",
         "",
-        "| variant | mAP50 | mAP50-95 | relative mAP50 drop |",
-        "|---|---|---|---|",
+        "| variant | mAP50 | mAP50-95 | relative mAP50 drop | relative mAP50-95 drop | precision at conf |",
+        "|---|---|---|---|---|---|",
     ]
     for k, v in int8.get("robustness", {}).items():
+        drop95 = f"{100 * v['mAP50_95RelativeDrop']:.1f} %" if "mAP50_95RelativeDrop" in v else "–"
         lines.append(
-            f"| {k} | {fmt(v['mAP50'])} | {fmt(v['mAP50_95'])} | {100 * v['mAP50RelativeDrop']:.1f} % |"
+            f"| {k} | {fmt(v['mAP50'])} | {fmt(v['mAP50_95'])} | {100 * v['mAP50RelativeDrop']:.1f} % "
+            f"| {drop95} | {fmt(v['precision']) if 'precision' in v else '–'} |"
         )
+    lines += heldout_lines(report.get("heldout"))
     lines += ["", "Per-class AP (OpenVINO INT8):", "", "| class | AP50 | AP50-95 |", "|---|---|---|"]
     for k, v in int8["per_class"].items():
         lines.append(f"| {k} | {fmt(v['AP50'])} | {fmt(v['AP50_95'])} |")
@@ -264,6 +267,25 @@ def render(pkg_dir: Path) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def heldout_lines(h: dict | None) -> list[str]:
+    """The held-out section (negatives, second style) of a report that has one."""
+    if not h:
+        return []
+    lines = ["", "Held-out sets built apart from the training generator (docs/training.md):", ""]
+    for kind, v in h["negatives"]["byKind"].items():
+        lines.append(
+            f"- {kind} negatives ({v['images']} images): {v['falsePerImage']:.2f} false detections per image, "
+            f"highest confidence {v['maxConfidence']:.2f}"
+        )
+    p = h.get("secondStyle", {}).get("groups", {}).get("product")
+    if p:
+        lines.append(
+            f"- second shelf style ({h['secondStyle']['images']} images): product recall {p['recall']:.3f}, "
+            f"extra boxes {100 * p['extraBoxes']:.1f} %, AP50 {fmt(p.get('AP50'))}, AP50-95 {fmt(p.get('AP50_95'))}"
+        )
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:

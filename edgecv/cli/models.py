@@ -83,7 +83,8 @@ def add_model(app: AppContext, path: Path, name: str, description: str, force: b
     "data_dir",
     required=True,
     type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="A dataset folder with images/ and annotations.json (COCO).",
+    help="A labelled folder: images/ with labels/*.txt (YOLO) or annotations.json (COCO; category names "
+    "matched to the model's labels).",
 )
 @click.option("--backend", type=click.Choice(["openvino", "onnx"]), default="openvino", show_default=True)
 @click.option("--precision", type=click.Choice(["int8", "fp32"]), default=None)
@@ -92,7 +93,10 @@ def add_model(app: AppContext, path: Path, name: str, description: str, force: b
 def eval_model(
     app: AppContext, name: str, data_dir: Path, backend: str, precision: str | None, as_json: bool
 ) -> None:
-    """COCO mAP50 and mAP50-95 of an installed model on a labelled dataset."""
+    """COCO mAP50 and mAP50-95 of an installed model on a labelled dataset (YOLO or COCO folder).
+
+    Boxes of classes the model does not have are reported and left out; a folder without any usable
+    label is an error."""
     from edgecv.evaluation import evaluate_package
 
     try:
@@ -103,7 +107,11 @@ def eval_model(
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
-    click.echo(f"{name} ({backend}/{precision or pkg.default_precision}) on {data_dir}:")
-    for key in ("mAP50", "mAP50-95"):
-        if key in report:
-            click.echo(f"  {key}: {report[key]:.4f}")
+    click.echo(f"{name} ({backend}/{precision or pkg.default_precision}) on {data_dir} ({report['format']}):")
+    click.echo(f"  images: {report['images']}, boxes: {report['instances']}")
+    click.echo(f"  mAP50: {report['mAP50']:.4f}")
+    click.echo(f"  mAP50-95: {report['mAP50_95']:.4f}")
+    at = report["atThreshold"]
+    click.echo(f"  at conf {at['conf']}: precision {at['precision']:.4f}, recall {at['recall']:.4f}")
+    for label, count in report.get("unknownCategories", {}).items():
+        click.echo(f"  skipped {count} boxes of {label!r}: not a label of {name}")
