@@ -23,7 +23,26 @@ class EdgecvError(Exception):
 
 
 class ConfigError(EdgecvError):
+    """A setting is wrong. ``key`` is the dotted key (``workers``, ``sync.url``) when one is to blame,
+    ``value`` the offending value, ``hint`` what is expected, ``choices`` the valid keys or names."""
+
     code = "config_invalid"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        key: str | None = None,
+        value: object = None,
+        hint: str | None = None,
+        choices: tuple[str, ...] | list[str] = (),
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message, code=code)
+        self.key = key
+        self.value = value
+        self.hint = hint
+        self.choices = tuple(choices)
 
 
 class ModelNotFound(EdgecvError):

@@ -113,7 +113,7 @@ def test_shipped_template_validates_as_is():
         ("[sync]\nurll = 'http://x'\n", "unknown key sync.'urll'"),
         ("workers = 0\n", "workers: must be at least 1, got 0"),
         ("[sync]\nimage_policy = 'all'\n", "sync.image_policy: expected none, thumbnail or full, got 'all'"),
-        ("[api]\nport = 'eighty'\n", "api.port: invalid literal for int()"),
+        ("[api]\nport = 'eighty'\n", "api.port: must be an integer, got 'eighty'"),
         ("workers = \n", "not valid TOML"),
     ],
 )

@@ -6,7 +6,6 @@ from __future__ import annotations
 import difflib
 import json
 import os
-import re
 from pathlib import Path
 
 import click
@@ -103,21 +102,20 @@ def config_check(path: Path | None) -> None:
         cfg = load_config(path, environ={})
     except ConfigError as exc:
         message = str(exc) if str(exc).startswith(str(path)) else f"{path}: {exc}"
-        raise click.ClickException(_with_suggestion(message)) from None
+        raise click.ClickException(message + _suggestion(exc)) from None
     sync = f"sync to {cfg.sync.url}" if cfg.sync.url else "sync disabled"
     click.echo(f"{path}: ok (data_dir {cfg.data_dir}, inbox {cfg.inbox or '(not set)'}, {sync})")
 
 
-def _with_suggestion(message: str) -> str:
-    """Add "did you mean …?" to an unknown-key error."""
-    match = re.search(r"unknown key (?:(\w+)\.)?'([^']+)'; known keys: (.+)$", message)
-    if not match:
-        return message
-    section, key, known = match.groups()
-    close = difflib.get_close_matches(key, [k.strip() for k in known.split(",")], n=1)
+def _suggestion(exc: ConfigError) -> str:
+    """`` (did you mean 'workers'?)`` for an unknown key close to a known one, else ``""``."""
+    if not exc.key or not exc.choices:
+        return ""
+    section, _, key = exc.key.rpartition(".")
+    close = difflib.get_close_matches(key, exc.choices, n=1)
     if not close:
-        return message
-    return f"{message} (did you mean {f'{section}.' if section else ''}{close[0]!r}?)"
+        return ""
+    return f" (did you mean {f'{section}.' if section else ''}{close[0]!r}?)"
 
 
 @main.group("service")
