@@ -21,7 +21,7 @@ from edgecv.backlog import backlog_hints
 from edgecv.config import Config
 from edgecv.errors import AgentLocked, ConfigError, EdgecvError
 from edgecv.ingest import recover_spool
-from edgecv.registry import DetectorPool
+from edgecv.registry import DetectorPool, check_model_names
 from edgecv.status import write_agent_state
 from edgecv.store import Store
 from edgecv.threads import name_os_thread, start_thread
@@ -52,6 +52,22 @@ def data_dir_lock(data_dir: Path) -> Iterator[None]:
         os.close(fd)
 
 
+def check_startable(cfg: Config) -> None:
+    """Refuse a config the agent would misuse: no inbox, a missing inbox (a typo would be watched
+    forever), or a model name that is not installed (every image would become a failed job)."""
+    if cfg.inbox is None:
+        raise ConfigError("inbox: not set; pass --inbox DIR or set inbox in edgecv.toml", key="inbox")
+    if not cfg.inbox.is_dir():
+        problem = "is not a folder" if cfg.inbox.exists() else "does not exist"
+        raise ConfigError(
+            f"inbox: {cfg.inbox} {problem}; check the path, or create it first (mkdir -p {cfg.inbox})",
+            key="inbox",
+            value=str(cfg.inbox),
+            hint="an existing folder",
+        )
+    check_model_names(cfg)
+
+
 @dataclass
 class Agent:
     config: Config
@@ -80,8 +96,7 @@ class Agent:
     def run(self) -> None:
         """Run until :meth:`request_stop` (or a signal). Blocks."""
         cfg = self.config
-        if cfg.inbox is None:
-            raise ConfigError("inbox: not set; pass --inbox DIR or set inbox in edgecv.toml")
+        check_startable(cfg)
         # a thread back from C (a lane's decode or inference) waits at most this long for one running
         # Python (pipeline, JSON, SQLite) to hand over the GIL; the default is 5 ms. On the 2-core dev
         # box, five alternating pairs of 500-shelf backlogs: +4 % throughput (docs/performance.md)

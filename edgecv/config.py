@@ -178,7 +178,7 @@ def _coerce(value: Any, typ: Any, key: str, where: str = "") -> Any:
                 raise ValueError(value)
             return str(value)
         if typ is Path:
-            if not isinstance(value, str):
+            if not isinstance(value, (str, os.PathLike)):
                 raise ValueError(value)
             return Path(value).expanduser()
         if origin is list:
@@ -343,6 +343,8 @@ def validate(cfg: Config) -> None:
             )
     for folder, model in cfg.folders.items():
         if Path(folder).is_absolute() or ".." in Path(folder).parts:
-            raise ConfigError(f"folders.{folder}: must be a path relative to the inbox", key=f"folders.{folder}")
+            raise ConfigError(
+                f"folders.{folder}: must be a path relative to the inbox", key=f"folders.{folder}"
+            )
         if not model:
             raise ConfigError(f"folders.{folder}: model name is empty", key=f"folders.{folder}", value=model)

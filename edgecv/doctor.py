@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 from edgecv.config import Config
 from edgecv.errors import EdgecvError, SchemaTooNew
-from edgecv.registry import model_dirs
+from edgecv.registry import installed_models, model_dirs, unknown_models
 from edgecv.runtime.package import MANIFEST_NAMES, load_package
 from edgecv.store import schema_version
 from edgecv.store import status as db
@@ -137,13 +137,14 @@ def check_models(config: Config, *, load: bool = True) -> list[Check]:
     """Each package: manifest valid, every sha256 right, and (``load``) a Detector opens on it."""
     packages = _package_dirs(config)
     out: list[Check] = []
-    if config.default_model not in packages:
+    installed = ", ".join(sorted(installed_models(config))) or "none"
+    for key, name in unknown_models(config).items():
         out.append(
             Check(
-                "default model",
+                key,
                 FAIL,
-                f"{config.default_model!r} is not installed (installed: {', '.join(sorted(packages)) or 'none'})",
-                "set default_model to an installed model, or `edgecv models add` it",
+                f"{name!r} is not installed (installed: {installed}); its images would all fail",
+                f"set {key} to an installed model, or `edgecv models add` it",
             )
         )
     for name, path in packages.items():

@@ -134,6 +134,26 @@ def test_config_check_suggests_the_key_meant(tmp_path):
     assert "(did you mean sync.'api_key'?)" in invoke("config", "check", str(path)).output
 
 
+def test_config_check_names_every_model_that_is_not_installed(tmp_path, models_root):
+    path = tmp_path / "edgecv.toml"
+    path.write_text(
+        f'models_dirs = ["{models_root}"]\ndefault_model = "rekt"\n'
+        '[folders]\nshelves = "rect"\nfacades = "building-inspection-v9"\n'
+    )
+    result = invoke("config", "check", str(path))
+    assert result.exit_code == 1
+    first = result.output.splitlines()[0]
+    assert first.startswith(
+        f"Error: {path}: default_model 'rekt', folders.facades 'building-inspection-v9': not installed "
+        "(installed: building-inspection-v1, "
+    )
+    assert ", rect, " in first and first.endswith(
+        "fix the name in edgecv.toml, or install the model with `edgecv models add` (did you mean 'rect'?)"
+    )
+    path.write_text(f'models_dirs = ["{models_root}"]\ndefault_model = "rect"\n[folders]\nshelves = "rect"\n')
+    assert invoke("config", "check", str(path)).exit_code == 0
+
+
 def test_config_check_ok_and_default_path(tmp_path, monkeypatch):
     path = tmp_path / "edgecv.toml"
     service.write_config(path, data_dir=tmp_path / "d", inbox=tmp_path / "in")
@@ -214,12 +234,17 @@ def test_doctor_finds_a_corrupt_model_and_a_missing_default(config, tmp_path, mo
         last = fh.read(1)
         fh.seek(-1, os.SEEK_END)
         fh.write(bytes([last[0] ^ 0xFF]))
-    cfg = dataclasses.replace(config, models_dirs=[root], default_model="shelf-detection-v9")
+    cfg = dataclasses.replace(
+        config, models_dirs=[root], default_model="shelf-detection-v9", folders={"a": "rect", "b": "rekt"}
+    )
     checks = _by_name(doctor.check_models(cfg))
     assert checks["model rect"].status == "FAIL"
     assert "model.onnx is corrupt or was changed" in checks["model rect"].detail
-    assert checks["default model"].status == "FAIL"
-    assert "'shelf-detection-v9' is not installed" in checks["default model"].detail
+    assert checks["default_model"].status == "FAIL"
+    assert checks["default_model"].detail.startswith("'shelf-detection-v9' is not installed (installed: ")
+    assert "rect" in checks["default_model"].detail
+    assert checks["folders.b"].status == "FAIL" and "'rekt' is not installed" in checks["folders.b"].detail
+    assert "folders.a" not in checks
 
 
 def test_doctor_database_checks(config, store):

@@ -116,6 +116,38 @@ def test_bad_config_is_reported_with_the_key(cli, tmp_path):
     assert "workers: must be at least 1" in result.output
 
 
+def test_agent_refuses_a_missing_inbox_and_creates_nothing(cli, tmp_path):
+    typo = tmp_path / "typo" / "inbox"
+    result = cli("agent", "--inbox", str(typo), "--once", ok=False)
+    assert result.exit_code == 1
+    assert result.output == (
+        f"Error: inbox: {typo} does not exist; check the path, or create it first (mkdir -p {typo})\n"
+    )
+    assert not (tmp_path / "typo").exists() and not (tmp_path / "data").exists()
+
+
+def test_agent_refuses_model_names_that_are_not_installed(cli, tmp_path):
+    (tmp_path / "inbox").mkdir()
+    toml = tmp_path / "edgecv.toml"
+    toml.write_text('[folders]\nshelves = "rect"\nfacades = "rekt"\n')
+    result = cli("--config", str(toml), "agent", "--inbox", str(tmp_path / "inbox"), "--once", ok=False)
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: folders.facades 'rekt': not installed (installed: ")
+    assert not (tmp_path / "data").exists()
+    ok = cli(
+        "--config",
+        str(toml),
+        "agent",
+        "--inbox",
+        str(tmp_path / "inbox"),
+        "--once",
+        "--model",
+        "nope",
+        ok=False,
+    )
+    assert ok.output.startswith("Error: default_model 'nope', folders.facades 'rekt': not installed")
+
+
 def _commands(group: click.Group, prefix=()):
     for name, cmd in group.commands.items():
         yield (*prefix, name), cmd

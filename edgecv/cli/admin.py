@@ -15,6 +15,7 @@ from edgecv import service as service_lib
 from edgecv.cli import AppContext, fail, main, pass_app
 from edgecv.config import DEFAULT_CONFIG_NAME, find_config_file, load_config
 from edgecv.errors import ConfigError, EdgecvError
+from edgecv.registry import check_model_names
 from edgecv.status import format_status, status_snapshot
 
 
@@ -100,6 +101,7 @@ def config_check(path: Path | None) -> None:
         )
     try:
         cfg = load_config(path, environ={})
+        check_model_names(cfg)
     except ConfigError as exc:
         message = str(exc) if str(exc).startswith(str(path)) else f"{path}: {exc}"
         raise click.ClickException(message + _suggestion(exc)) from None
@@ -108,11 +110,14 @@ def config_check(path: Path | None) -> None:
 
 
 def _suggestion(exc: ConfigError) -> str:
-    """`` (did you mean 'workers'?)`` for an unknown key close to a known one, else ``""``."""
+    """`` (did you mean 'workers'?)`` for an unknown key or name close to a valid one, else ``""``."""
     if not exc.key or not exc.choices:
         return ""
-    section, _, key = exc.key.rpartition(".")
-    close = difflib.get_close_matches(key, exc.choices, n=1)
+    if isinstance(exc.value, str):  # a mistyped value (a model name)
+        section, typed = "", exc.value
+    else:  # a mistyped key
+        section, _, typed = exc.key.rpartition(".")
+    close = difflib.get_close_matches(typed, exc.choices, n=1)
     if not close:
         return ""
     return f" (did you mean {f'{section}.' if section else ''}{close[0]!r}?)"
