@@ -22,7 +22,7 @@ from edgecv.config import Config
 from edgecv.errors import AgentLocked, ConfigError, EdgecvError
 from edgecv.ingest import recover_spool
 from edgecv.registry import DetectorPool, check_model_names
-from edgecv.status import write_agent_state
+from edgecv.status import remove_agent_state, write_agent_state
 from edgecv.store import Store
 from edgecv.threads import name_os_thread, start_thread
 from edgecv.watcher import InboxWatcher, Intake
@@ -84,6 +84,7 @@ class Agent:
         self.metrics = None
         self.pools: list[DetectorPool] = []
         self.relay = None
+        self.api_url: str | None = None  # where the local API listens, once it does
 
     def request_stop(self, *_args) -> None:
         self.stop_event.set()
@@ -109,6 +110,7 @@ class Agent:
                     self._run(cfg)
                 finally:
                     self.store.close()
+                    remove_agent_state(cfg)
         finally:
             sys.setswitchinterval(switch)
         log.info("agent stopped")
@@ -122,6 +124,7 @@ class Agent:
 
         self.metrics = Metrics(store)
         self._start_services(cfg, store)
+        write_agent_state(cfg, {}, api_url=self.api_url)
         name_os_thread("edgecv-infer")  # OpenVINO's threads, started while models load, inherit it
         pools = [self._preloaded_pool(cfg) for _ in range(cfg.workers)]
         name_os_thread("edgecv-main")
@@ -223,4 +226,5 @@ class Agent:
             server = make_server(cfg, store, metrics=self.metrics)
             server.start()
             self.services.append(server)
+            self.api_url = server.url
             log.info("local API on %s", server.url)

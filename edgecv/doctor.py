@@ -22,6 +22,7 @@ from edgecv.config import Config
 from edgecv.errors import EdgecvError, SchemaTooNew
 from edgecv.registry import installed_models, model_dirs, unknown_models
 from edgecv.runtime.package import MANIFEST_NAMES, load_package
+from edgecv.status import describe_agent, running_agent, with_agent_settings
 from edgecv.store import schema_version
 from edgecv.store import status as db
 
@@ -56,6 +57,11 @@ def _mb(n: float) -> str:
 
 
 # -- checks ------------------------------------------------------------------------------------------
+
+
+def check_agent(config: Config) -> list[Check]:
+    """Whether an agent runs on this data dir, and with which settings (the other checks use them)."""
+    return [Check("agent", OK, describe_agent(config, running_agent(config)))]
 
 
 def check_versions(config: Config) -> list[Check]:
@@ -469,6 +475,7 @@ def check_clock(config: Config, now: datetime | None = None) -> list[Check]:
 
 
 CHECKS: dict[str, Callable[[Config], list[Check]]] = {
+    "agent": check_agent,
     "versions": check_versions,
     "devices": check_devices,
     "models": check_models,
@@ -487,6 +494,8 @@ def run_checks(config: Config, *, skip: Iterable[str] = ()) -> list[Check]:
     unknown = skipped - set(CHECKS)
     if unknown:
         raise ValueError(f"unknown check(s): {', '.join(sorted(unknown))}; known: {', '.join(CHECKS)}")
+    # a running agent's inbox, models and poll mode are what matter, not the config file's
+    config = with_agent_settings(config, running_agent(config))
     results: list[Check] = []
     for name, check in CHECKS.items():
         if name in skipped:

@@ -422,8 +422,11 @@ def test_status_shows_the_running_agent_and_its_devices(config, store):
         )
         assert result.exit_code == 0, result.output
         assert json.loads(result.output)["agent"]["running"] is True
+        assert doctor.check_agent(config)[0].detail.startswith(f"agent running (pid {os.getpid()}) since ")
     after = status_snapshot(config)
     assert after["agent"]["running"] is False and after["agent"]["stale"] is True
+    # the file a killed agent left behind is not taken for a running agent
+    assert doctor.check_agent(config)[0].detail == f"no agent running on {config.data_dir}"
 
 
 # -- systemd service -----------------------------------------------------------------------------
