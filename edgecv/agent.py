@@ -21,6 +21,7 @@ from edgecv.backlog import backlog_hints
 from edgecv.config import Config
 from edgecv.errors import AgentLocked, ConfigError, EdgecvError
 from edgecv.ingest import recover_spool
+from edgecv.paths import ensure_writable_dir
 from edgecv.registry import DetectorPool, check_model_names
 from edgecv.status import remove_agent_state, write_agent_state
 from edgecv.store import Store
@@ -36,7 +37,7 @@ GIL_SWITCH_S = 0.0005
 @contextlib.contextmanager
 def data_dir_lock(data_dir: Path) -> Iterator[None]:
     """Exclusive, process-lifetime lock on the data dir (released by the kernel if we are killed)."""
-    data_dir.mkdir(parents=True, exist_ok=True)
+    ensure_writable_dir(data_dir)
     fd = os.open(data_dir / "agent.lock", os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:

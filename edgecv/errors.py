@@ -141,3 +141,20 @@ class DiskBudgetExceeded(EdgecvError):
     """The spool and job log are over ``sync.disk_budget_mb`` even after retention; new images are refused."""
 
     code = "disk_budget_exceeded"
+
+
+class DataDirError(EdgecvError):
+    """The data dir (or a folder in it) cannot be created or written by this user."""
+
+    code = "data_dir_unwritable"
+
+
+class PortInUse(EdgecvError):
+    """The local API's port is taken (another agent or ``edgecv serve``?)."""
+
+    code = "port_in_use"
+
+    def __init__(self, message: str, *, host: str, port: int) -> None:
+        super().__init__(message)
+        self.host = host
+        self.port = port

@@ -53,9 +53,7 @@ def agent_settings(config: Config) -> dict[str, Any]:
     }
 
 
-def write_agent_state(
-    config: Config, detectors: Mapping[str, Any], *, api_url: str | None = None
-) -> Path:
+def write_agent_state(config: Config, detectors: Mapping[str, Any], *, api_url: str | None = None) -> Path:
     """Publish this process's pid, effective settings and loaded models (``name → Detector``) for
     ``edgecv status`` and ``edgecv doctor``.
 

@@ -8,7 +8,7 @@ import click
 
 from edgecv.agent import Agent
 from edgecv.cli import AppContext, fail, main, pass_app
-from edgecv.errors import EdgecvError
+from edgecv.errors import EdgecvError, PortInUse
 
 
 @main.command("agent")
@@ -42,5 +42,10 @@ def agent(
     runner.install_signal_handlers()
     try:
         runner.run()
+    except PortInUse as exc:
+        raise click.ClickException(
+            f"port {exc.port} is in use (another edgecv agent?); set api.port (EDGECV_API_PORT) "
+            "or api.enabled = false, or stop it"
+        ) from None
     except EdgecvError as exc:
         raise fail(exc) from None

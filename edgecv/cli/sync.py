@@ -9,7 +9,7 @@ import click
 from edgecv.cli import AppContext, fail, main, pass_app
 from edgecv.errors import EdgecvError
 from edgecv.store import Store, outbox
-from edgecv.sync import sync_all, sync_status
+from edgecv.sync import require_sync_url, sync_all, sync_status
 
 
 @main.command()
@@ -45,7 +45,12 @@ def sync(
     Exits 1 when anything is still pending (upstream down, credentials refused, timeout).
     """
     config = app.config()
-    store = Store(config.db_path)
+    try:
+        if not show_status:
+            require_sync_url(config.sync)  # before the job log is created just to say so
+        store = Store(config.db_path)
+    except EdgecvError as exc:
+        raise fail(exc) from None
     try:
         if show_status:
             report = sync_status(store, config)

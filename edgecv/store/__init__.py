@@ -22,6 +22,7 @@ from typing import Any
 from edgecv.errors import JobNotFound, ObservationNotFound, SchemaTooNew, StoreError
 from edgecv.ids import new_id
 from edgecv.jobs import JOB_STATUSES, Job, Observation, utc_now
+from edgecv.paths import ensure_writable_dir
 from edgecv.store import webhooks as webhook_sql
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,7 @@ class Store:
         # steps); other processes (the CLI, a second reader) still meet the busy timeout
         self._write_lock = threading.RLock()
         self.on_job_queued: Callable[[Job], None] | None = None  # called after the commit that queues a job
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        ensure_writable_dir(self.path.parent)
         self._migrate()
 
     # -- connections and transactions ---------------------------------------------------------
