@@ -79,7 +79,18 @@ def test_jobs_show_and_list(cli, tmp_path):
     assert [j["id"] for j in listed] == [out[2]["id"], out[1]["id"]]
     text = cli("jobs", "list", "--status", "completed").output
     assert text.count("completed") == 3
+    lines = text.splitlines()
+    assert lines[0].startswith(f"{out[2]['id']}  photo 2.jpg{' ' * 17}  completed ")
+    assert [line.split("  ")[1] for line in lines] == ["photo 2.jpg", "photo 1.jpg", "photo 0.jpg"]
     assert json.loads(cli("jobs", "list", "--json", "--model", "other").stdout) == []
+
+
+def test_jobs_list_shortens_long_file_names_from_the_front():
+    from edgecv.cli.jobs import short_name
+
+    long = "store-0042/aisle-17/shelf-left/2024-06-01T10-00-00-camera-3.jpg"
+    assert short_name(long) == "…" + long[-27:] and len(short_name(long)) == 28
+    assert short_name("a.jpg") == "a.jpg"
 
 
 def test_run_reports_rejected_files_and_exits_nonzero(cli, tmp_path):

@@ -263,6 +263,16 @@ class Store:
             raise ObservationNotFound(f"observation {observation_id} does not exist")
         return _observation(row)
 
+    def original_names(self, observation_ids: list[str]) -> dict[str, str]:
+        """Each observation's file name as dropped (relative to the inbox), by observation id."""
+        ids = list(dict.fromkeys(observation_ids))
+        if not ids:
+            return {}
+        rows = self.conn.execute(
+            f"SELECT id, original_name FROM observations WHERE id IN ({', '.join('?' * len(ids))})", ids
+        ).fetchall()
+        return {row[0]: row[1] for row in rows}
+
     def observation_hashes(self) -> set[str]:
         return {row[0] for row in self.conn.execute("SELECT sha256 FROM observations")}
 
