@@ -217,6 +217,28 @@ def test_doctor_cli_lines_and_exit_status(config, tmp_path, models_root):
     assert {c["status"] for c in json.loads(ok.output)} <= {"OK", "WARN"}
 
 
+def test_doctor_keeps_the_model_loaders_info_lines_out_of_its_report(tmp_path, models_root):
+    env = {
+        **os.environ,
+        "EDGECV_CONFIG": "",
+        "EDGECV_DATA_DIR": str(tmp_path / "data"),
+        "EDGECV_MODELS_DIRS": str(models_root),
+        "EDGECV_DEFAULT_MODEL": "rect",
+    }
+    command = [sys.executable, "-m", "edgecv", "doctor", "--skip", "upstream"]
+    quiet = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert "OK   model rect: " in quiet.stdout
+    assert quiet.stderr == ""
+    loud = subprocess.run(
+        [sys.executable, "-m", "edgecv", "--log-level", "INFO", *command[3:]],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "INFO edgecv.runtime.detector: opened model rect" in loud.stderr
+
+
 def test_doctor_reports_a_bad_config_as_a_fail_line(tmp_path):
     cfg_file = tmp_path / "edgecv.toml"
     cfg_file.write_text("workers = 0\n")

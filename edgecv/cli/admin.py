@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
 import os
@@ -15,6 +16,7 @@ from edgecv import service as service_lib
 from edgecv.cli import AppContext, fail, main, pass_app
 from edgecv.config import DEFAULT_CONFIG_NAME, find_config_file, load_config
 from edgecv.errors import ConfigError, EdgecvError
+from edgecv.logging_setup import quiet
 from edgecv.registry import check_model_names
 from edgecv.status import format_status, status_snapshot
 
@@ -38,7 +40,9 @@ def doctor(app: AppContext, skip: tuple[str, ...], as_json: bool) -> None:
     except click.ClickException as exc:
         results = [doctor_lib.Check("config", doctor_lib.FAIL, exc.message, "edgecv config check PATH")]
     else:
-        results = doctor_lib.run_checks(cfg, skip=skip)
+        # the checks load every model: their INFO lines would interleave with the report (--log-level shows them)
+        with contextlib.nullcontext() if app.overrides.get("log_level") else quiet():
+            results = doctor_lib.run_checks(cfg, skip=skip)
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in results], indent=2))
     else:
