@@ -25,6 +25,7 @@ from edgecv.runtime.package import MANIFEST_NAMES, load_package
 from edgecv.status import describe_agent, running_agent, with_agent_settings
 from edgecv.store import schema_version
 from edgecv.store import status as db
+from edgecv.sync_budget import MIB, dir_bytes, format_size
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +51,6 @@ class Check:
 
     def to_dict(self) -> dict[str, str]:
         return asdict(self)
-
-
-def _mb(n: float) -> str:
-    return f"{n / 1024 / 1024:.0f} MB" if n < 10 * 1024**3 else f"{n / 1024**3:.1f} GB"
 
 
 # -- checks ------------------------------------------------------------------------------------------
@@ -214,13 +211,11 @@ def check_data_dir(config: Config) -> list[Check]:
 
 
 def check_disk(config: Config) -> list[Check]:
-    from edgecv.sync_budget import dir_bytes
-
     where = _existing_parent(config.data_dir)
     free = shutil.disk_usage(where).free
     used = dir_bytes(config.data_dir) if config.data_dir.exists() else 0
-    budget = config.sync.disk_budget_mb * 1024 * 1024
-    detail = f"{_mb(free)} free on {where}; data dir uses {_mb(used)} of a {_mb(budget)} budget"
+    budget = config.sync.disk_budget_mb * MIB
+    detail = f"{format_size(free)} free on {where}; data dir uses {format_size(used)} of a {format_size(budget)} budget"
     if free < MIN_FREE_BYTES:
         return [Check("disk", FAIL, detail, f"free space on {where}: the job log needs room to grow")]
     if free < budget - used:
@@ -229,7 +224,7 @@ def check_disk(config: Config) -> list[Check]:
                 "disk",
                 WARN,
                 detail + " (the disk fills before the budget is reached)",
-                f"lower sync.disk_budget_mb to at most {max(1, (free + used) // 1024 // 1024 // 2)}",
+                f"lower sync.disk_budget_mb to at most {max(1, (free + used) // MIB // 2)}",
             )
         ]
     return [Check("disk", OK, detail)]
@@ -267,7 +262,7 @@ def check_database(config: Config) -> list[Check]:
     if health.integrity == "ok":
         out.append(
             Check(
-                "job log", OK, f"{path} integrity ok, {_mb(health.size_bytes)}, schema {health.user_version}"
+                "job log", OK, f"{path} integrity ok, {format_size(health.size_bytes)}, schema {health.user_version}"
             )
         )
     else:
@@ -279,7 +274,7 @@ def check_database(config: Config) -> list[Check]:
                 f"stop the agent, keep a copy of {path}, then `sqlite3 {path} .recover` into a new file",
             )
         )
-    wal = f"WAL {_mb(health.wal_bytes)}"
+    wal = f"WAL {format_size(health.wal_bytes)}"
     if health.wal_bytes > WAL_WARN_BYTES:
         out.append(
             Check(

@@ -26,6 +26,7 @@ from edgecv.config import Config, load_config
 from edgecv.logging_setup import REDACTED, SECRETS, configure_logging, register_secrets
 from edgecv.status import format_status, status_snapshot, write_agent_state
 from edgecv.store import Store, schema_version
+from edgecv.sync_budget import format_size
 
 REPO = Path(__file__).resolve().parents[1]
 ADMIN_COMMANDS = [
@@ -308,6 +309,19 @@ def test_doctor_disk_against_the_budget(config):
     check = doctor.check_disk(huge)[0]
     assert check.status == "WARN"
     assert "the disk fills before the budget is reached" in check.detail
+
+
+def test_doctor_and_sync_status_show_the_disk_budget_in_one_unit(config):
+    toml = config.data_dir.parent / "edgecv.toml"
+    toml.write_text("[sync]\ndisk_budget_mb = 2048\n")
+    args = ["--config", str(toml), "--data-dir", str(config.data_dir)]
+    doctor_out = invoke(*args, "doctor", "--skip", "models", "--skip", "upstream").output
+    assert " of a 2048.0 MiB budget" in doctor_out
+    status_out = invoke(*args, "sync", "--status").output
+    disk_line = next(line for line in status_out.splitlines() if line.startswith("disk:"))
+    assert disk_line.endswith(" MiB of 2048.0 MiB; 0 images pruned, 0 downscaled"), disk_line
+    assert format_size(2048 * 1024 * 1024) == "2048.0 MiB"
+    assert format_size(72.5 * 1024**3) == "72.5 GiB"
 
 
 def test_doctor_clock(config, store):

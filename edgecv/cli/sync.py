@@ -10,6 +10,7 @@ from edgecv.cli import AppContext, fail, main, pass_app
 from edgecv.errors import EdgecvError
 from edgecv.store import Store, outbox
 from edgecv.sync import require_sync_url, sync_all, sync_status
+from edgecv.sync_budget import format_size
 
 
 @main.command()
@@ -85,7 +86,7 @@ def format_status(report: dict) -> str:
         f"last success:  {report['lastSuccessAt'] or 'never'}",
         f"last error:    {report['lastError'] or 'none'}"
         + (f" at {report['lastErrorAt']}" if report["lastErrorAt"] else ""),
-        f"disk:          {disk['usedBytes'] / 1e6:.1f} MB of {disk['budgetBytes'] / 1e6:.1f} MB; "
+        f"disk:          {format_size(disk['usedBytes'])} of {format_size(disk['budgetBytes'])}; "
         f"{disk['pruned']} images pruned, {disk['downscaled']} downscaled",
     ]
     if report["backoffUntil"]:
