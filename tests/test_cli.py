@@ -244,6 +244,23 @@ def test_every_command_has_help_text():
     assert missing == []
 
 
+def test_every_option_has_help_text():
+    commands = [((), main), *_commands(main)]
+    missing = [
+        f"{' '.join(path) or 'edgecv'} {param.opts[0]}"
+        for path, cmd in commands
+        for param in cmd.params
+        if isinstance(param, click.Option) and not (param.help or "").strip()
+    ]
+    assert missing == []
+
+
+def test_models_add_help_names_both_export_formats(cli):
+    text = " ".join(cli("models", "add", "--help").output.split())
+    assert "an .onnx file (`yolo export format=onnx`)" in text
+    assert "an OpenVINO IR folder (`yolo export format=openvino`" in text
+
+
 def test_annotate_writes_pictures_from_run_and_show(cli, tmp_path):
     import cv2
 

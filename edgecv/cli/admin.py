@@ -80,9 +80,14 @@ def config_group() -> None:
     type=click.Path(file_okay=False, path_type=Path),
     default=service_lib.DATA_DIR,
     show_default=True,
+    help="data_dir to write into the file.",
 )
 @click.option(
-    "--inbox", type=click.Path(file_okay=False, path_type=Path), default=service_lib.INBOX, show_default=True
+    "--inbox",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=service_lib.INBOX,
+    show_default=True,
+    help="inbox to write into the file.",
 )
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
 def config_init(path: Path | None, data_dir: Path, inbox: Path, force: bool) -> None:
@@ -167,7 +172,12 @@ def service_install(root: Path, inbox: Path | None, user: str) -> None:
 
 
 @service_group.command("uninstall")
-@click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("/"))
+@click.option(
+    "--root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("/"),
+    help="Remove under this folder instead of / (packaging, tests).",
+)
 def service_uninstall(root: Path) -> None:
     """Remove the unit file. The config, the job log and the user stay."""
     try:

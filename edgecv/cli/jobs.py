@@ -49,7 +49,9 @@ def jobs() -> None:
 @jobs.command("list")
 @click.option("--status", type=click.Choice(JOB_STATUSES), help="Only jobs in this state.")
 @click.option("--model", help="Only jobs for this model.")
-@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
+@click.option(
+    "--limit", type=click.IntRange(1, 1000), default=20, show_default=True, help="Jobs per page (1-1000)."
+)
 @click.option("--cursor", help="Continue after this job id (from the previous page).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of jobs as the API returns them.")
 @pass_app
