@@ -149,12 +149,12 @@ class DataDirError(EdgecvError):
     code = "data_dir_unwritable"
 
 
-class PortInUse(EdgecvError):
-    """The local API's port is taken (another agent or ``edgecv serve``?)."""
+class PortInUse(ConfigError):
+    """The local API's port (``api.port``) is taken (another agent or ``edgecv serve``?)."""
 
     code = "port_in_use"
 
     def __init__(self, message: str, *, host: str, port: int) -> None:
-        super().__init__(message)
+        super().__init__(message, key="api.port", value=port, hint="a free port")
         self.host = host
         self.port = port

@@ -113,7 +113,7 @@ def check_port_free(host: str, port: int) -> None:
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 raise PortInUse(
-                    f"port {port} on {host} is in use (another edgecv agent or `edgecv serve`?); "
+                    f"port in use: {host}:{port} (another edgecv agent or `edgecv serve`?); "
                     "stop it, or choose another port (api.port)",
                     host=host,
                     port=port,
