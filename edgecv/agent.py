@@ -21,8 +21,9 @@ from edgecv.backlog import backlog_hints
 from edgecv.config import Config
 from edgecv.errors import AgentLocked, ConfigError, EdgecvError
 from edgecv.ingest import recover_spool
-from edgecv.registry import DetectorPool
-from edgecv.status import write_agent_state
+from edgecv.paths import ensure_writable_dir
+from edgecv.registry import DetectorPool, check_model_names
+from edgecv.status import remove_agent_state, write_agent_state
 from edgecv.store import Store
 from edgecv.threads import name_os_thread, start_thread
 from edgecv.watcher import InboxWatcher, Intake
@@ -36,7 +37,7 @@ GIL_SWITCH_S = 0.0005
 @contextlib.contextmanager
 def data_dir_lock(data_dir: Path) -> Iterator[None]:
     """Exclusive, process-lifetime lock on the data dir (released by the kernel if we are killed)."""
-    data_dir.mkdir(parents=True, exist_ok=True)
+    ensure_writable_dir(data_dir)
     fd = os.open(data_dir / "agent.lock", os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
@@ -50,6 +51,22 @@ def data_dir_lock(data_dir: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def check_startable(cfg: Config) -> None:
+    """Refuse a config the agent would misuse: no inbox, a missing inbox (a typo would be watched
+    forever), or a model name that is not installed (every image would become a failed job)."""
+    if cfg.inbox is None:
+        raise ConfigError("inbox: not set; pass --inbox DIR or set inbox in edgecv.toml", key="inbox")
+    if not cfg.inbox.is_dir():
+        problem = "is not a folder" if cfg.inbox.exists() else "does not exist"
+        raise ConfigError(
+            f"inbox: {cfg.inbox} {problem}; check the path, or create it first (mkdir -p {cfg.inbox})",
+            key="inbox",
+            value=str(cfg.inbox),
+            hint="an existing folder",
+        )
+    check_model_names(cfg)
 
 
 @dataclass
@@ -68,6 +85,7 @@ class Agent:
         self.metrics = None
         self.pools: list[DetectorPool] = []
         self.relay = None
+        self.api_url: str | None = None  # where the local API listens, once it does
 
     def request_stop(self, *_args) -> None:
         self.stop_event.set()
@@ -80,8 +98,7 @@ class Agent:
     def run(self) -> None:
         """Run until :meth:`request_stop` (or a signal). Blocks."""
         cfg = self.config
-        if cfg.inbox is None:
-            raise ConfigError("inbox: not set; pass --inbox DIR or set inbox in edgecv.toml")
+        check_startable(cfg)
         # a thread back from C (a lane's decode or inference) waits at most this long for one running
         # Python (pipeline, JSON, SQLite) to hand over the GIL; the default is 5 ms. On the 2-core dev
         # box, five alternating pairs of 500-shelf backlogs: +4 % throughput (docs/performance.md)
@@ -94,6 +111,7 @@ class Agent:
                     self._run(cfg)
                 finally:
                     self.store.close()
+                    remove_agent_state(cfg)
         finally:
             sys.setswitchinterval(switch)
         log.info("agent stopped")
@@ -107,6 +125,7 @@ class Agent:
 
         self.metrics = Metrics(store)
         self._start_services(cfg, store)
+        write_agent_state(cfg, {}, api_url=self.api_url)
         name_os_thread("edgecv-infer")  # OpenVINO's threads, started while models load, inherit it
         pools = [self._preloaded_pool(cfg) for _ in range(cfg.workers)]
         name_os_thread("edgecv-main")
@@ -208,4 +227,5 @@ class Agent:
             server = make_server(cfg, store, metrics=self.metrics)
             server.start()
             self.services.append(server)
+            self.api_url = server.url
             log.info("local API on %s", server.url)

@@ -135,7 +135,18 @@ _SECTIONS = {"sync": SyncSettings, "api": ApiSettings, "webhooks": WebhookSettin
 _MAPPINGS = {"folders", "planograms"}
 
 
-def _coerce(value: Any, typ: Any, key: str) -> Any:
+_TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string", Path: "a path"}
+
+
+def _expected(value: Any, typ: Any, key: str, where: str) -> ConfigError:
+    """``workers: must be an integer, got 'two'`` (the source, e.g. the file, in front)."""
+    origin = typing.get_origin(typ)
+    wanted = {list: "a list", dict: "a table"}.get(origin) or _TYPE_NAMES.get(typ, str(typ))
+    hint = f"must be {wanted}"
+    return ConfigError(f"{where}{key}: {hint}, got {value!r}", key=key, value=value, hint=hint)
+
+
+def _coerce(value: Any, typ: Any, key: str, where: str = "") -> Any:
     """Turn a TOML or env value into the annotated type, or raise ConfigError naming the key."""
     origin = typing.get_origin(typ)
     args = typing.get_args(typ)
@@ -143,7 +154,7 @@ def _coerce(value: Any, typ: Any, key: str) -> Any:
         if value is None or (isinstance(value, str) and value == ""):
             return None
         inner = [a for a in args if a is not type(None)]
-        return _coerce(value, inner[0], key)
+        return _coerce(value, inner[0], key, where)
     try:
         if typ is bool:
             if isinstance(value, bool):
@@ -153,29 +164,37 @@ def _coerce(value: Any, typ: Any, key: str) -> Any:
                 return True
             if text in ("0", "false", "no", "off"):
                 return False
-            raise ValueError(f"expected true/false, got {value!r}")
+            raise ValueError(value)
         if typ is int:
-            if isinstance(value, bool):
-                raise ValueError(f"expected an integer, got {value!r}")
-            return int(value)
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError(value)
+            return int(value.strip() if isinstance(value, str) else value)
         if typ is float:
+            if isinstance(value, bool):
+                raise ValueError(value)
             return float(value)
         if typ is str:
-            if not isinstance(value, (str, int, float)):
-                raise ValueError(f"expected a string, got {type(value).__name__}")
+            if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+                raise ValueError(value)
             return str(value)
         if typ is Path:
-            return Path(str(value)).expanduser()
+            if not isinstance(value, (str, os.PathLike)):
+                raise ValueError(value)
+            return Path(value).expanduser()
         if origin is list:
-            items = value.split(",") if isinstance(value, str) else list(value)
-            return [_coerce(v.strip() if isinstance(v, str) else v, args[0], key) for v in items if v != ""]
+            if not isinstance(value, (str, list)):
+                raise ValueError(value)
+            items = value.split(",") if isinstance(value, str) else value
+            return [
+                _coerce(v.strip() if isinstance(v, str) else v, args[0], key, where) for v in items if v != ""
+            ]
         if origin is dict:
             if not isinstance(value, dict):
-                raise ValueError(f"expected a table, got {type(value).__name__}")
-            return {str(k): _coerce(v, args[1], f"{key}.{k}") for k, v in value.items()}
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{key}: {exc}") from None
-    raise ConfigError(f"{key}: unsupported type {typ}")  # pragma: no cover
+                raise ValueError(value)
+            return {str(k): _coerce(v, args[1], f"{key}.{k}", where) for k, v in value.items()}
+    except (TypeError, ValueError, OverflowError):
+        raise _expected(value, typ, key, where) from None
+    raise ConfigError(f"{where}{key}: unsupported type {typ}", key=key)  # pragma: no cover
 
 
 def _apply(target: Any, values: dict[str, Any], where: str, prefix: str = "") -> None:
@@ -184,23 +203,31 @@ def _apply(target: Any, values: dict[str, Any], where: str, prefix: str = "") ->
     for key, value in values.items():
         if key not in names or key in _SECTIONS and not prefix:
             continue
-        setattr(target, key, _coerce(value, hints[key], f"{where}{prefix}{key}"))
+        setattr(target, key, _coerce(value, hints[key], f"{prefix}{key}", where))
+
+
+def _unknown_key(source: str, key: str, known: set[str], section: str = "") -> ConfigError:
+    shown = f"{section}.{key!r}" if section else repr(key)
+    return ConfigError(
+        f"{source}: unknown key {shown}; known keys: {', '.join(sorted(known))}",
+        key=f"{section}.{key}" if section else key,
+        hint="a known key",
+        choices=sorted(known),
+    )
 
 
 def _check_unknown(raw: dict[str, Any], source: str) -> None:
     top = {f.name for f in dataclasses.fields(Config)}
     for key, value in raw.items():
         if key not in top:
-            raise ConfigError(f"{source}: unknown key {key!r}; known keys: {', '.join(sorted(top))}")
+            raise _unknown_key(source, key, top)
         if key in _SECTIONS:
             if not isinstance(value, dict):
-                raise ConfigError(f"{source}: [{key}] must be a table")
+                raise ConfigError(f"{source}: [{key}] must be a table", key=key, hint="must be a table")
             known = {f.name for f in dataclasses.fields(_SECTIONS[key])}
             for sub in value:
                 if sub not in known:
-                    raise ConfigError(
-                        f"{source}: unknown key {key}.{sub!r}; known keys: {', '.join(sorted(known))}"
-                    )
+                    raise _unknown_key(source, sub, known, key)
 
 
 def _env_values(environ: typing.Mapping[str, str]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
@@ -281,34 +308,43 @@ def load_config(
     return cfg
 
 
+def _invalid(key: str, value: Any, hint: str, shown: str | None = None) -> ConfigError:
+    """``key: hint, got value`` as a ConfigError carrying its fields."""
+    return ConfigError(f"{key}: {hint}, got {shown or repr(value)}", key=key, value=value, hint=hint)
+
+
 def validate(cfg: Config) -> None:
     """Checks that need more than a type: ranges and enumerations. Raises ConfigError naming the key."""
     if cfg.device.upper() not in ("CPU", "GPU", "NPU", "AUTO"):
-        raise ConfigError(f"device: expected one of CPU, GPU, NPU, AUTO, got {cfg.device!r}")
+        raise _invalid("device", cfg.device, "expected one of CPU, GPU, NPU, AUTO")
     cfg.device = cfg.device.upper()
     if cfg.backend not in ("auto", "openvino", "onnx"):
-        raise ConfigError(f"backend: expected auto, openvino or onnx, got {cfg.backend!r}")
+        raise _invalid("backend", cfg.backend, "expected auto, openvino or onnx")
     if cfg.backlog_mode.lower() not in ("auto", "lanes", "queue"):
-        raise ConfigError(f"backlog_mode: expected auto, lanes or queue, got {cfg.backlog_mode!r}")
+        raise _invalid("backlog_mode", cfg.backlog_mode, "expected auto, lanes or queue")
     cfg.backlog_mode = cfg.backlog_mode.lower()
     if cfg.precision not in (None, "int8", "fp32", "fp16"):
-        raise ConfigError(f"precision: expected int8, fp32 or fp16, got {cfg.precision!r}")
+        raise _invalid("precision", cfg.precision, "expected int8, fp32 or fp16")
     for key in ("workers", "backlog_min", "backlog_batch", "max_attempts", "max_image_pixels", "max_file_mb"):
         if getattr(cfg, key) < 1:
-            raise ConfigError(f"{key}: must be at least 1, got {getattr(cfg, key)}")
+            raise _invalid(key, getattr(cfg, key), "must be at least 1", str(getattr(cfg, key)))
     if cfg.sync.image_policy not in ("none", "thumbnail", "full"):
-        raise ConfigError(
-            f"sync.image_policy: expected none, thumbnail or full, got {cfg.sync.image_policy!r}"
-        )
+        raise _invalid("sync.image_policy", cfg.sync.image_policy, "expected none, thumbnail or full")
     if not (0 <= cfg.api.port < 65536):
-        raise ConfigError(f"api.port: expected 0..65535 (0 = any free port), got {cfg.api.port}")
+        raise _invalid("api.port", cfg.api.port, "expected 0..65535 (0 = any free port)", str(cfg.api.port))
     for folder, path in cfg.planograms.items():
         if Path(folder).is_absolute() or ".." in Path(folder).parts:
-            raise ConfigError(f"planograms.{folder}: must be a path relative to the inbox")
+            raise ConfigError(
+                f"planograms.{folder}: must be a path relative to the inbox", key=f"planograms.{folder}"
+            )
         if not path.is_file():
-            raise ConfigError(f"planograms.{folder}: file {path} does not exist")
+            raise ConfigError(
+                f"planograms.{folder}: file {path} does not exist", key=f"planograms.{folder}", value=path
+            )
     for folder, model in cfg.folders.items():
         if Path(folder).is_absolute() or ".." in Path(folder).parts:
-            raise ConfigError(f"folders.{folder}: must be a path relative to the inbox")
+            raise ConfigError(
+                f"folders.{folder}: must be a path relative to the inbox", key=f"folders.{folder}"
+            )
         if not model:
-            raise ConfigError(f"folders.{folder}: model name is empty")
+            raise ConfigError(f"folders.{folder}: model name is empty", key=f"folders.{folder}", value=model)

@@ -20,10 +20,12 @@ from urllib.parse import quote
 
 from edgecv.config import Config
 from edgecv.errors import EdgecvError, SchemaTooNew
-from edgecv.registry import model_dirs
+from edgecv.registry import installed_models, model_dirs, unknown_models
 from edgecv.runtime.package import MANIFEST_NAMES, load_package
+from edgecv.status import describe_agent, running_agent, with_agent_settings
 from edgecv.store import schema_version
 from edgecv.store import status as db
+from edgecv.sync_budget import MIB, dir_bytes, format_size
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +53,12 @@ class Check:
         return asdict(self)
 
 
-def _mb(n: float) -> str:
-    return f"{n / 1024 / 1024:.0f} MB" if n < 10 * 1024**3 else f"{n / 1024**3:.1f} GB"
-
-
 # -- checks ------------------------------------------------------------------------------------------
+
+
+def check_agent(config: Config) -> list[Check]:
+    """Whether an agent runs on this data dir, and with which settings (the other checks use them)."""
+    return [Check("agent", OK, describe_agent(config, running_agent(config)))]
 
 
 def check_versions(config: Config) -> list[Check]:
@@ -137,13 +140,14 @@ def check_models(config: Config, *, load: bool = True) -> list[Check]:
     """Each package: manifest valid, every sha256 right, and (``load``) a Detector opens on it."""
     packages = _package_dirs(config)
     out: list[Check] = []
-    if config.default_model not in packages:
+    installed = ", ".join(sorted(installed_models(config))) or "none"
+    for key, name in unknown_models(config).items():
         out.append(
             Check(
-                "default model",
+                key,
                 FAIL,
-                f"{config.default_model!r} is not installed (installed: {', '.join(sorted(packages)) or 'none'})",
-                "set default_model to an installed model, or `edgecv models add` it",
+                f"{name!r} is not installed (installed: {installed}); its images would all fail",
+                f"set {key} to an installed model, or `edgecv models add` it",
             )
         )
     for name, path in packages.items():
@@ -207,13 +211,11 @@ def check_data_dir(config: Config) -> list[Check]:
 
 
 def check_disk(config: Config) -> list[Check]:
-    from edgecv.sync_budget import dir_bytes
-
     where = _existing_parent(config.data_dir)
     free = shutil.disk_usage(where).free
     used = dir_bytes(config.data_dir) if config.data_dir.exists() else 0
-    budget = config.sync.disk_budget_mb * 1024 * 1024
-    detail = f"{_mb(free)} free on {where}; data dir uses {_mb(used)} of a {_mb(budget)} budget"
+    budget = config.sync.disk_budget_mb * MIB
+    detail = f"{format_size(free)} free on {where}; data dir uses {format_size(used)} of a {format_size(budget)} budget"
     if free < MIN_FREE_BYTES:
         return [Check("disk", FAIL, detail, f"free space on {where}: the job log needs room to grow")]
     if free < budget - used:
@@ -222,7 +224,7 @@ def check_disk(config: Config) -> list[Check]:
                 "disk",
                 WARN,
                 detail + " (the disk fills before the budget is reached)",
-                f"lower sync.disk_budget_mb to at most {max(1, (free + used) // 1024 // 1024 // 2)}",
+                f"lower sync.disk_budget_mb to at most {max(1, (free + used) // MIB // 2)}",
             )
         ]
     return [Check("disk", OK, detail)]
@@ -260,7 +262,7 @@ def check_database(config: Config) -> list[Check]:
     if health.integrity == "ok":
         out.append(
             Check(
-                "job log", OK, f"{path} integrity ok, {_mb(health.size_bytes)}, schema {health.user_version}"
+                "job log", OK, f"{path} integrity ok, {format_size(health.size_bytes)}, schema {health.user_version}"
             )
         )
     else:
@@ -272,7 +274,7 @@ def check_database(config: Config) -> list[Check]:
                 f"stop the agent, keep a copy of {path}, then `sqlite3 {path} .recover` into a new file",
             )
         )
-    wal = f"WAL {_mb(health.wal_bytes)}"
+    wal = f"WAL {format_size(health.wal_bytes)}"
     if health.wal_bytes > WAL_WARN_BYTES:
         out.append(
             Check(
@@ -468,6 +470,7 @@ def check_clock(config: Config, now: datetime | None = None) -> list[Check]:
 
 
 CHECKS: dict[str, Callable[[Config], list[Check]]] = {
+    "agent": check_agent,
     "versions": check_versions,
     "devices": check_devices,
     "models": check_models,
@@ -486,6 +489,8 @@ def run_checks(config: Config, *, skip: Iterable[str] = ()) -> list[Check]:
     unknown = skipped - set(CHECKS)
     if unknown:
         raise ValueError(f"unknown check(s): {', '.join(sorted(unknown))}; known: {', '.join(CHECKS)}")
+    # a running agent's inbox, models and poll mode are what matter, not the config file's
+    config = with_agent_settings(config, running_agent(config))
     results: list[Check] = []
     for name, check in CHECKS.items():
         if name in skipped:

@@ -23,7 +23,26 @@ class EdgecvError(Exception):
 
 
 class ConfigError(EdgecvError):
+    """A setting is wrong. ``key`` is the dotted key (``workers``, ``sync.url``) when one is to blame,
+    ``value`` the offending value, ``hint`` what is expected, ``choices`` the valid keys or names."""
+
     code = "config_invalid"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        key: str | None = None,
+        value: object = None,
+        hint: str | None = None,
+        choices: tuple[str, ...] | list[str] = (),
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message, code=code)
+        self.key = key
+        self.value = value
+        self.hint = hint
+        self.choices = tuple(choices)
 
 
 class ModelNotFound(EdgecvError):
@@ -128,3 +147,20 @@ class DatasetError(EdgecvError):
     """An evaluation dataset folder cannot be used (no usable labels, an unreadable annotation file)."""
 
     code = "dataset_invalid"
+
+
+class DataDirError(EdgecvError):
+    """The data dir (or a folder in it) cannot be created or written by this user."""
+
+    code = "data_dir_unwritable"
+
+
+class PortInUse(ConfigError):
+    """The local API's port (``api.port``) is taken (another agent or ``edgecv serve``?)."""
+
+    code = "port_in_use"
+
+    def __init__(self, message: str, *, host: str, port: int) -> None:
+        super().__init__(message, key="api.port", value=port, hint="a free port")
+        self.host = host
+        self.port = port

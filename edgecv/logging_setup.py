@@ -9,11 +9,13 @@ with :func:`register_secrets` once the config is loaded) and patterns that look 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
 import sys
 import threading
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
 
@@ -147,3 +149,16 @@ def configure_logging(
     root.addHandler(handler)
     root.setLevel(level.upper())
     return handler
+
+
+@contextlib.contextmanager
+def quiet(level: int = logging.WARNING) -> Iterator[None]:
+    """Leave edgecv's log lines below ``level`` out for the block: a command that prints its own report
+    (``edgecv doctor``) is not interleaved with the model loaders' INFO lines on stderr."""
+    logger = logging.getLogger("edgecv")
+    before = logger.level
+    logger.setLevel(max(level, logger.getEffectiveLevel()))
+    try:
+        yield
+    finally:
+        logger.setLevel(before)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from edgecv.config import Config
-from edgecv.errors import ModelNotFound
+from edgecv.errors import ConfigError, ModelNotFound
 from edgecv.runtime.package import ModelPackage, bundled_models_dir, discover_packages, load_package
 from edgecv.threads import limit_blas_threads
 
@@ -42,6 +42,34 @@ def find_package(config: Config, name: str, *, verify: bool = True) -> ModelPack
             "add it with `edgecv models add` or choose another model"
         )
     return load_package(packages[name].path, verify=verify)
+
+
+def configured_models(config: Config) -> dict[str, str]:
+    """Every model the config names, by key: ``default_model`` and ``folders.<sub-folder>``."""
+    return {"default_model": config.default_model, **{f"folders.{k}": v for k, v in config.folders.items()}}
+
+
+def unknown_models(config: Config) -> dict[str, str]:
+    """The configured models (key → name) that are not installed; empty when every name is."""
+    installed = installed_models(config)
+    return {key: name for key, name in configured_models(config).items() if name not in installed}
+
+
+def check_model_names(config: Config) -> None:
+    """Raise ConfigError naming every configured model that is not installed (every image would fail)."""
+    unknown = unknown_models(config)
+    if not unknown:
+        return
+    installed = sorted(installed_models(config))
+    named = ", ".join(f"{key} {name!r}" for key, name in unknown.items())
+    raise ConfigError(
+        f"{named}: not installed (installed: {', '.join(installed) or 'none'}); "
+        "fix the name in edgecv.toml, or install the model with `edgecv models add`",
+        key=next(iter(unknown)),
+        value=next(iter(unknown.values())),
+        hint="an installed model name",
+        choices=installed,
+    )
 
 
 def lane_hint(i: int) -> str:

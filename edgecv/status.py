@@ -7,6 +7,7 @@ read from its data-dir lock, which the kernel releases when the process dies.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
 import logging
@@ -34,12 +35,31 @@ def agent_state_path(config: Config) -> Path:
     return config.data_dir / AGENT_STATE_NAME
 
 
-def write_agent_state(config: Config, detectors: Mapping[str, Any]) -> Path:
-    """Publish this process's pid and loaded models (``name → Detector``) for ``edgecv status``.
+def agent_settings(config: Config) -> dict[str, Any]:
+    """The settings a running agent works with, as published in its state file (never a secret)."""
+    return {
+        "dataDir": str(config.data_dir),
+        "inbox": None if config.inbox is None else str(config.inbox),
+        "defaultModel": config.default_model,
+        "folders": dict(config.folders),
+        "modelsDirs": [str(p) for p in config.models_dirs],
+        "workers": config.workers,
+        "poll": config.poll,
+        "pollIntervalS": config.poll_interval_s,
+        "device": config.device,
+        "backend": config.backend,
+        "api": {"enabled": config.api.enabled, "host": config.api.host, "port": config.api.port},
+        "sync": bool(config.sync.url),
+    }
+
+
+def write_agent_state(config: Config, detectors: Mapping[str, Any], *, api_url: str | None = None) -> Path:
+    """Publish this process's pid, effective settings and loaded models (``name → Detector``) for
+    ``edgecv status`` and ``edgecv doctor``.
 
     Call it when the agent starts (with ``{}``) and after a model is loaded. Models already recorded by
-    the same process (another worker's pool) are kept, so each pool can report only its own. The file
-    is replaced atomically.
+    the same process (another worker's pool) are kept, so each pool can report only its own; so is the
+    API's URL. The file is replaced atomically, and removed on a clean stop (:func:`remove_agent_state`).
     """
     path = agent_state_path(config)
     with _state_lock:
@@ -61,6 +81,8 @@ def write_agent_state(config: Config, detectors: Mapping[str, Any]) -> Path:
             "startedAt": previous.get("startedAt") if same_process else utc_now(),
             "updatedAt": utc_now(),
             "devicePreference": config.device,
+            "settings": agent_settings(config),
+            "apiUrl": api_url or (previous.get("apiUrl") if same_process else None),
             "models": models,
         }
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -70,11 +92,71 @@ def write_agent_state(config: Config, detectors: Mapping[str, Any]) -> Path:
     return path
 
 
+def remove_agent_state(config: Config) -> None:
+    """Forget this process's state file on a clean stop (one written by another process stays)."""
+    state = read_agent_state(config)
+    if state is not None and state.get("pid") == os.getpid():
+        agent_state_path(config).unlink(missing_ok=True)
+
+
 def read_agent_state(config: Config) -> dict[str, Any] | None:
     try:
         return json.loads(agent_state_path(config).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+
+
+def running_agent(config: Config) -> dict[str, Any] | None:
+    """The state of the agent running on ``config.data_dir`` (``{}`` while it starts up), or None
+    when none runs (a state file left by a killed agent is ignored: the kernel released its lock)."""
+    if not agent_running(config.data_dir):
+        return None
+    state = read_agent_state(config) or {}
+    return state if "settings" in state else {}
+
+
+def with_agent_settings(config: Config, state: Mapping[str, Any] | None) -> Config:
+    """``config`` with the running agent's effective settings (inbox, models, poll …) in place."""
+    settings = (state or {}).get("settings")
+    if not settings:
+        return config
+    api = settings.get("api", {})
+    return dataclasses.replace(
+        config,
+        inbox=None if settings.get("inbox") is None else Path(settings["inbox"]),
+        default_model=settings.get("defaultModel", config.default_model),
+        folders=dict(settings.get("folders", config.folders)),
+        models_dirs=[Path(p) for p in settings.get("modelsDirs", config.models_dirs)],
+        workers=settings.get("workers", config.workers),
+        poll=settings.get("poll", config.poll),
+        poll_interval_s=settings.get("pollIntervalS", config.poll_interval_s),
+        device=settings.get("device", config.device),
+        backend=settings.get("backend", config.backend),
+        api=dataclasses.replace(
+            config.api,
+            enabled=api.get("enabled", config.api.enabled),
+            host=api.get("host", config.api.host),
+            port=api.get("port", config.api.port),
+        ),
+    )
+
+
+def describe_agent(config: Config, state: Mapping[str, Any] | None) -> str:
+    """``agent running (pid N) since T, inbox X, …`` or ``no agent running on DATA_DIR``."""
+    if state is None:
+        return f"no agent running on {config.data_dir}"
+    if not state:
+        return f"agent running on {config.data_dir}, still starting up"
+    settings = state["settings"]
+    api = settings.get("api", {})
+    url = state.get("apiUrl") or f"http://{api.get('host')}:{api.get('port')}"
+    api_text = f"API on {url}" if api.get("enabled") else "API off"
+    watch = f"polled every {settings.get('pollIntervalS')}s" if settings.get("poll") else "inotify"
+    return (
+        f"agent running (pid {state.get('pid')}) since {state.get('startedAt')}, "
+        f"inbox {settings.get('inbox')} ({watch}), default model {settings.get('defaultModel')}, "
+        f"{settings.get('workers')} worker(s), {api_text}"
+    )
 
 
 def agent_running(data_dir: Path) -> bool:
@@ -124,6 +206,8 @@ def _agent(config: Config) -> dict[str, Any]:
                 "stale": not running,  # the file outlived its process
             }
         )
+        if running and "settings" in state:
+            doc.update(settings=state["settings"], apiUrl=state.get("apiUrl"))
     return doc
 
 
@@ -161,11 +245,13 @@ def _sync(config: Config, store: db.ReadOnlyStore) -> dict[str, Any]:
 
 def status_snapshot(config: Config) -> dict[str, Any]:
     """Everything ``edgecv status`` prints. Raises SchemaTooNew for a database from a newer edgecv."""
+    agent = _agent(config)
+    config = with_agent_settings(config, agent)  # a running agent's inbox and models, not the config's
     snapshot: dict[str, Any] = {
         "version": __version__,
         "dataDir": str(config.data_dir),
         "inbox": None if config.inbox is None else str(config.inbox),
-        "agent": _agent(config),
+        "agent": agent,
         "models": _models(config),
     }
     if not config.db_path.exists():
@@ -210,8 +296,12 @@ def format_status(snapshot: dict[str, Any]) -> list[str]:
     agent = snapshot["agent"]
     if agent["running"]:
         agent_line = f"running (pid {agent.get('pid', '?')}, since {agent.get('startedAt', '?')})"
+        api = agent.get("settings", {}).get("api")
+        if api is not None:
+            url = agent.get("apiUrl") or f"http://{api['host']}:{api['port']}"
+            agent_line += f", API on {url}" if api["enabled"] else ", API off"
     else:
-        agent_line = "not running"
+        agent_line = "no agent running (inbox and models below are from the config)"
     jobs = snapshot["jobs"]
     lines = [
         f"agent:      {agent_line}",

@@ -210,6 +210,12 @@ class SyncCounts:
         return self.created + self.duplicate + self.rejected
 
 
+def require_sync_url(settings: SyncSettings) -> None:
+    """Raise SyncNotConfigured when ``sync.url`` is unset (check it before opening anything)."""
+    if not settings.url:
+        raise SyncNotConfigured("sync.url is not set; set [sync] url in edgecv.toml or EDGECV_SYNC_URL")
+
+
 def resolve_device_id(store: Store, settings: SyncSettings) -> str:
     """``sync.device_id``, else one derived once and kept in the job log's settings."""
     return settings.device_id or store.set_setting_once("device_id", new_id("dev"))
@@ -230,8 +236,7 @@ class Relay:
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if not settings.url:
-            raise SyncNotConfigured("sync.url is not set; set [sync] url in edgecv.toml or EDGECV_SYNC_URL")
+        require_sync_url(settings)
         self.store, self.settings, self.tenant_id, self.data_dir = store, settings, tenant_id, Path(data_dir)
         self.transport = transport or Transport(settings.url, settings.timeout_s)
         self.device_id = resolve_device_id(store, settings)

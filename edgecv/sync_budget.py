@@ -32,6 +32,15 @@ _budgets: dict[Path, DiskBudget] = {}
 _budgets_lock = threading.Lock()
 
 
+MIB = 1024 * 1024
+
+
+def format_size(n: float) -> str:
+    """Bytes for people, in one binary unit everywhere (the disk budget is ``sync.disk_budget_mb`` MiB):
+    ``2048.0 MiB``; ``72.5 GiB`` from 10 GiB on."""
+    return f"{n / MIB:.1f} MiB" if n < 10 * 1024 * MIB else f"{n / (1024 * MIB):.1f} GiB"
+
+
 def may_accept_image(store: Store, config: Config, size_bytes: int = 0) -> tuple[bool, str | None]:
     """May ingest accept a new image of ``size_bytes``? ``(True, None)`` or ``(False, reason)``.
 
@@ -74,7 +83,7 @@ class DiskBudget:
 
     @classmethod
     def from_config(cls, store: Store, config: Config) -> DiskBudget:
-        return cls(store, config.data_dir, config.spool_dir, config.sync.disk_budget_mb * 1024 * 1024)
+        return cls(store, config.data_dir, config.spool_dir, config.sync.disk_budget_mb * MIB)
 
     def used_bytes(self, *, fresh: bool = False) -> int:
         """Spool folder + database files; measured at most every ``USAGE_CACHE_S`` unless ``fresh``."""

@@ -26,6 +26,7 @@ from edgecv.config import Config, load_config
 from edgecv.logging_setup import REDACTED, SECRETS, configure_logging, register_secrets
 from edgecv.status import format_status, status_snapshot, write_agent_state
 from edgecv.store import Store, schema_version
+from edgecv.sync_budget import format_size
 
 REPO = Path(__file__).resolve().parents[1]
 ADMIN_COMMANDS = [
@@ -113,7 +114,7 @@ def test_shipped_template_validates_as_is():
         ("[sync]\nurll = 'http://x'\n", "unknown key sync.'urll'"),
         ("workers = 0\n", "workers: must be at least 1, got 0"),
         ("[sync]\nimage_policy = 'all'\n", "sync.image_policy: expected none, thumbnail or full, got 'all'"),
-        ("[api]\nport = 'eighty'\n", "api.port: invalid literal for int()"),
+        ("[api]\nport = 'eighty'\n", "api.port: must be an integer, got 'eighty'"),
         ("workers = \n", "not valid TOML"),
     ],
 )
@@ -132,6 +133,26 @@ def test_config_check_suggests_the_key_meant(tmp_path):
     assert "(did you mean 'workers'?)" in invoke("config", "check", str(path)).output
     path.write_text("[sync]\napi_kye = 'x'\n")
     assert "(did you mean sync.'api_key'?)" in invoke("config", "check", str(path)).output
+
+
+def test_config_check_names_every_model_that_is_not_installed(tmp_path, models_root):
+    path = tmp_path / "edgecv.toml"
+    path.write_text(
+        f'models_dirs = ["{models_root}"]\ndefault_model = "rekt"\n'
+        '[folders]\nshelves = "rect"\nfacades = "building-inspection-v9"\n'
+    )
+    result = invoke("config", "check", str(path))
+    assert result.exit_code == 1
+    first = result.output.splitlines()[0]
+    assert first.startswith(
+        f"Error: {path}: default_model 'rekt', folders.facades 'building-inspection-v9': not installed "
+        "(installed: building-inspection-v1, "
+    )
+    assert ", rect, " in first and first.endswith(
+        "fix the name in edgecv.toml, or install the model with `edgecv models add` (did you mean 'rect'?)"
+    )
+    path.write_text(f'models_dirs = ["{models_root}"]\ndefault_model = "rect"\n[folders]\nshelves = "rect"\n')
+    assert invoke("config", "check", str(path)).exit_code == 0
 
 
 def test_config_check_ok_and_default_path(tmp_path, monkeypatch):
@@ -197,6 +218,28 @@ def test_doctor_cli_lines_and_exit_status(config, tmp_path, models_root):
     assert {c["status"] for c in json.loads(ok.output)} <= {"OK", "WARN"}
 
 
+def test_doctor_keeps_the_model_loaders_info_lines_out_of_its_report(tmp_path, models_root):
+    env = {
+        **os.environ,
+        "EDGECV_CONFIG": "",
+        "EDGECV_DATA_DIR": str(tmp_path / "data"),
+        "EDGECV_MODELS_DIRS": str(models_root),
+        "EDGECV_DEFAULT_MODEL": "rect",
+    }
+    command = [sys.executable, "-m", "edgecv", "doctor", "--skip", "upstream"]
+    quiet = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert "OK   model rect: " in quiet.stdout
+    assert quiet.stderr == ""
+    loud = subprocess.run(
+        [sys.executable, "-m", "edgecv", "--log-level", "INFO", *command[3:]],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "INFO edgecv.runtime.detector: opened model rect" in loud.stderr
+
+
 def test_doctor_reports_a_bad_config_as_a_fail_line(tmp_path):
     cfg_file = tmp_path / "edgecv.toml"
     cfg_file.write_text("workers = 0\n")
@@ -214,12 +257,17 @@ def test_doctor_finds_a_corrupt_model_and_a_missing_default(config, tmp_path, mo
         last = fh.read(1)
         fh.seek(-1, os.SEEK_END)
         fh.write(bytes([last[0] ^ 0xFF]))
-    cfg = dataclasses.replace(config, models_dirs=[root], default_model="shelf-detection-v9")
+    cfg = dataclasses.replace(
+        config, models_dirs=[root], default_model="shelf-detection-v9", folders={"a": "rect", "b": "rekt"}
+    )
     checks = _by_name(doctor.check_models(cfg))
     assert checks["model rect"].status == "FAIL"
     assert "model.onnx is corrupt or was changed" in checks["model rect"].detail
-    assert checks["default model"].status == "FAIL"
-    assert "'shelf-detection-v9' is not installed" in checks["default model"].detail
+    assert checks["default_model"].status == "FAIL"
+    assert checks["default_model"].detail.startswith("'shelf-detection-v9' is not installed (installed: ")
+    assert "rect" in checks["default_model"].detail
+    assert checks["folders.b"].status == "FAIL" and "'rekt' is not installed" in checks["folders.b"].detail
+    assert "folders.a" not in checks
 
 
 def test_doctor_database_checks(config, store):
@@ -261,6 +309,19 @@ def test_doctor_disk_against_the_budget(config):
     check = doctor.check_disk(huge)[0]
     assert check.status == "WARN"
     assert "the disk fills before the budget is reached" in check.detail
+
+
+def test_doctor_and_sync_status_show_the_disk_budget_in_one_unit(config):
+    toml = config.data_dir.parent / "edgecv.toml"
+    toml.write_text("[sync]\ndisk_budget_mb = 2048\n")
+    args = ["--config", str(toml), "--data-dir", str(config.data_dir)]
+    doctor_out = invoke(*args, "doctor", "--skip", "models", "--skip", "upstream").output
+    assert " of a 2048.0 MiB budget" in doctor_out
+    status_out = invoke(*args, "sync", "--status").output
+    disk_line = next(line for line in status_out.splitlines() if line.startswith("disk:"))
+    assert disk_line.endswith(" MiB of 2048.0 MiB; 0 images pruned, 0 downscaled"), disk_line
+    assert format_size(2048 * 1024 * 1024) == "2048.0 MiB"
+    assert format_size(72.5 * 1024**3) == "72.5 GiB"
 
 
 def test_doctor_clock(config, store):
@@ -397,8 +458,11 @@ def test_status_shows_the_running_agent_and_its_devices(config, store):
         )
         assert result.exit_code == 0, result.output
         assert json.loads(result.output)["agent"]["running"] is True
+        assert doctor.check_agent(config)[0].detail.startswith(f"agent running (pid {os.getpid()}) since ")
     after = status_snapshot(config)
     assert after["agent"]["running"] is False and after["agent"]["stale"] is True
+    # the file a killed agent left behind is not taken for a running agent
+    assert doctor.check_agent(config)[0].detail == f"no agent running on {config.data_dir}"
 
 
 # -- systemd service -----------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import sqlite3
@@ -13,16 +14,22 @@ from pathlib import Path
 
 import pytest
 from agent_helpers import wait_until
+from click.testing import CliRunner
 from conftest import distinct_jpeg
 
+from edgecv.cli import main
 
-def start_agent(data_dir: Path, inbox: Path, models_root: Path, log: Path) -> subprocess.Popen:
+
+def start_agent(
+    data_dir: Path, inbox: Path, models_root: Path, log: Path, **extra_env: str
+) -> subprocess.Popen:
     env = {
         **os.environ,
         "EDGECV_DATA_DIR": str(data_dir),
         "EDGECV_MODELS_DIRS": str(models_root),
         "EDGECV_DEFAULT_MODEL": "rect",
         "EDGECV_API_ENABLED": "false",
+        **extra_env,
     }
     return subprocess.Popen(
         [sys.executable, "-m", "edgecv", "agent", "--inbox", str(inbox)],
@@ -142,3 +149,48 @@ def test_once_processes_the_inbox_and_exits(tmp_path, models_root):
     assert [p.name for p in (data_dir / "quarantine").iterdir() if p.suffix == ".jpg"][0].endswith(
         "broken.jpg"
     )
+
+
+def test_doctor_and_status_describe_the_running_agent_not_the_config(tmp_path, models_root):
+    """The agent got --inbox and its models on its command line; doctor and status, run with only the
+    data dir, report the agent's inbox and models, then "no agent running" once it stopped."""
+    data_dir, inbox = tmp_path / "data", tmp_path / "inbox"
+    inbox.mkdir()
+    log = tmp_path / "agent.log"
+    proc = start_agent(data_dir, inbox, models_root, log, EDGECV_API_ENABLED="true", EDGECV_API_PORT="0")
+    runner = CliRunner(env={"EDGECV_CONFIG": "", "EDGECV_DATA_DIR": str(data_dir)})
+    skip = [f"--skip={c}" for c in ("versions", "devices", "models", "upstream")]
+    try:
+        wait_until(lambda: "agent ready" in log.read_text(), timeout=60)
+        state = json.loads((data_dir / "agent-state.json").read_text())
+        assert state["pid"] == proc.pid and state["settings"]["inbox"] == str(inbox)
+        assert "api_key" not in json.dumps(state) and "token" not in json.dumps(state)
+        doctor = runner.invoke(main, ["doctor", *skip], catch_exceptions=False)
+        assert doctor.exit_code == 0, doctor.output
+        lines = doctor.output.splitlines()
+        assert lines[0] == (
+            f"OK   agent: agent running (pid {proc.pid}) since {state['startedAt']}, inbox {inbox} "
+            f"(inotify), default model rect, 1 worker(s), API on {state['apiUrl']}"
+        )
+        assert state["apiUrl"].startswith("http://127.0.0.1:") and not state["apiUrl"].endswith(":0")
+        assert any(line.startswith(f"OK   inbox: {inbox} exists") for line in lines)
+        status = runner.invoke(main, ["status"], catch_exceptions=False)
+        assert status.exit_code == 0, status.output
+        assert (
+            f"agent:      running (pid {proc.pid}, since {state['startedAt']}), API on {state['apiUrl']}"
+            in (status.output.splitlines())
+        )
+        assert f"inbox:      {inbox}" in status.output.splitlines()
+        assert any(line.startswith("model:      rect ") for line in status.output.splitlines())
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not (data_dir / "agent-state.json").exists()  # removed on a clean stop
+    stopped = runner.invoke(main, ["doctor", *skip], catch_exceptions=False)
+    assert stopped.output.splitlines()[0] == f"OK   agent: no agent running on {data_dir}"
+    assert "FAIL inbox: not set; the agent refuses to start" in stopped.output
+    status = runner.invoke(main, ["status"], catch_exceptions=False).output.splitlines()
+    assert "agent:      no agent running (inbox and models below are from the config)" in status
+    assert "inbox:      (not set)" in status

@@ -37,7 +37,7 @@ def test_config_env_var_names_the_file(tmp_path):
         ('device = "TPU"\n', "device: expected one of CPU, GPU, NPU, AUTO"),
         ("colour = 1\n", "unknown key 'colour'"),
         ("[sync]\nurll = 1\n", "unknown key sync.'urll'"),
-        ('workers = "many"\n', "workers: invalid literal"),
+        ('workers = "many"\n', "workers: must be an integer, got 'many'"),
         ("workers = [\n", "not valid TOML"),
         ('[folders]\n"../x" = "m"\n', "folders.../x: must be a path relative to the inbox"),
         ('backlog_mode = "fast"\n', "backlog_mode: expected auto, lanes or queue"),
@@ -53,8 +53,37 @@ def test_errors_name_the_key(tmp_path, text, message):
 def test_env_bool_and_list_coercion():
     cfg = load_config(environ={"EDGECV_POLL": "yes", "EDGECV_MODELS_DIRS": "/a,/b"})
     assert cfg.poll is True and cfg.models_dirs == [Path("/a"), Path("/b")]
-    with pytest.raises(ConfigError, match="poll: expected true/false"):
+    with pytest.raises(ConfigError, match="env: poll: must be true or false, got 'maybe'"):
         load_config(environ={"EDGECV_POLL": "maybe"})
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "message"),
+    [
+        ('workers = "two"\n', "workers", "workers: must be an integer, got 'two'"),
+        ("workers = 2.5\n", "workers", "workers: must be an integer, got 2.5"),
+        ('settle_s = "soon"\n', "settle_s", "settle_s: must be a number, got 'soon'"),
+        ('preload = "sometimes"\n', "preload", "preload: must be true or false, got 'sometimes'"),
+        ("default_model = [1]\n", "default_model", "default_model: must be a string, got [1]"),
+        ("data_dir = 3\n", "data_dir", "data_dir: must be a path, got 3"),
+        ("models_dirs = 3\n", "models_dirs", "models_dirs: must be a list, got 3"),
+        ("folders = 3\n", "folders", "folders: must be a table, got 3"),
+        ("[api]\nport = 'eighty'\n", "api.port", "api.port: must be an integer, got 'eighty'"),
+        ("[sync]\ntimeout_s = true\n", "sync.timeout_s", "sync.timeout_s: must be a number, got True"),
+    ],
+)
+def test_every_typed_key_says_what_it_expects(tmp_path, text, key, message):
+    toml = tmp_path / "edgecv.toml"
+    toml.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(toml, environ={})
+    assert str(err.value) == f"{toml}: {message}"
+    assert err.value.key == key and err.value.hint == message.split(": ")[1].split(", got")[0]
+
+
+def test_env_values_are_typed_too():
+    with pytest.raises(ConfigError, match="^env: workers: must be an integer, got 'two'$"):
+        load_config(environ={"EDGECV_WORKERS": "two"})
 
 
 def test_missing_file_is_a_clear_error(tmp_path):

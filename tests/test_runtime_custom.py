@@ -114,8 +114,21 @@ def test_add_onnx_refuses_bad_name_missing_file_and_garbage(tmp_path):
     with pytest.raises(ModelPackageError, match="file does not exist"):
         add_ultralytics_onnx(tmp_path / "nope.onnx", "x", tmp_path / "models")
     (tmp_path / "junk.onnx").write_bytes(b"not onnx")
-    with pytest.raises(ModelPackageError, match="not a loadable ONNX model"):
+    with pytest.raises(ModelPackageError) as err:
         add_ultralytics_onnx(tmp_path / "junk.onnx", "x", tmp_path / "models")
+    assert str(err.value) == (
+        f"{tmp_path / 'junk.onnx'}: not a valid ONNX model; export one with "
+        "`yolo export model=best.pt format=onnx`, or pass an OpenVINO IR folder "
+        "(model.xml + model.bin + metadata.yaml)"
+    )
+    (tmp_path / "best.pt").write_bytes(b"PK\x03\x04 a torch zip")
+    with pytest.raises(ModelPackageError) as err:
+        add_ultralytics_onnx(tmp_path / "best.pt", "x", tmp_path / "models")
+    assert str(err.value) == (
+        f"{tmp_path / 'best.pt'}: a PyTorch checkpoint cannot run here; export it to ONNX first "
+        f"(yolo export model={tmp_path / 'best.pt'} format=onnx) and add the .onnx file"
+    )
+    assert not (tmp_path / "models").exists()
 
 
 def _openvino_export(tmp_path, metadata: str | None = METADATA_YAML):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import socket
 import threading
 import time
 
@@ -12,7 +14,7 @@ from edgecv.api.app import ModelsProvider, create_app
 from edgecv.api.auth import check_bind
 from edgecv.api.metrics import Metrics
 from edgecv.config import Config
-from edgecv.errors import ConfigError
+from edgecv.errors import ConfigError, PortInUse
 from edgecv.store import Store
 from edgecv.threads import start_thread
 
@@ -94,6 +96,33 @@ class ApiServer:
             self._thread = None
 
 
+def check_port_free(host: str, port: int) -> None:
+    """Raise PortInUse when ``host:port`` is taken (uvicorn would log a bare bind error and exit), or
+    ConfigError when the address cannot be bound at all. Port 0 (any free port) always passes."""
+    if port == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise ConfigError(f"api.host: cannot resolve {host!r} ({exc.strerror})", key="api.host") from None
+    family, kind, proto, _name, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise PortInUse(
+                    f"port in use: {host}:{port} (another edgecv agent or `edgecv serve`?); "
+                    "stop it, or choose another port (api.port)",
+                    host=host,
+                    port=port,
+                ) from None
+            raise ConfigError(
+                f"the API cannot listen on {host}:{port} ({exc.strerror}); check api.host", key="api.host"
+            ) from None
+
+
 def make_server(
     config: Config,
     store: Store,
@@ -109,5 +138,6 @@ def make_server(
     port = config.api.port if port is None else port
     settings = type(config.api)(**{**config.api.__dict__, "host": host, "port": port})
     check_bind(settings)
+    check_port_free(host, port)
     app = create_app(config, store, metrics=metrics, models=models)
     return ApiServer(config, app, host=host, port=port)

@@ -58,7 +58,11 @@ pass_app = click.make_pass_decorator(AppContext)
     type=click.Path(file_okay=False, path_type=Path),
     help="Where the job log, spool and caches live (env EDGECV_DATA_DIR).",
 )
-@click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    help="Log lines on stderr from this level up (default: log_level in edgecv.toml, INFO).",
+)
 @click.option(
     "--log-format",
     type=click.Choice(LOG_FORMATS),

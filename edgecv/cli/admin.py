@@ -3,10 +3,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
 import os
-import re
 from pathlib import Path
 
 import click
@@ -16,6 +16,8 @@ from edgecv import service as service_lib
 from edgecv.cli import AppContext, fail, main, pass_app
 from edgecv.config import DEFAULT_CONFIG_NAME, find_config_file, load_config
 from edgecv.errors import ConfigError, EdgecvError
+from edgecv.logging_setup import quiet
+from edgecv.registry import check_model_names
 from edgecv.status import format_status, status_snapshot
 
 
@@ -38,7 +40,9 @@ def doctor(app: AppContext, skip: tuple[str, ...], as_json: bool) -> None:
     except click.ClickException as exc:
         results = [doctor_lib.Check("config", doctor_lib.FAIL, exc.message, "edgecv config check PATH")]
     else:
-        results = doctor_lib.run_checks(cfg, skip=skip)
+        # the checks load every model: their INFO lines would interleave with the report (--log-level shows them)
+        with contextlib.nullcontext() if app.overrides.get("log_level") else quiet():
+            results = doctor_lib.run_checks(cfg, skip=skip)
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in results], indent=2))
     else:
@@ -76,9 +80,14 @@ def config_group() -> None:
     type=click.Path(file_okay=False, path_type=Path),
     default=service_lib.DATA_DIR,
     show_default=True,
+    help="data_dir to write into the file.",
 )
 @click.option(
-    "--inbox", type=click.Path(file_okay=False, path_type=Path), default=service_lib.INBOX, show_default=True
+    "--inbox",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=service_lib.INBOX,
+    show_default=True,
+    help="inbox to write into the file.",
 )
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
 def config_init(path: Path | None, data_dir: Path, inbox: Path, force: bool) -> None:
@@ -101,23 +110,26 @@ def config_check(path: Path | None) -> None:
         )
     try:
         cfg = load_config(path, environ={})
+        check_model_names(cfg)
     except ConfigError as exc:
         message = str(exc) if str(exc).startswith(str(path)) else f"{path}: {exc}"
-        raise click.ClickException(_with_suggestion(message)) from None
+        raise click.ClickException(message + _suggestion(exc)) from None
     sync = f"sync to {cfg.sync.url}" if cfg.sync.url else "sync disabled"
     click.echo(f"{path}: ok (data_dir {cfg.data_dir}, inbox {cfg.inbox or '(not set)'}, {sync})")
 
 
-def _with_suggestion(message: str) -> str:
-    """Add "did you mean …?" to an unknown-key error."""
-    match = re.search(r"unknown key (?:(\w+)\.)?'([^']+)'; known keys: (.+)$", message)
-    if not match:
-        return message
-    section, key, known = match.groups()
-    close = difflib.get_close_matches(key, [k.strip() for k in known.split(",")], n=1)
+def _suggestion(exc: ConfigError) -> str:
+    """`` (did you mean 'workers'?)`` for an unknown key or name close to a valid one, else ``""``."""
+    if not exc.key or not exc.choices:
+        return ""
+    if isinstance(exc.value, str):  # a mistyped value (a model name)
+        section, typed = "", exc.value
+    else:  # a mistyped key
+        section, _, typed = exc.key.rpartition(".")
+    close = difflib.get_close_matches(typed, exc.choices, n=1)
     if not close:
-        return message
-    return f"{message} (did you mean {f'{section}.' if section else ''}{close[0]!r}?)"
+        return ""
+    return f" (did you mean {f'{section}.' if section else ''}{close[0]!r}?)"
 
 
 @main.group("service")
@@ -160,7 +172,12 @@ def service_install(root: Path, inbox: Path | None, user: str) -> None:
 
 
 @service_group.command("uninstall")
-@click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("/"))
+@click.option(
+    "--root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("/"),
+    help="Remove under this folder instead of / (packaging, tests).",
+)
 def service_uninstall(root: Path) -> None:
     """Remove the unit file. The config, the job log and the user stay."""
     try:

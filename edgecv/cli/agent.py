@@ -8,7 +8,7 @@ import click
 
 from edgecv.agent import Agent
 from edgecv.cli import AppContext, fail, main, pass_app
-from edgecv.errors import EdgecvError
+from edgecv.errors import EdgecvError, PortInUse
 
 
 @main.command("agent")
@@ -19,9 +19,21 @@ from edgecv.errors import EdgecvError
     "--model", "default_model", help="Default model for images without a sidecar or folder mapping."
 )
 @click.option("--poll/--no-poll", default=None, help="Poll instead of inotify (network shares).")
-@click.option("--device", type=click.Choice(["CPU", "GPU", "NPU", "AUTO"], case_sensitive=False))
-@click.option("--backend", type=click.Choice(["auto", "openvino", "onnx"]))
-@click.option("--workers", type=click.IntRange(1, 64))
+@click.option(
+    "--device",
+    type=click.Choice(["CPU", "GPU", "NPU", "AUTO"], case_sensitive=False),
+    help="Inference device (default: device in edgecv.toml, CPU). An absent GPU/NPU falls back to CPU.",
+)
+@click.option(
+    "--backend",
+    type=click.Choice(["auto", "openvino", "onnx"]),
+    help="Inference runtime (default: backend in edgecv.toml, auto: OpenVINO where the package has it).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    help="Worker threads, each with its own compiled models (default: workers in edgecv.toml, 1).",
+)
 @click.option("--once", is_flag=True, help="Process what is in the inbox, then exit when the queue is empty.")
 @pass_app
 def agent(
@@ -42,5 +54,10 @@ def agent(
     runner.install_signal_handlers()
     try:
         runner.run()
+    except PortInUse as exc:
+        raise click.ClickException(
+            f"port {exc.port} is in use (another edgecv agent?); set api.port (EDGECV_API_PORT) "
+            "or api.enabled = false, or stop it"
+        ) from None
     except EdgecvError as exc:
         raise fail(exc) from None

@@ -21,15 +21,24 @@ def open_store(app: AppContext) -> Store:
         raise fail(exc) from None
 
 
-def job_line(job: Job) -> str:
-    """One human-readable line per job."""
+NAME_WIDTH = 28  # file-name column of `jobs list`
+
+
+def short_name(name: str, width: int = NAME_WIDTH) -> str:
+    """``name`` in at most ``width`` characters, keeping its end (the file name): ``…/aisle-3/img.jpg``."""
+    return name if len(name) <= width else "…" + name[-(width - 1) :]
+
+
+def job_line(job: Job, name: str | None = None) -> str:
+    """One human-readable line per job; with ``name``, a file-name column after the id."""
     if job.status == "completed" and job.result is not None:
         outcome = f"{len(job.result.get('detections', []))} detection(s)"
     elif job.status == "failed":
         outcome = f"{job.error_code}: {job.error_message}"
     else:
         outcome = ""
-    return f"{job.id}  {job.status:<10}  {job.model:<24}  {job.created_at}  {outcome}".rstrip()
+    column = "" if name is None else f"{short_name(name):<{NAME_WIDTH}}  "
+    return f"{job.id}  {column}{job.status:<10}  {job.model:<24}  {job.created_at}  {outcome}".rstrip()
 
 
 @main.group()
@@ -40,14 +49,17 @@ def jobs() -> None:
 @jobs.command("list")
 @click.option("--status", type=click.Choice(JOB_STATUSES), help="Only jobs in this state.")
 @click.option("--model", help="Only jobs for this model.")
-@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
+@click.option(
+    "--limit", type=click.IntRange(1, 1000), default=20, show_default=True, help="Jobs per page (1-1000)."
+)
 @click.option("--cursor", help="Continue after this job id (from the previous page).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of jobs as the API returns them.")
 @pass_app
 def list_jobs(
     app: AppContext, status: str | None, model: str | None, limit: int, cursor: str | None, as_json: bool
 ) -> None:
-    """List jobs, newest first."""
+    """List jobs, newest first: id, file name (as dropped, relative to the inbox; long names keep
+    their end), status, model, created, outcome. --json prints the API's job objects unchanged."""
     store = open_store(app)
     try:
         page, next_cursor = store.list_jobs(status=status, model=model, limit=limit, cursor=cursor)
@@ -56,8 +68,9 @@ def list_jobs(
     if as_json:
         click.echo(json.dumps([j.to_dict() for j in page], indent=2, ensure_ascii=False))
         return
+    names = store.original_names([job.observation_id for job in page])
     for job in page:
-        click.echo(job_line(job))
+        click.echo(job_line(job, names.get(job.observation_id, "?")))
     if next_cursor:
         click.echo(f"… more: --cursor {next_cursor}", err=True)
 

@@ -22,7 +22,7 @@ def _backends(pkg) -> str:
 
 
 @models.command("list")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of the packages.")
 @pass_app
 def list_models(app: AppContext, as_json: bool) -> None:
     """Installed packages with version, backends/precisions and whether their sha256 verify."""
@@ -59,11 +59,21 @@ def show_model(app: AppContext, name: str) -> None:
 @models.command("add")
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
 @click.option("--name", required=True, help="Model name jobs will use (e.g. custom).")
-@click.option("--description", default="Custom-trained model", show_default=True)
+@click.option(
+    "--description",
+    default="Custom-trained model",
+    show_default=True,
+    help="Description stored in the package manifest.",
+)
 @click.option("--force", is_flag=True, help="Replace an existing package of that name.")
 @pass_app
 def add_model(app: AppContext, path: Path, name: str, description: str, force: bool) -> None:
-    """Install an Ultralytics-exported ONNX model (names and imgsz read from its metadata)."""
+    """Install an Ultralytics export as a model package: PATH is an .onnx file (`yolo export format=onnx`)
+    or an OpenVINO IR folder (`yolo export format=openvino`: model.xml, .bin and metadata.yaml).
+
+    Class names and input size are read from the export's metadata. A .pt checkpoint must be exported
+    first.
+    """
     from edgecv.runtime.custom import add_ultralytics_onnx
 
     cfg = app.config()
@@ -86,9 +96,20 @@ def add_model(app: AppContext, path: Path, name: str, description: str, force: b
     help="A labelled folder: images/ with labels/*.txt (YOLO) or annotations.json (COCO; category names "
     "matched to the model's labels).",
 )
-@click.option("--backend", type=click.Choice(["openvino", "onnx"]), default="openvino", show_default=True)
-@click.option("--precision", type=click.Choice(["int8", "fp32"]), default=None)
-@click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--backend",
+    type=click.Choice(["openvino", "onnx"]),
+    default="openvino",
+    show_default=True,
+    help="Runtime to evaluate on.",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(["int8", "fp32"]),
+    default=None,
+    help="Weights to evaluate (default: the package default).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @pass_app
 def eval_model(
     app: AppContext, name: str, data_dir: Path, backend: str, precision: str | None, as_json: bool

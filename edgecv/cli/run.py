@@ -21,8 +21,16 @@ PROGRESS_FROM = 4  # show a progress bar from this many images on
 @main.command("run")
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--model", help="Model name (default: the configured default model).")
-@click.option("--device", type=click.Choice(["CPU", "GPU", "NPU", "AUTO"], case_sensitive=False))
-@click.option("--backend", type=click.Choice(["auto", "openvino", "onnx"]))
+@click.option(
+    "--device",
+    type=click.Choice(["CPU", "GPU", "NPU", "AUTO"], case_sensitive=False),
+    help="Inference device (default: device in edgecv.toml, CPU). An absent GPU/NPU falls back to CPU.",
+)
+@click.option(
+    "--backend",
+    type=click.Choice(["auto", "openvino", "onnx"]),
+    help="Inference runtime (default: backend in edgecv.toml, auto: OpenVINO where the package has it).",
+)
 @click.option(
     "--json", "as_json", is_flag=True, help="Print a JSON array of the jobs as the API returns them."
 )

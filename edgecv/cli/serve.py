@@ -7,7 +7,7 @@ import threading
 import click
 
 from edgecv.cli import fail, main, pass_app
-from edgecv.errors import EdgecvError
+from edgecv.errors import EdgecvError, PortInUse
 
 
 @main.command()
@@ -36,6 +36,10 @@ def serve(app, host: str | None, port: int | None, webhooks: bool) -> None:
         store = Store(config.db_path)
         server = make_server(config, store, metrics=Metrics(store))
         dispatcher = Dispatcher(store, config.webhooks) if webhooks else None
+    except PortInUse as exc:
+        raise click.ClickException(
+            f"port {exc.port} is in use (another edgecv agent?); pass --port or stop it"
+        ) from None
     except EdgecvError as exc:
         raise fail(exc) from None
     if dispatcher is not None:

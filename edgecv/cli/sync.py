@@ -9,7 +9,8 @@ import click
 from edgecv.cli import AppContext, fail, main, pass_app
 from edgecv.errors import EdgecvError
 from edgecv.store import Store, outbox
-from edgecv.sync import sync_all, sync_status
+from edgecv.sync import require_sync_url, sync_all, sync_status
+from edgecv.sync_budget import format_size
 
 
 @main.command()
@@ -45,7 +46,12 @@ def sync(
     Exits 1 when anything is still pending (upstream down, credentials refused, timeout).
     """
     config = app.config()
-    store = Store(config.db_path)
+    try:
+        if not show_status:
+            require_sync_url(config.sync)  # before the job log is created just to say so
+        store = Store(config.db_path)
+    except EdgecvError as exc:
+        raise fail(exc) from None
     try:
         if show_status:
             report = sync_status(store, config)
@@ -80,7 +86,7 @@ def format_status(report: dict) -> str:
         f"last success:  {report['lastSuccessAt'] or 'never'}",
         f"last error:    {report['lastError'] or 'none'}"
         + (f" at {report['lastErrorAt']}" if report["lastErrorAt"] else ""),
-        f"disk:          {disk['usedBytes'] / 1e6:.1f} MB of {disk['budgetBytes'] / 1e6:.1f} MB; "
+        f"disk:          {format_size(disk['usedBytes'])} of {format_size(disk['budgetBytes'])}; "
         f"{disk['pruned']} images pruned, {disk['downscaled']} downscaled",
     ]
     if report["backoffUntil"]:

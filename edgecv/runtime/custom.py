@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 from edgecv.errors import ModelPackageError
+from edgecv.paths import ensure_writable_dir
 from edgecv.runtime.package import NAME_RE, ModelPackage, load_package, write_manifest
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,9 @@ def _check_task(metadata: dict, source: str) -> None:
         raise ModelPackageError(f"{source}: task: expected detect, got {task!r}")
 
 
+PYTORCH_SUFFIXES = (".pt", ".pth")
+
+
 def _onnx_info(onnx_path: Path) -> tuple[dict, list, list]:
     import onnxruntime as ort
 
@@ -105,7 +109,11 @@ def _onnx_info(onnx_path: Path) -> tuple[dict, list, list]:
     try:
         session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own exception types for bad files
-        raise ModelPackageError(f"{onnx_path}: not a loadable ONNX model: {exc}") from exc
+        log.debug("onnxruntime could not load %s: %s", onnx_path, exc)
+        raise ModelPackageError(
+            f"{onnx_path}: not a valid ONNX model; export one with `yolo export model=best.pt format=onnx`, "
+            "or pass an OpenVINO IR folder (model.xml + model.bin + metadata.yaml)"
+        ) from None
     meta = dict(session.get_modelmeta().custom_metadata_map)
     return meta, list(session.get_inputs()[0].shape), list(session.get_outputs()[0].shape)
 
@@ -124,6 +132,11 @@ def add_ultralytics_onnx(
         return add_ultralytics_openvino(onnx_path, name, dest_root, description=description, force=force)
     if not onnx_path.is_file():
         raise ModelPackageError(f"{onnx_path}: file does not exist")
+    if onnx_path.suffix.lower() in PYTORCH_SUFFIXES:
+        raise ModelPackageError(
+            f"{onnx_path}: a PyTorch checkpoint cannot run here; export it to ONNX first "
+            f"(yolo export model={onnx_path} format=onnx) and add the .onnx file"
+        )
     _check_name(name)
     meta, in_shape, out_shape = _onnx_info(onnx_path)
     source = str(onnx_path)
@@ -244,7 +257,7 @@ def _install(
         raise ModelPackageError(
             f"model {manifest['name']!r} already exists at {dest}; use --force to replace it"
         )
-    dest_root.mkdir(parents=True, exist_ok=True)
+    ensure_writable_dir(dest_root, "models folder")
     manifest = {
         **manifest,
         "weights": [weights],

@@ -22,6 +22,7 @@ from typing import Any
 from edgecv.errors import JobNotFound, ObservationNotFound, SchemaTooNew, StoreError
 from edgecv.ids import new_id
 from edgecv.jobs import JOB_STATUSES, Job, Observation, utc_now
+from edgecv.paths import ensure_writable_dir
 from edgecv.store import webhooks as webhook_sql
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,7 @@ class Store:
         # steps); other processes (the CLI, a second reader) still meet the busy timeout
         self._write_lock = threading.RLock()
         self.on_job_queued: Callable[[Job], None] | None = None  # called after the commit that queues a job
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        ensure_writable_dir(self.path.parent)
         self._migrate()
 
     # -- connections and transactions ---------------------------------------------------------
@@ -261,6 +262,16 @@ class Store:
         if row is None:
             raise ObservationNotFound(f"observation {observation_id} does not exist")
         return _observation(row)
+
+    def original_names(self, observation_ids: list[str]) -> dict[str, str]:
+        """Each observation's file name as dropped (relative to the inbox), by observation id."""
+        ids = list(dict.fromkeys(observation_ids))
+        if not ids:
+            return {}
+        rows = self.conn.execute(
+            f"SELECT id, original_name FROM observations WHERE id IN ({', '.join('?' * len(ids))})", ids
+        ).fetchall()
+        return {row[0]: row[1] for row in rows}
 
     def observation_hashes(self) -> set[str]:
         return {row[0] for row in self.conn.execute("SELECT sha256 FROM observations")}
