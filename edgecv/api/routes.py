@@ -50,10 +50,11 @@ def require_tenant(request: Request, tenantId: str) -> ApiState:
 
 Tenant = Annotated[ApiState, Depends(require_tenant)]
 _ERR = {"model": schemas.ErrorBody}
+_GUARD = {400: _ERR, 403: _ERR}  # app.BrowserGuard: Host not allowed, cross-site browser request
 tenant_router = APIRouter(
     prefix="/v1/tenants/{tenantId}",
     dependencies=[Depends(require_token)],
-    responses={400: _ERR, 401: _ERR, 404: _ERR, 409: _ERR, 413: _ERR, 422: _ERR},
+    responses={400: _ERR, 401: _ERR, 404: _ERR, 409: _ERR, 413: _ERR, 415: _ERR, 422: _ERR},
 )
 ops_router = APIRouter()
 
@@ -335,6 +336,12 @@ def metrics(request: Request) -> Response:
     return Response(m.render(), media_type=m.content_type)
 
 
+@ops_router.get("/openapi.json", include_in_schema=False, dependencies=[Depends(require_token)])
+def openapi_document(request: Request) -> JSONResponse:
+    """The OpenAPI document; with an ``api.token`` it needs the token like the rest of the API."""
+    return JSONResponse(request.app.openapi())
+
+
 def register(app: FastAPI) -> None:
-    app.include_router(tenant_router)
-    app.include_router(ops_router)
+    app.include_router(tenant_router, responses=_GUARD)
+    app.include_router(ops_router, responses=_GUARD)
