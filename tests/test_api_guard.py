@@ -39,12 +39,25 @@ JOBS = "/v1/tenants/local/cv/jobs"
 
 def test_a_foreign_host_gets_no_job_data(api, store, config):
     queued_job(store, config, 1)
-    for host in ("evil.example", "evil.example:8470", "127.0.0.1.evil.example", "localhost.evil.example", "x@localhost"):
+    for host in (
+        "evil.example",
+        "evil.example:8470",
+        "127.0.0.1.evil.example",
+        "localhost.evil.example",
+        "x@localhost",
+    ):
         resp = get(api, JOBS, Host=host)
         assert_refused(resp, 400, "host_not_allowed")
         assert "api.allowed_hosts" in resp.json()["error"]["message"]
     port = api.port
-    for host in ("127.0.0.1", f"127.0.0.1:{port}", "localhost", f"LOCALHOST:{port}", "[::1]", f"[::1]:{port}"):
+    for host in (
+        "127.0.0.1",
+        f"127.0.0.1:{port}",
+        "localhost",
+        f"LOCALHOST:{port}",
+        "[::1]",
+        f"[::1]:{port}",
+    ):
         resp = get(api, JOBS, Host=host)
         assert resp.status_code == 200, host
         assert len(resp.json()["data"]) == 1
@@ -76,7 +89,11 @@ def test_cross_site_browser_requests_are_refused_for_every_method(api, store):
         assert_no_cors(resp)
     preflight = requests.options(
         f"{api.url}{JOBS}",
-        headers={**evil, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization"},
+        headers={
+            **evil,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization",
+        },
         timeout=5,
     )
     assert_refused(preflight, 403, "cross_site_request")
@@ -107,5 +124,7 @@ def test_with_a_token_openapi_needs_it_and_token_clients_may_use_any_host(config
         # a LAN client names the device by its address; a web page cannot know the token
         assert get(api, JOBS, Host="192.168.1.20:8470", **auth).status_code == 200
         assert_refused(get(api, JOBS, Host="192.168.1.20:8470"), 400, "host_not_allowed")
-        assert_refused(get(api, JOBS, Host="192.168.1.20", Authorization="Bearer nope"), 400, "host_not_allowed")
+        assert_refused(
+            get(api, JOBS, Host="192.168.1.20", Authorization="Bearer nope"), 400, "host_not_allowed"
+        )
         assert_refused(get(api, JOBS, Origin="http://evil.example", **auth), 403, "cross_site_request")
