@@ -12,7 +12,9 @@ sections. Env vars: ``EDGECV_<KEY>`` for top-level keys (``EDGECV_DATA_DIR``), a
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
+import re
 import sys
 import types
 import typing
@@ -64,6 +66,8 @@ class ApiSettings:
     port: int = 8470
     token: str | None = field(default=None, repr=False)  # required when host is not loopback
     max_upload_mb: int = 25
+    # Host names (besides 127.0.0.1, localhost, [::1]) the API answers to: DNS-rebinding guard
+    allowed_hosts: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -313,6 +317,28 @@ def _invalid(key: str, value: Any, hint: str, shown: str | None = None) -> Confi
     return ConfigError(f"{key}: {hint}, got {shown or repr(value)}", key=key, value=value, hint=hint)
 
 
+_HOST_NAME = re.compile(r"[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*")
+
+
+def _allowed_host(name: str) -> str:
+    """One ``api.allowed_hosts`` entry, lower-cased, IPv6 without brackets; ConfigError if not a bare name."""
+    bare = name.strip().lower()
+    if bare.startswith("[") and bare.endswith("]"):
+        bare = bare[1:-1]
+    try:
+        return str(ipaddress.ip_address(bare))
+    except ValueError:
+        pass
+    if len(bare) > 253 or not _HOST_NAME.fullmatch(bare):
+        raise ConfigError(
+            f"api.allowed_hosts: {name!r} is not a host name or IP address; list bare names such as "
+            "'edge-12.local' or '192.168.1.20' (no scheme, port, path or wildcard)",
+            key="api.allowed_hosts",
+            value=name,
+        )
+    return bare
+
+
 def validate(cfg: Config) -> None:
     """Checks that need more than a type: ranges and enumerations. Raises ConfigError naming the key."""
     if cfg.device.upper() not in ("CPU", "GPU", "NPU", "AUTO"):
@@ -332,6 +358,7 @@ def validate(cfg: Config) -> None:
         raise _invalid("sync.image_policy", cfg.sync.image_policy, "expected none, thumbnail or full")
     if not (0 <= cfg.api.port < 65536):
         raise _invalid("api.port", cfg.api.port, "expected 0..65535 (0 = any free port)", str(cfg.api.port))
+    cfg.api.allowed_hosts = [_allowed_host(name) for name in cfg.api.allowed_hosts]
     for folder, path in cfg.planograms.items():
         if Path(folder).is_absolute() or ".." in Path(folder).parts:
             raise ConfigError(

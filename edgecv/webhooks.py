@@ -21,6 +21,8 @@ import secrets
 import threading
 import time
 from collections.abc import Mapping
+from concurrent import futures
+from concurrent.futures import Future, ThreadPoolExecutor
 from urllib.parse import urlsplit
 
 import requests
@@ -127,6 +129,12 @@ def retry_delay(attempts: int, base_s: float, max_s: float) -> float:
 class Dispatcher:
     """Sends due webhook deliveries. ``run_once()`` is one pass; ``run_forever(stop)`` loops.
 
+    Endpoints are independent: a pass hands each endpoint's due deliveries, oldest first, to one task
+    of a small thread pool (``workers`` endpoints at a time), so a receiver that hangs until
+    ``timeout_s`` delays only its own deliveries. Later passes skip an endpoint whose task is still
+    running: this process never sends one endpoint two requests at once, and sends its deliveries in
+    the order they became due.
+
     Construction syncs the endpoints listed in ``[webhooks]`` into the database, so completions that
     happen after it get delivery rows for them.
     """
@@ -139,12 +147,17 @@ class Dispatcher:
         batch: int = 20,
         poll_s: float = 1.0,
         session: requests.Session | None = None,
+        workers: int = 4,
     ) -> None:
         self.store = store
         self.settings = settings
         self.batch = batch
         self.poll_s = poll_s
-        self.session = session or requests.Session()
+        self.workers = workers
+        self._session = session  # shared by the pool's threads when given; else one per thread
+        self._sessions = threading.local()
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="edgecv-webhook")
+        self._sending: dict[str, Future[None]] = {}  # endpoint id → its task of the latest pass
         self.sync_config()
 
     def sync_config(self) -> None:
@@ -165,25 +178,61 @@ class Dispatcher:
             self.store, list(settings.endpoints), settings.secret or "", settings.events
         )
 
-    def run_once(self, now: float | None = None) -> int:
-        """Send every delivery that is due now; return how many were attempted."""
+    def run_once(self, now: float | None = None, *, wait: bool = True) -> int:
+        """Claim the deliveries due now and send them, one pool task per endpoint; return how many were
+        claimed. ``wait=False`` returns without waiting for the sends (``run_forever`` does)."""
+        self._sending = {e: task for e, task in self._sending.items() if not task.done()}
+        if len(self._sending) >= self.workers:
+            return 0  # every worker is busy: claim nothing that would only wait in the pool's queue
         lease = self.settings.timeout_s + 30
-        due = webhook_sql.claim_due(self.store, limit=self.batch, lease_s=lease, now=now)
+        due = webhook_sql.claim_due(
+            self.store, limit=self.batch, lease_s=lease, now=now, skip_endpoints=self._sending
+        )
+        by_endpoint: dict[str, list[WebhookDelivery]] = {}
         for delivery in due:
-            self._send(delivery)
+            by_endpoint.setdefault(delivery.endpoint_id, []).append(delivery)
+        for endpoint_id, deliveries in by_endpoint.items():
+            self._sending[endpoint_id] = self._pool.submit(self._send_in_order, deliveries)
+        if wait:
+            futures.wait(self._sending.values())
         return len(due)
 
     def run_forever(self, stop: threading.Event) -> None:
         log.info("webhook dispatcher started")
-        while not stop.is_set():
-            try:
-                sent = self.run_once()
-            except Exception:  # a bad pass must not end the loop
-                log.exception("webhook dispatch pass failed; retrying")
-                sent = 0
-            if sent < self.batch:
-                stop.wait(self.poll_s)
+        try:
+            while not stop.is_set():
+                try:
+                    sent = self.run_once(wait=False)
+                except Exception:  # a bad pass must not end the loop
+                    log.exception("webhook dispatch pass failed; retrying")
+                    sent = 0
+                if sent < self.batch:
+                    stop.wait(self.poll_s)
+        finally:
+            self.close()
         log.info("webhook dispatcher stopped")
+
+    def close(self) -> None:
+        """Wait for the sends in flight (each ends within ``timeout_s``); drop the queued ones (their
+        deliveries stay pending and are claimed again once their lease ends)."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _http(self) -> requests.Session:
+        if self._session is not None:
+            return self._session
+        session = getattr(self._sessions, "session", None)
+        if session is None:
+            session = self._sessions.session = requests.Session()
+        return session
+
+    def _send_in_order(self, deliveries: list[WebhookDelivery]) -> None:
+        for delivery in deliveries:
+            try:
+                self._send(delivery)
+            except Exception:  # e.g. the database: the delivery is retried once its lease ends
+                log.exception(
+                    "webhook %s to %s: attempt failed; retried after the lease", delivery.id, delivery.url
+                )
 
     def _send(self, delivery: WebhookDelivery) -> None:
         body = delivery.payload.encode()
@@ -191,7 +240,7 @@ class Dispatcher:
         headers.update(signature_headers(delivery.secret, delivery.id, body))
         status: int | None = None
         try:
-            resp = self.session.post(
+            resp = self._http().post(
                 delivery.url,
                 data=body,
                 headers=headers,

@@ -55,11 +55,16 @@ def finish(store, job: Job, *, fail: bool = False) -> Job:
 
 
 class Receiver:
-    """A real webhook receiver on loopback: records every request, answers ``status``."""
+    """A real webhook receiver on loopback: records every request, answers ``status``.
 
-    def __init__(self, port: int = 0, status: int = 200) -> None:
+    With a ``gate``, it records each request, then holds its answer until the gate is set (a hanging
+    receiver). ``arrived`` is set once a request was recorded, ``got`` once an answer was sent."""
+
+    def __init__(self, port: int = 0, status: int = 200, gate: threading.Event | None = None) -> None:
         self.status = status
+        self.gate = gate
         self.requests: list[tuple[dict[str, str], bytes]] = []
+        self.arrived = threading.Event()
         self.got = threading.Event()
         receiver = self
 
@@ -67,6 +72,9 @@ class Receiver:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 receiver.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                receiver.arrived.set()
+                if receiver.gate is not None:
+                    receiver.gate.wait(60)
                 self.send_response(receiver.status)
                 self.send_header("content-length", "0")
                 self.end_headers()
@@ -87,6 +95,8 @@ class Receiver:
         return self
 
     def __exit__(self, *exc) -> None:
+        if self.gate is not None:
+            self.gate.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import socket
 
 import pytest
 import requests
@@ -77,6 +79,7 @@ def test_upload_file_name_never_becomes_a_path(api, config):
         ({"data": jpeg_bytes(), "metadata": "[1, 2]"}, 422, "invalid_metadata"),
         ({"data": jpeg_bytes(), "metadata": "{nope"}, 422, "invalid_metadata"),
         ({"data": jpeg_bytes(), "model": "nope-v9"}, 422, "model_not_found"),
+        ({"data": jpeg_bytes(), "model": "m" * 70_000}, 422, "invalid_request"),
     ],
 )
 def test_bad_uploads_get_a_4xx_with_a_reason(api, kwargs, status, code):
@@ -85,6 +88,74 @@ def test_bad_uploads_get_a_4xx_with_a_reason(api, kwargs, status, code):
     assert resp.status_code == status, resp.text
     assert resp.json()["error"]["code"] == code
     assert resp.json()["error"]["message"]
+
+
+def nested(depth: int) -> str:
+    return '{"a": ' * depth + "1" + "}" * depth
+
+
+def test_metadata_limits_are_422_invalid_metadata_with_the_limit(api, store):
+    resp = upload(api, distinct_jpeg(50), metadata=nested(5000))  # ~30 KB: under the size limit
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["error"]["code"] == "invalid_metadata"
+    assert "5000 levels deep; at most 32" in resp.json()["error"]["message"]
+    resp = upload(api, distinct_jpeg(50), metadata='{"s": "[[[[' + "[" * 100 + '"}')  # brackets in a string
+    assert resp.status_code == 201, resp.text
+    assert upload(api, distinct_jpeg(51), metadata=nested(33)).status_code == 422
+    assert upload(api, distinct_jpeg(51), metadata=nested(32)).json()["metadata"]["a"]["a"]
+
+    exactly = json.dumps({"x": ""}, separators=(",", ":"))
+    exactly = exactly.replace('""', '"' + "y" * (64 * 1024 - len(exactly)) + '"')
+    assert upload(api, distinct_jpeg(52), metadata=exactly).status_code == 201
+    for size in (64 * 1024 + 1, 300 * 1024):
+        over = exactly.replace('"y', '"' + "y" * (size - len(exactly)) + "y")
+        resp = upload(api, distinct_jpeg(53), metadata=over)
+        assert resp.status_code == 422, resp.text
+        assert resp.json()["error"]["code"] == "invalid_metadata"
+        assert "at most 65536 (64 KB)" in resp.json()["error"]["message"]
+    assert len(store.observation_hashes()) == 3  # the refused uploads stored nothing
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/cv/jobs", {"observationId": "obs_x", "model": "rect"}),
+        ("/webhooks", {"url": "http://127.0.0.1:9/h"}),
+    ],
+)
+def test_json_bodies_in_another_content_type_say_which_one_is_expected(api, path, body):
+    for ctype in ("text/plain", "application/x-www-form-urlencoded", None):
+        headers = {"content-type": ctype} if ctype else {}
+        resp = requests.post(url(api, path), data=json.dumps(body).encode(), headers=headers, timeout=5)
+        assert resp.status_code == 415, (ctype, resp.text)
+        assert resp.json()["error"]["code"] == "unsupported_media_type"
+        assert "Content-Type: application/json" in resp.json()["error"]["message"]
+        assert repr(ctype or "no content type") in resp.json()["error"]["message"]
+
+
+def raw_request(api, request: bytes) -> tuple[bytes, bytes]:
+    """Send bytes no HTTP client library would send; return the answer's head and body."""
+    with socket.create_connection(("127.0.0.1", api.port), timeout=5) as sock:
+        sock.sendall(request)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return head, body
+
+
+def test_raw_non_ascii_bytes_in_the_path_get_the_json_error_shape(api):
+    head, body = raw_request(
+        api, b"GET /v1/tenants/local/cv/jobs/\xc3\xa9\xff HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    )
+    assert head.startswith(b"HTTP/1.1 400 ")
+    assert b"content-type: application/json" in head.lower()
+    error = json.loads(body)["error"]
+    assert error["code"] == "bad_request" and "%C3%A9" in error["message"]
+    head, body = raw_request(
+        api, b"GET /v1/tenants/local/cv/jobs/%C3%A9 HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    assert head.startswith(b"HTTP/1.1 404 ") and json.loads(body)["error"]["code"] == "job_not_found"
 
 
 def test_upload_needs_multipart(api):

@@ -89,3 +89,12 @@ def test_env_values_are_typed_too():
 def test_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "nope.toml", environ={})
+
+
+def test_api_allowed_hosts_from_env_are_normalised_and_checked():
+    cfg = load_config(environ={"EDGECV_API_ALLOWED_HOSTS": "Edge-12.local, 192.168.1.20,[fe80::1]"})
+    assert cfg.api.allowed_hosts == ["edge-12.local", "192.168.1.20", "fe80::1"]
+    assert load_config(environ={}).api.allowed_hosts == []
+    for bad in ("http://edge.local", "edge.local:8470", "*.local", "edge.local/x"):
+        with pytest.raises(ConfigError, match="api.allowed_hosts: .*no scheme, port, path or wildcard"):
+            load_config(environ={"EDGECV_API_ALLOWED_HOSTS": bad})

@@ -183,6 +183,42 @@ def test_run_forever_delivers_until_stopped(config, store):
     assert receiver.bodies()[0]["type"] == "job.completed"
 
 
+def test_a_hanging_receiver_does_not_hold_up_other_endpoints(config, store):
+    gate = threading.Event()
+    with Receiver(gate=gate) as slow, Receiver() as fast:
+        # slow gets every event, fast only job.completed: the oldest due delivery is slow's
+        dispatcher = Dispatcher(store, settings_for(config, [slow.url], timeout_s=60), poll_s=0.05)
+        webhook_sql.create_endpoint(store, fast.url, SECRET, ["job.completed"])
+        failed = finish(store, queued_job(store, config, 10), fail=True)
+        done = finish(store, queued_job(store, config, 11))
+        stop = threading.Event()
+        thread = threading.Thread(target=dispatcher.run_forever, args=(stop,))
+        thread.start()
+        try:
+            assert fast.got.wait(30), "the fast receiver waited for the hanging one"
+            assert slow.arrived.wait(30)
+            assert not gate.is_set() and len(slow.requests) == 1  # slow still holds its first answer
+            assert [b["data"]["id"] for b in fast.bodies()] == [done.id]
+        finally:
+            gate.set()
+            for _ in range(
+                600
+            ):  # until slow's deliveries are recorded too (a hang guard, not a timing check)
+                if not webhook_sql.pending_count(store):
+                    break
+                thread.join(0.05)
+            stop.set()
+            thread.join(30)
+        assert not thread.is_alive()
+    # slow got its deliveries one at a time, in the order they became due
+    assert [(b["type"], b["data"]["id"]) for b in slow.bodies()] == [
+        ("job.failed", failed.id),
+        ("job.completed", done.id),
+    ]
+    rows = webhook_sql.deliveries_for_job(store, failed.id) + webhook_sql.deliveries_for_job(store, done.id)
+    assert sorted(r.url for r in rows if r.state == "delivered") == sorted([slow.url, slow.url, fast.url])
+
+
 # -- endpoints through the API ---------------------------------------------------------------------------
 
 

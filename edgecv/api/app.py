@@ -1,4 +1,4 @@
-"""The FastAPI application: state, authentication, error translation and the upload size guard.
+"""The FastAPI application: state, error translation, the Host/Origin guard and the upload size guard.
 
 Routes live in :mod:`edgecv.api.routes`; they translate between HTTP and library calls and hold no
 business rules. Every error leaves as ``{"error": {"code": "…", "message": "…"}}``.
@@ -15,12 +15,14 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from edgecv import __version__
+from edgecv.api.auth import cross_site_reason, host_allowed, token_matches
 from edgecv.api.metrics import Metrics
-from edgecv.config import Config
+from edgecv.config import ApiSettings, Config
 from edgecv.errors import (
     ApiError,
     ConfigError,
@@ -121,6 +123,52 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(500, "internal_error", "internal error; the agent log has the details")
 
 
+PROBES = ("/healthz", "/readyz")
+
+
+class BrowserGuard:
+    """Pure ASGI guard against web pages: DNS rebinding and cross-site requests.
+
+    403 for a request whose ``Origin`` host is not an allowed host or that says ``Sec-Fetch-Site:
+    cross-site`` (any method, any path). 400 for a ``Host`` that is not an allowed host, except on the
+    probes and for requests carrying the valid bearer token (a web page cannot know it). Allowed hosts:
+    127.0.0.1, localhost, [::1] and ``api.allowed_hosts``. No CORS headers are ever sent.
+    """
+
+    def __init__(self, app: ASGIApp, settings: ApiSettings) -> None:
+        self.app = app
+        self.allowed = frozenset(settings.allowed_hosts)
+        self.token = settings.token
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        refusal = self._refusal(scope) if scope["type"] == "http" else None
+        if refusal is None:
+            await self.app(scope, receive, send)
+        else:
+            await refusal(scope, receive, send)
+
+    def _refusal(self, scope: Scope) -> JSONResponse | None:
+        headers = Headers(scope=scope)
+        reason = cross_site_reason(headers.get("origin"), headers.get("sec-fetch-site"), self.allowed)
+        if reason is not None:
+            return error_response(
+                403,
+                "cross_site_request",
+                f"request from a web page of another site refused ({reason}); call the API from a program, "
+                "or add the page's host name to api.allowed_hosts",
+            )
+        if scope["path"] in PROBES or host_allowed(headers.get("host"), self.allowed):
+            return None
+        if self.token and token_matches(headers.get("authorization"), self.token):
+            return None
+        return error_response(
+            400,
+            "host_not_allowed",
+            f"Host {headers.get('host', '')!r} is not a name of this API; use 127.0.0.1, localhost or [::1], "
+            "or add the name to api.allowed_hosts (EDGECV_API_ALLOWED_HOSTS)",
+        )
+
+
 class BodyLimit:
     """Pure ASGI guard: answer 413 once a request body passes ``max_bytes`` (declared or streamed)."""
 
@@ -199,6 +247,7 @@ def create_app(
         '`{"error": {"code", "message"}}`.',
         redoc_url=None,
         docs_url=None,  # Swagger UI loads its assets from a CDN: a blank page on an offline device
+        openapi_url=None,  # served by routes.openapi_document, behind the token when one is set
     )
     app.state.edgecv = ApiState(config, store, metrics, models)
     app.add_exception_handler(EdgecvError, _edgecv_error)
@@ -206,5 +255,6 @@ def create_app(
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected_error)
     app.add_middleware(BodyLimit, max_bytes=config.api.max_upload_mb * 1024 * 1024)
+    app.add_middleware(BrowserGuard, settings=config.api)  # added last: runs first
     routes.register(app)
     return app

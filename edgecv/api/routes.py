@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 JOB_ID = r"^job_[0-9A-HJKMNP-TV-Z]{26}$"
 UPLOAD_TYPES = ("image/jpeg", "image/png", "image/bmp", "image/webp", "application/octet-stream")
 MAX_METADATA_BYTES = 64 * 1024
+MAX_METADATA_DEPTH = 32  # nested objects/arrays; deeper JSON would exhaust the parser's recursion
+MAX_MODEL_NAME = 128
 
 _bearer = HTTPBearer(auto_error=False, description="Required when the agent has an api.token.")
 
@@ -37,6 +39,18 @@ def require_token(
     token = state(request).config.api.token
     if token and not token_matches(request.headers.get("authorization"), token):
         raise ApiAuthError("missing or wrong bearer token (Authorization: Bearer <api.token>)", status=401)
+
+
+def require_json(request: Request) -> None:
+    """A JSON body must be sent as JSON; otherwise FastAPI's answer would not name the content type."""
+    content_type = request.headers.get("content-type", "")
+    main = content_type.split(";")[0].strip().lower()
+    if main != "application/json" and not (main.startswith("application/") and main.endswith("+json")):
+        raise ApiError(
+            f"send the body as JSON with Content-Type: application/json (got {content_type or 'no content type'!r})",
+            status=415,
+            code="unsupported_media_type",
+        )
 
 
 def require_tenant(request: Request, tenantId: str) -> ApiState:
@@ -50,10 +64,11 @@ def require_tenant(request: Request, tenantId: str) -> ApiState:
 
 Tenant = Annotated[ApiState, Depends(require_tenant)]
 _ERR = {"model": schemas.ErrorBody}
+_GUARD = {400: _ERR, 403: _ERR}  # app.BrowserGuard: Host not allowed, cross-site browser request
 tenant_router = APIRouter(
     prefix="/v1/tenants/{tenantId}",
     dependencies=[Depends(require_token)],
-    responses={400: _ERR, 401: _ERR, 404: _ERR, 409: _ERR, 413: _ERR, 422: _ERR},
+    responses={400: _ERR, 401: _ERR, 404: _ERR, 409: _ERR, 413: _ERR, 415: _ERR, 422: _ERR},
 )
 ops_router = APIRouter()
 
@@ -73,7 +88,11 @@ def _check_model(st: ApiState, model: str) -> None:
 
 
 @tenant_router.post(
-    "/cv/jobs", status_code=201, response_model=schemas.JobOut, responses={200: {"model": schemas.JobOut}}
+    "/cv/jobs",
+    status_code=201,
+    response_model=schemas.JobOut,
+    responses={200: {"model": schemas.JobOut}},
+    dependencies=[Depends(require_json)],
 )
 def start_job(st: Tenant, body: schemas.StartJob) -> JSONResponse:
     """Queue a job for an existing observation. The same observation and model give the same job (200)."""
@@ -150,11 +169,44 @@ def _safe_name(filename: str | None) -> str:
     return name[:200] or "upload"
 
 
+# a string (to its closing quote, or to the end when unterminated: never retried, so linear) or a bracket
+_JSON_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?|[\[\]{}]')
+
+
+def _json_depth(text: str) -> int:
+    """How deep objects and arrays nest in a JSON text (brackets inside strings do not count), without
+    parsing it: ``json.loads`` recurses once per level and fails with RecursionError near 1000."""
+    depth = deepest = 0
+    for token in _JSON_TOKEN.findall(text):
+        if token in ("[", "{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif token in ("]", "}"):
+            depth -= 1
+    return deepest
+
+
 def _parse_metadata(raw: Any) -> dict[str, Any]:
     if raw is None or raw == "":
         return {}
-    if not isinstance(raw, str) or len(raw.encode()) > MAX_METADATA_BYTES:
-        raise ApiError("metadata must be a JSON object of at most 64 KB", status=422, code="invalid_metadata")
+    if not isinstance(raw, str):
+        raise ApiError(
+            "metadata must be a text field with a JSON object", status=422, code="invalid_metadata"
+        )
+    size = len(raw.encode())
+    if size > MAX_METADATA_BYTES:
+        raise ApiError(
+            f"metadata is {size} bytes; at most {MAX_METADATA_BYTES} (64 KB) of JSON is accepted",
+            status=422,
+            code="invalid_metadata",
+        )
+    depth = _json_depth(raw)
+    if depth > MAX_METADATA_DEPTH:
+        raise ApiError(
+            f"metadata nests objects/arrays {depth} levels deep; at most {MAX_METADATA_DEPTH} are accepted",
+            status=422,
+            code="invalid_metadata",
+        )
     try:
         value = json.loads(raw)
     except ValueError:
@@ -184,7 +236,10 @@ async def create_observation(st: Tenant, request: Request) -> JSONResponse:
             status=415,
             code="unsupported_media_type",
         )
-    async with request.form(max_files=1, max_fields=8, max_part_size=MAX_METADATA_BYTES) as form:
+    # text parts may be as large as the body limit (BodyLimit answers 413 beyond it), so that the
+    # field checks below, not the multipart parser's generic 400, answer an over-long metadata field
+    max_part = st.config.api.max_upload_mb * 1024 * 1024
+    async with request.form(max_files=1, max_fields=8, max_part_size=max_part) as form:
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
             raise ApiError(
@@ -200,8 +255,12 @@ async def create_observation(st: Tenant, request: Request) -> JSONResponse:
         metadata = _parse_metadata(form.get("metadata"))
         model = form.get("model") or None
         if model is not None:
-            if not isinstance(model, str):
-                raise ApiError("model must be a text field", status=422, code="invalid_request")
+            if not isinstance(model, str) or len(model) > MAX_MODEL_NAME:
+                raise ApiError(
+                    f"model must be a text field of at most {MAX_MODEL_NAME} characters (GET …/cv/models)",
+                    status=422,
+                    code="invalid_request",
+                )
             _check_model(st, model)
         data = await upload.read()
         name = _safe_name(upload.filename)
@@ -263,7 +322,9 @@ def list_models(st: Tenant) -> JSONResponse:
 # -- webhooks ------------------------------------------------------------------------------------------
 
 
-@tenant_router.post("/webhooks", status_code=201, response_model=schemas.WebhookOut)
+@tenant_router.post(
+    "/webhooks", status_code=201, response_model=schemas.WebhookOut, dependencies=[Depends(require_json)]
+)
 def create_webhook(st: Tenant, body: schemas.WebhookIn) -> JSONResponse:
     """Register an endpoint for job events. The response carries its ``whsec_`` secret, once."""
     check_url(body.url)
@@ -335,6 +396,12 @@ def metrics(request: Request) -> Response:
     return Response(m.render(), media_type=m.content_type)
 
 
+@ops_router.get("/openapi.json", include_in_schema=False, dependencies=[Depends(require_token)])
+def openapi_document(request: Request) -> JSONResponse:
+    """The OpenAPI document; with an ``api.token`` it needs the token like the rest of the API."""
+    return JSONResponse(request.app.openapi())
+
+
 def register(app: FastAPI) -> None:
-    app.include_router(tenant_router)
-    app.include_router(ops_router)
+    app.include_router(tenant_router, responses=_GUARD)
+    app.include_router(ops_router, responses=_GUARD)

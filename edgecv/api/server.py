@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import socket
 import threading
 import time
 
+import h11
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from edgecv.api.app import ModelsProvider, create_app
 from edgecv.api.auth import check_bind
@@ -19,6 +22,38 @@ from edgecv.store import Store
 from edgecv.threads import start_thread
 
 log = logging.getLogger(__name__)
+
+
+BAD_REQUEST_BODY = json.dumps(
+    {
+        "error": {
+            "code": "bad_request",
+            "message": "the request line or a header is not valid HTTP/1.1; percent-encode non-ASCII and "
+            "control bytes in the path (é as %C3%A9). The request was not processed.",
+        }
+    }
+).encode()
+
+
+class JsonErrorH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol, except that a request h11 cannot parse (raw non-ASCII bytes in the path, a
+    malformed header) gets the API's ``{"error": …}`` JSON instead of uvicorn's text/plain 400.
+
+    uvicorn answers these itself, before the app sees anything, through ``send_400_response``."""
+
+    def send_400_response(self, msg: str) -> None:
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(BAD_REQUEST_BODY)).encode()),
+            (b"connection", b"close"),
+        ]
+        for event in (
+            h11.Response(status_code=400, headers=headers, reason=b"Bad Request"),
+            h11.Data(data=BAD_REQUEST_BODY),
+            h11.EndOfMessage(),
+        ):
+            self.transport.write(self.conn.send(event))
+        self.transport.close()
 
 
 class ApiServer:
@@ -34,6 +69,7 @@ class ApiServer:
         self._server = uvicorn.Server(
             uvicorn.Config(
                 app,
+                http=JsonErrorH11Protocol,
                 host=host,
                 port=port,
                 log_level="warning",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -197,17 +198,27 @@ _DELIVERY_SELECT = (
 )
 
 
-def claim_due(store: Store, *, limit: int, lease_s: float, now: float | None = None) -> list[WebhookDelivery]:
-    """Pending deliveries whose time has come, oldest first. Claiming pushes ``next_attempt_at`` out by
-    ``lease_s`` so a second dispatcher on the same database does not send them at the same time."""
+def claim_due(
+    store: Store,
+    *,
+    limit: int,
+    lease_s: float,
+    now: float | None = None,
+    skip_endpoints: Collection[str] = (),
+) -> list[WebhookDelivery]:
+    """Pending deliveries whose time has come, oldest first, except those for ``skip_endpoints``.
+    Claiming pushes ``next_attempt_at`` out by ``lease_s`` so a second dispatcher on the same database
+    does not send them at the same time."""
     now = time.time() if now is None else now
+    skip = list(skip_endpoints)
+    not_skipped = f" AND endpoint_id NOT IN ({', '.join('?' * len(skip))})" if skip else ""
     with store.transaction() as conn:
         ids = [
             row[0]
             for row in conn.execute(
                 "SELECT id FROM webhook_deliveries WHERE state = 'pending' AND next_attempt_at <= ?"
-                " ORDER BY next_attempt_at, id LIMIT ?",
-                (now, limit),
+                f"{not_skipped} ORDER BY next_attempt_at, id LIMIT ?",
+                (now, *skip, limit),
             )
         ]
         for delivery_id in ids:
