@@ -160,14 +160,15 @@ def test_unknown_model_fails_the_job_with_a_clear_code(store, config, inbox):
 
 
 def test_image_that_decodes_to_nothing_fails_the_job(store, config, inbox):
-    data = bytearray(jpeg_bytes())
-    data[200:600] = b"\x00" * 400  # header and end marker intact, entropy data garbage
-    path = drop(inbox, "garbled.jpg", bytes(data))
-    result = ingest_file(store, config, path, inbox)
+    data = jpeg_bytes()
+    dht = data.index(b"\xff\xc4")  # a Huffman table claiming 16 × 255 codes: libjpeg refuses to decode
+    garbled = data[: dht + 5] + b"\xff" * 16 + data[dht + 21 :]
+    path = drop(inbox, "garbled.jpg", garbled)
+    result = ingest_file(store, config, path, inbox)  # the header (size, end marker) is intact: accepted
     job = Worker(store, config).run_once()
-    assert job.id == result.job.id and job.status in ("completed", "failed")
-    if job.status == "failed":
-        assert job.error_code == "image_unreadable"
+    assert job.id == result.job.id
+    assert job.status == "failed" and job.error_code == "image_unreadable"
+    assert "could not be decoded" in job.error_message
 
 
 def test_same_bytes_twice_return_the_existing_job(store, config, inbox):
