@@ -50,6 +50,7 @@ from edgecv.ingest import (
     is_image_name,
     is_sidecar_name,
 )
+from edgecv.logging_setup import log_name
 from edgecv.store import Store
 from edgecv.threads import start_thread
 
@@ -235,7 +236,7 @@ class Intake:
             try:
                 self.process(path)
             except Exception:  # the intake never dies because one file failed
-                log.exception("ingest of %s failed; it stays in the inbox for the next start", path)
+                log.exception("ingest of %s failed; it stays in the inbox for the next start", log_name(path))
             finally:
                 with self._cond:
                     self._busy = False
@@ -288,7 +289,7 @@ class InboxWatcher:
         found = self.intake.scan()
         log.info(
             "watching %s (%s); %d image(s) already there",
-            self.intake.inbox,
+            log_name(self.intake.inbox),
             "polling" if self.poll else "inotify",
             found,
         )

@@ -68,7 +68,9 @@ print(sync_all(Store(cfg.db_path), cfg, progress=False), flush=True)
 """
 
 
-def test_sigkill_between_send_and_ack_then_resend_is_a_duplicate_not_a_second_result(tmp_path, server, device):
+def test_sigkill_between_send_and_ack_then_resend_is_a_duplicate_not_a_second_result(
+    tmp_path, server, device
+):
     jobs = make_jobs(device, 40)
     add_faults(server, {"kind": "delay", "phase": "after", "seconds": 60, "count": 1})
     cmd = [sys.executable, "-c", RELAY_PROCESS, str(tmp_path / "device"), server.url, API_KEY, TENANT]
