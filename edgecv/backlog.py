@@ -226,7 +226,7 @@ def _load_and_submit(worker, detector, infer, submit_lock, done: queue.Queue, jo
     try:
         loaded = worker.load(job, hint="THROUGHPUT")
         loaded.detector = detector
-        loaded.tensor, loaded.letterbox = detector.preprocess(loaded.image)
+        loaded.tensor, loaded.letterbox = detector.preprocess(loaded.image, size=loaded.size)
         with submit_lock:  # one caller of the request queue at a time
             loaded.submitted_at = time.perf_counter()
             infer.submit(loaded.tensor, loaded)
@@ -251,7 +251,8 @@ def _finish(worker, job: Job, loaded, raw, error) -> Job:
         return worker.fail(job, error)
     ms = (time.perf_counter() - loaded.submitted_at) * 1000.0
     try:
-        detections = loaded.detector.postprocess(raw, loaded.letterbox, loaded.image.shape)
+        shape = loaded.image.shape if loaded.size is None else (loaded.size[1], loaded.size[0])
+        detections = loaded.detector.postprocess(raw, loaded.letterbox, shape)
     except Exception as exc:
         return worker.fail(job, exc)
     loaded.tensor = None

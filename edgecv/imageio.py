@@ -120,8 +120,53 @@ def _exif_orientation(tiff: bytes) -> int:
     return 1
 
 
-def decode(data: bytes, *, max_pixels: int | None = None) -> np.ndarray:
-    """Bytes → BGR uint8 image, EXIF orientation applied. Raises ImageUnreadable with the reason."""
+# A JPEG over this many pixels is decoded at 1/2, 1/4 or 1/8 size (libjpeg's DCT scaling: the full
+# image is never in memory) when it only feeds a model input far smaller than itself; the reduced image
+# stays at least REDUCE_MARGIN × the input in both axes. Smaller images (every phone photo at its
+# default 12 MP, 4K frames) decode exactly as before. PNG, BMP and WebP have no reduced decoder in
+# OpenCV (its IMREAD_REDUCED_* flags decode those in full, then resize), so they are always decoded full.
+REDUCE_ABOVE_PIXELS = 20_000_000
+REDUCE_MARGIN = 2.0
+_REDUCED_FLAGS = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A decoded image and the full size of the original (after EXIF orientation)."""
+
+    image: np.ndarray
+    size: tuple[int, int]  # (width, height) of the original image
+
+    @property
+    def reduced(self) -> bool:
+        return (self.image.shape[1], self.image.shape[0]) != self.size
+
+
+def reduction_for(header: ImageHeader, fit: tuple[int, int] | None) -> int:
+    """1, or the DCT reduction (2, 4, 8) to decode a large JPEG with for a model input of ``fit``
+    (width, height) pixels: the largest that keeps the image REDUCE_MARGIN × ``fit`` in both axes."""
+    if (
+        fit is None
+        or header.media_type != "image/jpeg"
+        or header.width * header.height <= REDUCE_ABOVE_PIXELS
+    ):
+        return 1
+    room = min(header.width / fit[0], header.height / fit[1]) / REDUCE_MARGIN
+    return next((f for f in (8, 4, 2) if f <= room), 1)
+
+
+def decode(data: bytes, *, max_pixels: int | None = None, fit: tuple[int, int] | None = None) -> np.ndarray:
+    """Bytes → BGR uint8 image, EXIF orientation applied. Raises ImageUnreadable with the reason.
+
+    With ``fit`` (a model input's width, height) a large JPEG may come back reduced (``reduction_for``);
+    without it the image is always full size."""
+    return decode_sized(data, max_pixels=max_pixels, fit=fit).image
+
+
+def decode_sized(
+    data: bytes, *, max_pixels: int | None = None, fit: tuple[int, int] | None = None
+) -> Decoded:
+    """As ``decode``, with the original size beside the (possibly reduced) image."""
     header = read_header(data)
     if max_pixels is not None and header.width * header.height > max_pixels:
         raise ImageUnreadable(
@@ -132,16 +177,26 @@ def decode(data: bytes, *, max_pixels: int | None = None) -> np.ndarray:
         raise ImageUnreadable(
             f"{header.media_type} file is truncated (no end-of-image marker); send it again"
         )
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    flags = _REDUCED_FLAGS.get(reduction_for(header, fit), cv2.IMREAD_COLOR)
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     if image is None:
         raise ImageUnreadable(f"{header.media_type} data could not be decoded; the file is corrupt")
-    return image
+    return Decoded(image, (header.width, header.height))
+
+
+def read_file(path) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError as exc:
+        raise ImageUnreadable(f"cannot read {path}: {exc.strerror}") from None
 
 
 def decode_file(path, *, max_pixels: int | None = None) -> np.ndarray:
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read()
-    except OSError as exc:
-        raise ImageUnreadable(f"cannot read {path}: {exc.strerror}") from None
-    return decode(data, max_pixels=max_pixels)
+    """The full-size image in the file at ``path``."""
+    return decode(read_file(path), max_pixels=max_pixels)
+
+
+def decode_file_sized(path, *, max_pixels: int | None = None, fit: tuple[int, int] | None = None) -> Decoded:
+    """The image at ``path`` for a model input of ``fit`` pixels (reduced when large), with its full size."""
+    return decode_sized(read_file(path), max_pixels=max_pixels, fit=fit)

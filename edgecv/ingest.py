@@ -26,6 +26,7 @@ from edgecv.config import Config
 from edgecv.errors import DiskBudgetExceeded, EdgecvError, ImageUnreadable, RejectedFile
 from edgecv.imageio import IMAGE_SUFFIXES, read_header
 from edgecv.jobs import Job, Observation
+from edgecv.logging_setup import log_name
 from edgecv.store import Store
 from edgecv.sync_budget import may_accept_image
 
@@ -212,9 +213,11 @@ def ingest_bytes(
         model=model,
     )
     if created:
-        log.info("queued %s for %s (%s, model %s)", job.id, name, observation.id, model)
+        log.info("queued %s for %s (%s, model %s)", job.id, log_name(name), observation.id, model)
     elif job is not None:
-        log.info("%s is identical to %s; existing job %s (%s)", name, observation.id, job.id, job.status)
+        log.info(
+            "%s is identical to %s; existing job %s (%s)", log_name(name), observation.id, job.id, job.status
+        )
     return IngestResult(observation, job, created)
 
 
@@ -301,9 +304,9 @@ def quarantine(config: Config, path: Path, reason: str, code: str) -> Path:
             dest.write_bytes(path.read_bytes())
         path.unlink()
     dest.with_name(dest.name + ".reason").write_text(
-        f"code: {code}\nfile: {path}\nreason: {reason}\n", encoding="utf-8"
+        f"code: {code}\nfile: {log_name(path)}\nreason: {log_name(reason)}\n", encoding="utf-8"
     )
-    log.warning("quarantined %s: %s", path, reason)
+    log.warning("quarantined %s: %s", log_name(path), log_name(reason))
     return dest
 
 
@@ -348,7 +351,7 @@ def ingest_file(store: Store, config: Config, path: Path, inbox: Path) -> Ingest
     except FileNotFoundError:
         return None
     except DiskBudgetExceeded as exc:
-        log.warning("%s stays in the inbox: %s", path, exc)
+        log.warning("%s stays in the inbox: %s", log_name(path), exc)
         raise NotReady(str(exc), retry_s=BUDGET_RETRY_S) from None
     for done in (path, sidecar):
         if done is not None:
@@ -416,7 +419,7 @@ def recover_spool(store: Store, config: Config) -> int:
             )
             recovered += 1
         except EdgecvError as exc:
-            log.warning("spooled %s could not be recovered: %s", path, exc)
+            log.warning("spooled %s could not be recovered: %s", log_name(path), exc)
     if recovered:
         log.warning("recovered %d spooled image(s) whose observation was lost (power loss?)", recovered)
     return recovered

@@ -60,6 +60,28 @@ class _Secrets:
 SECRETS = _Secrets()
 
 
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\"}
+
+
+def log_name(value: object) -> str:
+    """A path or file name as it goes into a log line or a ``.reason`` file: control and other
+    non-printable characters (newline, escape, Unicode line separators, undecodable bytes) written as
+    ``\\n``/``\\xNN``/``\\uNNNN`` like ``repr`` does, so a name cannot split or forge a line."""
+    text = str(value)
+    if text.isprintable() and "\\" not in text:
+        return text
+    return "".join(_escape_char(c) for c in text)
+
+
+def _escape_char(c: str) -> str:
+    if c in _ESCAPES:
+        return _ESCAPES[c]
+    if c.isprintable():
+        return c
+    code = ord(c)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
 def register_secrets(config: Config) -> None:
     """Remember the config's secret values so they are redacted from every later log line."""
     SECRETS.add(config.sync.api_key, config.api.token, config.webhooks.secret)

@@ -20,6 +20,7 @@ from importlib import resources
 from pathlib import Path
 
 from edgecv.config import CONFIG_ENV
+from edgecv.logging_setup import log_name
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +196,7 @@ def install_service(
     unit_path.chmod(0o644)
     created = write_config(config_file, data_dir=DATA_DIR, inbox=inbox)
     _inside(root, inbox).mkdir(parents=True, exist_ok=True)
-    log.info("wrote %s (ExecStart=%s)", unit_path, exec_start)
+    log.info("wrote %s (ExecStart=%s)", log_name(unit_path), log_name(exec_start))
 
     report = InstallReport(unit_path, config_file, created, inbox)
     if str(Path(python).absolute()).startswith(_HIDDEN_ROOTS):

@@ -1,9 +1,14 @@
 """Inbox watching: a watchdog adapter, a pure path filter, and the intake that schedules ingest.
 
 When is a file complete?
-- inotify (default on Linux): only ``IN_CLOSE_WRITE`` (watchdog's closed event) and ``IN_MOVED_TO``
+- inotify (default on Linux): ``IN_CLOSE_WRITE`` (watchdog's closed event) and ``IN_MOVED_TO``
   (moved event) count. ``cp`` of a large file and a writer that pauses mid-file produce neither
   until the writer closes; write-to-temp-then-rename produces one moved event for the final name.
+  The observer runs with ``generate_full_events`` so that a move from outside the inbox (an
+  ``IN_MOVED_TO`` without its ``IN_MOVED_FROM``: ``mv`` from a sibling folder) is a moved event with
+  an empty source, not a created event. A created event (``IN_CREATE``) counts only for what no close
+  will follow: a symlink, or a hard link to an existing file (link count above one); a plain new
+  file is waited for until its writer closes it.
 - polling (``--poll``, for network shares): a file counts once its size and mtime have been unchanged
   for ``settle_s``.
 - Both: ingest re-checks the image's end-of-image marker and waits for a recently modified file
@@ -20,6 +25,7 @@ from __future__ import annotations
 import heapq
 import logging
 import os
+import stat
 import threading
 import time
 from pathlib import Path
@@ -27,6 +33,11 @@ from pathlib import Path
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
+
+try:
+    from watchdog.observers.inotify import InotifyObserver
+except ImportError:  # not Linux
+    InotifyObserver = None
 
 from edgecv.config import Config
 from edgecv.ingest import (
@@ -39,6 +50,7 @@ from edgecv.ingest import (
     is_image_name,
     is_sidecar_name,
 )
+from edgecv.logging_setup import log_name
 from edgecv.store import Store
 from edgecv.threads import start_thread
 
@@ -73,6 +85,8 @@ class _Handler(FileSystemEventHandler):
             self._intake.submit(Path(os.fsdecode(event.src_path)))
 
     def on_moved(self, event: FileSystemEvent) -> None:
+        if not event.dest_path:
+            return  # moved out of the inbox
         dest = Path(os.fsdecode(event.dest_path))
         if event.is_directory:
             self._intake.scan(dest)
@@ -83,12 +97,21 @@ class _Handler(FileSystemEventHandler):
         path = Path(os.fsdecode(event.src_path))
         if event.is_directory:
             self._intake.scan(path)
-        elif self._polling:
+        elif self._polling or _is_link(path):
             self._intake.submit(path)
 
     def on_modified(self, event: FileSystemEvent) -> None:
         if self._polling and not event.is_directory:
             self._intake.submit(Path(os.fsdecode(event.src_path)))
+
+
+def _is_link(path: Path) -> bool:
+    """A symlink, or a hard link to an existing file: created whole, so no close event follows."""
+    try:
+        st = path.lstat()
+    except OSError:
+        return False
+    return stat.S_ISLNK(st.st_mode) or st.st_nlink > 1
 
 
 class Intake:
@@ -213,7 +236,7 @@ class Intake:
             try:
                 self.process(path)
             except Exception:  # the intake never dies because one file failed
-                log.exception("ingest of %s failed; it stays in the inbox for the next start", path)
+                log.exception("ingest of %s failed; it stays in the inbox for the next start", log_name(path))
             finally:
                 with self._cond:
                     self._busy = False
@@ -252,6 +275,8 @@ class InboxWatcher:
         self.poll = poll
         if poll:
             self._observer = PollingObserver(timeout=poll_interval_s)
+        elif InotifyObserver is not None:
+            self._observer = InotifyObserver(generate_full_events=True)
         else:
             self._observer = Observer()
         self._observer.schedule(_Handler(intake, poll), str(intake.inbox), recursive=True)
@@ -264,7 +289,7 @@ class InboxWatcher:
         found = self.intake.scan()
         log.info(
             "watching %s (%s); %d image(s) already there",
-            self.intake.inbox,
+            log_name(self.intake.inbox),
             "polling" if self.poll else "inotify",
             found,
         )

@@ -18,11 +18,11 @@ import numpy as np
 
 from edgecv.config import Config
 from edgecv.errors import EdgecvError, InferenceError
-from edgecv.imageio import decode_file
+from edgecv.imageio import decode_file, decode_file_sized
 from edgecv.jobs import Job, Observation
 from edgecv.registry import DetectorPool
 from edgecv.store import Store
-from edgecv.vision import PipelineInput, get_pipeline
+from edgecv.vision import PipelineInput, get_pipeline, needs_pixels
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ class Worker:
             loaded = self.load(job, detector=detector)
             start = time.perf_counter()
             try:
-                detections = loaded.detector.detect(loaded.image)
+                detections = loaded.detector.detect(loaded.image, size=loaded.size)
             except EdgecvError:
                 raise
             except Exception as exc:
@@ -129,30 +129,49 @@ class Worker:
 
     def load(self, job: Job, *, hint: str = "LATENCY", detector=None) -> Loaded:
         """The job's observation, decoded image and detector (``detector``, else the model's compile for
-        ``hint``). Raises EdgecvError with the job's error code."""
+        ``hint``). A large JPEG is decoded reduced for the model's input (``imageio.reduction_for``).
+        Raises EdgecvError with the job's error code."""
         observation = self.store.get_observation(job.observation_id)
         if detector is None:
             detector = self.detectors.get(job.model, hint=hint)
-        image = decode_file(
-            self.config.data_dir / observation.spool_path, max_pixels=self.config.max_image_pixels
+        decoded = decode_file_sized(
+            self.spool_path(observation), max_pixels=self.config.max_image_pixels, fit=detector.input_size
         )
-        return Loaded(job, observation, image, detector)
+        return Loaded(
+            job, observation, decoded.image, detector, size=decoded.size if decoded.reduced else None
+        )
+
+    def spool_path(self, observation: Observation):
+        return self.config.data_dir / observation.spool_path
+
+    def pipeline_image(self, loaded: Loaded, pipeline: str, options: dict) -> tuple[np.ndarray, tuple | None]:
+        """The image a pipeline gets, and the original size when that is not the image's own: the
+        detection image as it is; when it was decoded reduced, the full-size image again for a pipeline
+        that reads pixels (price tags, crack widths: original-pixel crops), else no pixels at all."""
+        if loaded.size is None:
+            return loaded.image, None
+        if needs_pixels(pipeline, options):
+            return decode_file(
+                self.spool_path(loaded.observation), max_pixels=self.config.max_image_pixels
+            ), None
+        return np.zeros((0, 0, 3), np.uint8), loaded.size
 
     def complete(self, loaded: Loaded, detections, inference_ms: float) -> Job:
         """Post-process, then record the result (job + outbox + webhooks in one transaction)."""
         job, detector = loaded.job, loaded.detector
         try:
-            pipeline = get_pipeline(detector.package.pipeline)
+            name = detector.package.pipeline
+            pipeline = get_pipeline(name)
+            options = {**detector.package.pipeline_options, "read_tag_names": self.config.read_tag_names}
+            image, size = self.pipeline_image(loaded, name, options)
             result = pipeline(
                 PipelineInput(
-                    image=loaded.image,
+                    image=image,
                     detections=detections,
                     labels=list(detector.package.labels),
                     metadata=loaded.observation.metadata,
-                    options={
-                        **detector.package.pipeline_options,
-                        "read_tag_names": self.config.read_tag_names,
-                    },
+                    options=options,
+                    size=size,
                 )
             )
         except Exception as exc:
@@ -189,8 +208,9 @@ class Loaded:
 
     job: Job
     observation: Observation
-    image: np.ndarray
+    image: np.ndarray  # what the detector gets: reduced for a large JPEG
     detector: object
+    size: tuple[int, int] | None = None  # the original (width, height) when ``image`` is reduced
     tensor: np.ndarray | None = None
     letterbox: object = None
     submitted_at: float = 0.0

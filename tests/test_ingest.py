@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import struct
 import zlib
@@ -11,6 +12,7 @@ import pytest
 from conftest import distinct_jpeg, jpeg_bytes
 
 from edgecv.ingest import ingest_file
+from edgecv.logging_setup import configure_logging, log_name
 from edgecv.worker import Worker
 
 
@@ -160,14 +162,15 @@ def test_unknown_model_fails_the_job_with_a_clear_code(store, config, inbox):
 
 
 def test_image_that_decodes_to_nothing_fails_the_job(store, config, inbox):
-    data = bytearray(jpeg_bytes())
-    data[200:600] = b"\x00" * 400  # header and end marker intact, entropy data garbage
-    path = drop(inbox, "garbled.jpg", bytes(data))
-    result = ingest_file(store, config, path, inbox)
+    data = jpeg_bytes()
+    dht = data.index(b"\xff\xc4")  # a Huffman table claiming 16 × 255 codes: libjpeg refuses to decode
+    garbled = data[: dht + 5] + b"\xff" * 16 + data[dht + 21 :]
+    path = drop(inbox, "garbled.jpg", garbled)
+    result = ingest_file(store, config, path, inbox)  # the header (size, end marker) is intact: accepted
     job = Worker(store, config).run_once()
-    assert job.id == result.job.id and job.status in ("completed", "failed")
-    if job.status == "failed":
-        assert job.error_code == "image_unreadable"
+    assert job.id == result.job.id
+    assert job.status == "failed" and job.error_code == "image_unreadable"
+    assert "could not be decoded" in job.error_message
 
 
 def test_same_bytes_twice_return_the_existing_job(store, config, inbox):
@@ -255,3 +258,31 @@ def test_spooled_image_whose_observation_was_lost_is_recovered(store, config, in
     assert store.find_observation_by_hash(kept.observation.sha256).id == kept.observation.id
     assert not (config.spool_dir / "ab" / ".half-written.jpg.1.2.tmp").exists()
     assert recover_spool(store, config) == 0
+
+
+def test_a_name_with_control_characters_is_one_log_line(store, config, inbox, capsys):
+    handler = configure_logging("INFO", "text", force=True)
+    try:
+        ingest_file(store, config, drop(inbox, "evil\nINFO forged.jpg", jpeg_bytes()), inbox)
+        ingest_file(store, config, drop(inbox, "bad\r\x1b[2Jname.jpg", b"not an image"), inbox)
+    finally:
+        logging.getLogger().removeHandler(handler)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2, lines
+    assert " INFO edgecv.ingest: queued " in lines[0] and "for evil\\nINFO forged.jpg (" in lines[0]
+    assert " WARNING edgecv.ingest: quarantined " in lines[1] and "bad\\r\\x1b[2Jname.jpg" in lines[1]
+    reason = next(config.quarantine_dir.glob("*.reason")).read_text()
+    assert reason.count("\n") == 3 and "bad\\r\\x1b[2Jname.jpg" in reason
+
+
+@pytest.mark.parametrize(
+    ("name", "logged"),
+    [
+        ("plain é 棚.jpg", "plain é 棚.jpg"),
+        ("a\nb\tc\\d", "a\\nb\\tc\\\\d"),
+        ("x\u2028y\x7f", "x\\u2028y\\x7f"),
+        (os.fsdecode(b"raw\xffbyte"), "raw\\udcffbyte"),
+    ],
+)
+def test_log_name_escapes_like_repr(name, logged):
+    assert log_name(name) == logged

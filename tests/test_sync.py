@@ -68,7 +68,9 @@ print(sync_all(Store(cfg.db_path), cfg, progress=False), flush=True)
 """
 
 
-def test_1_sigkill_between_send_and_ack(tmp_path, server, device):
+def test_sigkill_between_send_and_ack_then_resend_is_a_duplicate_not_a_second_result(
+    tmp_path, server, device
+):
     jobs = make_jobs(device, 40)
     add_faults(server, {"kind": "delay", "phase": "after", "seconds": 60, "count": 1})
     cmd = [sys.executable, "-c", RELAY_PROCESS, str(tmp_path / "device"), server.url, API_KEY, TENANT]
@@ -93,7 +95,7 @@ def test_1_sigkill_between_send_and_ack(tmp_path, server, device):
     assert_exactly_once(server, [device])
 
 
-def test_2_response_lost_after_commit(tmp_path, server, device):
+def test_response_lost_after_commit_is_not_duplicated(tmp_path, server, device):
     make_jobs(device, 25)
     add_faults(server, {"kind": "drop", "count": 2})
     relay = Relay.from_config(device, device_config(tmp_path / "device", server.url))
@@ -110,7 +112,7 @@ def test_2_response_lost_after_commit(tmp_path, server, device):
     assert_exactly_once(server, [device])
 
 
-def test_3_server_error_three_times_then_ok_same_keys(tmp_path, server, device):
+def test_server_error_three_times_then_ok_reuses_the_same_keys(tmp_path, server, device):
     jobs = make_jobs(device, 30)
     keys_before = [row[1] for row in outbox_rows(device)]
     add_faults(server, {"kind": "status", "status": 500, "count": 3})
@@ -126,7 +128,7 @@ def test_3_server_error_three_times_then_ok_same_keys(tmp_path, server, device):
 
 
 @pytest.mark.parametrize("retry_after, low, high", [("1", 0.9, 1.0), ("date:2", 0.5, 2.0)])
-def test_4_too_many_requests_honours_retry_after(tmp_path, server, device, retry_after, low, high):
+def test_too_many_requests_honours_retry_after(tmp_path, server, device, retry_after, low, high):
     make_jobs(device, 10)
     add_faults(server, {"kind": "status", "status": 429, "retry_after": retry_after, "count": 1})
     relay = Relay.from_config(device, device_config(tmp_path / "device", server.url))
@@ -140,7 +142,7 @@ def test_4_too_many_requests_honours_retry_after(tmp_path, server, device, retry
     assert_exactly_once(server, [device])
 
 
-def test_4b_service_unavailable_with_http_date(tmp_path, server, device):
+def test_service_unavailable_with_http_date_retry_after(tmp_path, server, device):
     make_jobs(device, 5)
     add_faults(server, {"kind": "status", "status": 503, "retry_after": "date:1", "count": 1})
     summary = sync_all(device, device_config(tmp_path / "device", server.url), progress=False)
@@ -148,7 +150,7 @@ def test_4b_service_unavailable_with_http_date(tmp_path, server, device):
     assert_exactly_once(server, [device])
 
 
-def test_5_server_never_answers_timeouts_fire(tmp_path, server, device):
+def test_server_never_answers_timeouts_fire(tmp_path, server, device):
     make_jobs(device, 20)
     add_faults(server, {"kind": "hang", "count": 2})
     relay = Relay.from_config(device, device_config(tmp_path / "device", server.url, timeout_s=0.3))
@@ -171,7 +173,7 @@ def test_5_server_never_answers_timeouts_fire(tmp_path, server, device):
 
 
 @pytest.mark.parametrize("strict", [False, True], ids=["per-item-reply", "whole-batch-422"])
-def test_6_one_rejected_item_in_a_batch_of_100(tmp_path, server, device, strict):
+def test_one_rejected_item_in_a_batch_of_100(tmp_path, server, device, strict):
     jobs = make_jobs(device, 100, bad={37})
     admin(server, "PUT", "/_admin/settings", {"strict": strict})
     summary = sync_all(device, device_config(tmp_path / "device", server.url), progress=False)
@@ -184,7 +186,7 @@ def test_6_one_rejected_item_in_a_batch_of_100(tmp_path, server, device, strict)
     assert_exactly_once(server, [device], skip={jobs[37]})
 
 
-def test_7_unauthorized_pauses_until_credentials_change(tmp_path, server, device, caplog):
+def test_unauthorized_pauses_until_credentials_change(tmp_path, server, device, caplog):
     caplog.set_level(logging.DEBUG)
     make_jobs(device, 15)
     cfg = device_config(tmp_path / "device", server.url, api_key="wrong-key-123", auth_probe_s=30.0)
@@ -202,7 +204,7 @@ def test_7_unauthorized_pauses_until_credentials_change(tmp_path, server, device
     assert "wrong-key-123" not in caplog.text and API_KEY not in caplog.text
 
 
-def test_7b_key_fixed_upstream_resumes_on_probe(tmp_path, server, device):
+def test_key_fixed_upstream_resumes_on_probe(tmp_path, server, device):
     make_jobs(device, 5)
     admin(server, "PUT", "/_admin/settings", {"apiKeys": ["rotated"]})
     relay = Relay.from_config(device, device_config(tmp_path / "device", server.url, auth_probe_s=0.2))
@@ -215,7 +217,7 @@ def test_7b_key_fixed_upstream_resumes_on_probe(tmp_path, server, device):
     assert_exactly_once(server, [device])
 
 
-def test_8_upstream_down_for_a_backlog_of_5000(tmp_path, device):
+def test_upstream_down_for_a_backlog_of_5000(tmp_path, device):
     make_jobs(device, 5000)
     port = free_port()
     cfg = device_config(
@@ -239,7 +241,7 @@ def test_8_upstream_down_for_a_backlog_of_5000(tmp_path, device):
         server.stop()
 
 
-def test_9_two_agents_sync_at_the_same_time(tmp_path, server):
+def test_two_agents_sync_at_the_same_time(tmp_path, server):
     stores = [Store(tmp_path / f"dev{i}" / "edgecv.db") for i in range(2)]
     for i, store in enumerate(stores):
         make_jobs(store, 300, prefix=f"cam{i}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import time
@@ -143,3 +144,75 @@ def test_files_written_into_a_brand_new_folder_are_picked_up(config, inbox):
         os.rename(staged, inbox / "moved-in")  # a whole folder moved into the inbox
         wait_until(lambda: len(agent.done_jobs()) == 4, timeout=30)
         assert len(observations(agent)) == 4
+
+
+def _arrive(how: str, inbox: Path, stage: Path, data: bytes) -> str:
+    """Make an image arrive in the inbox ``how``; return its name relative to the inbox."""
+    stage.mkdir(exist_ok=True)
+    if how == "write":  # written in place, then closed
+        (inbox / "arrived.jpg").write_bytes(data)
+    elif how == "rename_inside":  # written under a temporary name inside the inbox, then renamed
+        (inbox / "arrived.jpg.part").write_bytes(data)
+        os.rename(inbox / "arrived.jpg.part", inbox / "arrived.jpg")
+    elif how == "sibling_move":  # cp to a sibling folder, then mv into the inbox (same filesystem)
+        (stage / "arrived.jpg").write_bytes(data)
+        os.rename(stage / "arrived.jpg", inbox / "arrived.jpg")
+    elif how == "folder_move":  # a whole folder of images moved into the inbox
+        (stage / "batch").mkdir()
+        (stage / "batch" / "arrived.jpg").write_bytes(data)
+        os.rename(stage / "batch", inbox / "batch")
+        return "batch/arrived.jpg"
+    elif how == "symlink_inside":  # a link to a file kept in a hidden folder of the inbox
+        (inbox / ".kept").mkdir()
+        (inbox / ".kept" / "target.jpg").write_bytes(data)
+        os.symlink(inbox / ".kept" / "target.jpg", inbox / "arrived.jpg")
+    elif how == "symlink_outside":
+        (stage / "target.jpg").write_bytes(data)
+        os.symlink(stage / "target.jpg", inbox / "arrived.jpg")
+    elif how == "hardlink":
+        (stage / "linked.jpg").write_bytes(data)
+        os.link(stage / "linked.jpg", inbox / "arrived.jpg")
+    else:
+        raise ValueError(how)
+    return "arrived.jpg"
+
+
+ARRIVALS = ["write", "rename_inside", "sibling_move", "folder_move", "symlink_inside", "hardlink"]
+
+
+def _settle(agent, inbox: Path, marker_seed: int) -> None:
+    """Wait until every event about earlier files has been handled: inotify delivers events in order,
+    so once a marker written after them is ingested and the intake is idle, nothing else is coming."""
+    (inbox / "zz-marker.jpg").write_bytes(distinct_jpeg(marker_seed))
+    wait_until(lambda: not (inbox / "zz-marker.jpg").exists())
+    wait_until(agent.agent.watcher.intake.idle)
+
+
+@pytest.mark.parametrize("how", ARRIVALS)
+def test_every_way_of_arriving_gives_exactly_one_job(config, inbox, tmp_path, caplog, how):
+    caplog.set_level(logging.INFO, logger="edgecv.ingest")
+    with AgentThread(config) as agent:
+        name = _arrive(how, inbox, tmp_path / "stage", distinct_jpeg(300))
+        _settle(agent, inbox, 301)
+        assert not os.path.lexists(inbox / name)
+        wait_until(lambda: len(agent.done_jobs()) == 2, timeout=30)  # the arrival and the marker
+        rows = agent.store.conn.execute(
+            "SELECT original_name FROM observations WHERE original_name = ?", (name,)
+        ).fetchall()
+        assert len(rows) == 1
+        ingest_lines = [r.getMessage() for r in caplog.records if name in r.getMessage()]
+        assert len(ingest_lines) == 1 and ingest_lines[0].startswith("queued "), ingest_lines
+        assert all(j.status == "completed" for j in agent.done_jobs())
+        assert not config.quarantine_dir.exists() or not any(config.quarantine_dir.iterdir())
+
+
+def test_symlink_to_outside_made_while_running_is_quarantined(config, inbox, tmp_path):
+    with AgentThread(config) as agent:
+        _arrive("symlink_outside", inbox, tmp_path / "stage", distinct_jpeg(310))
+        _settle(agent, inbox, 311)
+        assert not os.path.lexists(inbox / "arrived.jpg")
+        reasons = list(config.quarantine_dir.glob("*.reason"))
+        assert len(reasons) == 1
+        assert "code: symlink_outside" in reasons[0].read_text()
+        assert len(agent.done_jobs()) == 1  # the marker only
+        assert (tmp_path / "stage" / "target.jpg").exists()  # the link's target is left alone

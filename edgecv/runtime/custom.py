@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 from edgecv.errors import ModelPackageError
+from edgecv.logging_setup import log_name
 from edgecv.paths import ensure_writable_dir
 from edgecv.runtime.package import NAME_RE, ModelPackage, load_package, write_manifest
 
@@ -275,7 +276,9 @@ def _install(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    log.info("added custom model %s (%d labels) at %s", manifest["name"], len(manifest["labels"]), dest)
+    log.info(
+        "added custom model %s (%d labels) at %s", manifest["name"], len(manifest["labels"]), log_name(dest)
+    )
     return load_package(dest)
 
 

@@ -123,13 +123,23 @@ class Detector:
                 f"(4 + {self.package.num_classes} labels), got {got_out}"
             )
 
-    def preprocess(self, image_bgr: np.ndarray) -> tuple[np.ndarray, LetterboxInfo]:
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """(width, height) of the network input."""
+        return self.package.input.width, self.package.input.height
+
+    def preprocess(
+        self, image_bgr: np.ndarray, *, size: tuple[int, int] | None = None
+    ) -> tuple[np.ndarray, LetterboxInfo]:
         """The network input for one image: the fitted uint8 image itself when the graph converts it
-        (OpenVINO), else a float tensor built here."""
+        (OpenVINO), else a float tensor built here. ``size``: the original (width, height) when
+        ``image_bgr`` was decoded reduced; the geometry returned then maps to original pixels."""
         if self.runtime.takes_bgr_u8:
             image, info = fit_to_input(image_bgr, self.package.input)
-            return np.ascontiguousarray(image)[None], info
-        return to_tensor(image_bgr, self.package.input)
+            tensor = np.ascontiguousarray(image)[None]
+        else:
+            tensor, info = to_tensor(image_bgr, self.package.input)
+        return tensor, info if size is None else info.for_original(image_bgr.shape, size)
 
     def infer(self, tensor: np.ndarray) -> np.ndarray:
         """Raw ``[1, 4+nc, N]`` output for one input tensor."""
@@ -167,11 +177,14 @@ class Detector:
         conf: float | None = None,
         iou: float | None = None,
         max_detections: int | None = None,
+        size: tuple[int, int] | None = None,
     ) -> Detections:
-        """Detections in original-image pixels; thresholds default to the manifest's."""
-        tensor, info = self.preprocess(image_bgr)
+        """Detections in original-image pixels; thresholds default to the manifest's. ``size``: the
+        original (width, height) when ``image_bgr`` was decoded reduced."""
+        tensor, info = self.preprocess(image_bgr, size=size)
         raw = self.infer(tensor)
-        return self.postprocess(raw, info, image_bgr.shape, conf=conf, iou=iou, max_detections=max_detections)
+        shape = image_bgr.shape if size is None else (size[1], size[0])
+        return self.postprocess(raw, info, shape, conf=conf, iou=iou, max_detections=max_detections)
 
     def __repr__(self) -> str:
         return f"Detector({self.package.name!r}, backend={self.backend!r}, precision={self.precision!r}, device={self.device!r})"

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from edgecv.errors import ModelPackageError
+from edgecv.logging_setup import log_name
 
 log = logging.getLogger(__name__)
 
@@ -359,7 +360,7 @@ def discover_packages(dirs: list[Path], *, verify: bool = False) -> dict[str, Mo
     for root in dirs:
         root = Path(root)
         if not root.is_dir():
-            log.debug("model dir %s does not exist; skipped", root)
+            log.debug("model dir %s does not exist; skipped", log_name(root))
             continue
         for pkg_dir in sorted(p for p in root.iterdir() if p.is_dir()):
             if pkg_dir.name in found or not any((pkg_dir / m).is_file() for m in MANIFEST_NAMES):
@@ -367,7 +368,7 @@ def discover_packages(dirs: list[Path], *, verify: bool = False) -> dict[str, Mo
             try:
                 found[pkg_dir.name] = load_package(pkg_dir, verify=verify)
             except ModelPackageError as exc:
-                log.warning("skipping model package %s: %s", pkg_dir, exc)
+                log.warning("skipping model package %s: %s", log_name(pkg_dir), exc)
     return found
 
 

@@ -30,6 +30,12 @@ class LetterboxInfo:
         out[:, [1, 3]] = (xyxy[:, [1, 3]] - self.pad_y) / self.scale_y
         return out
 
+    def for_original(self, image_shape: tuple[int, ...], size: tuple[int, int]) -> LetterboxInfo:
+        """This geometry, measured on an image of ``image_shape`` decoded reduced, re-expressed for
+        the original image of ``size`` (width, height): boxes then map back to original pixels."""
+        h, w = image_shape[:2]
+        return LetterboxInfo(self.scale_x * w / size[0], self.scale_y * h / size[1], self.pad_x, self.pad_y)
+
 
 def letterbox(
     image: np.ndarray, width: int, height: int, pad_value: int = 114
