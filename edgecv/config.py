@@ -109,6 +109,11 @@ class Config:
     # Without a planogram, name out-of-stock SKUs by reading empty-slot tags' name line with PP-OCR
     # (~8 ms per tag; legible from ~20 px tag height, i.e. 1080p and up). Off: no cost, unnamed gaps.
     read_tag_names: bool = False
+    # Scene check (edgecv.runtime.scene): an image that does not look like its model's domain (a cat sent
+    # to the shelf model) completes with no detections and result.domain.inDomain false. Off: every
+    # image goes to the detector. domain_threshold overrides every package's own (model.json).
+    domain_check: bool = True
+    domain_threshold: float | None = None
     sync: SyncSettings = field(default_factory=SyncSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
@@ -359,6 +364,8 @@ def validate(cfg: Config) -> None:
     if not (0 <= cfg.api.port < 65536):
         raise _invalid("api.port", cfg.api.port, "expected 0..65535 (0 = any free port)", str(cfg.api.port))
     cfg.api.allowed_hosts = [_allowed_host(name) for name in cfg.api.allowed_hosts]
+    if cfg.domain_threshold is not None and not 0.0 <= cfg.domain_threshold <= 1.0:
+        raise _invalid("domain_threshold", cfg.domain_threshold, "expected a number in 0..1")
     for folder, path in cfg.planograms.items():
         if Path(folder).is_absolute() or ".." in Path(folder).parts:
             raise ConfigError(

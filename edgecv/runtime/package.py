@@ -48,6 +48,18 @@ class Thresholds:
     max_detections: int = 300
 
 
+SCENES = ("retail", "facade", "surface")
+
+
+@dataclass(frozen=True)
+class DomainSpec:
+    """The scene a model was made for and the scene-check score under which a job is refused
+    (``domain`` in model.json; see :mod:`edgecv.runtime.scene`)."""
+
+    scene: str
+    threshold: float = 0.5
+
+
 @dataclass(frozen=True)
 class WeightSet:
     """One way to run the model: a backend, a precision and its files (relative path → sha256)."""
@@ -84,6 +96,7 @@ class ModelPackage:
     evaluation: dict = field(default_factory=dict)
     manifest: dict = field(default_factory=dict)
     pipeline_options: dict = field(default_factory=dict)
+    domain: DomainSpec | None = None  # None: no scene check (custom models)
 
     @property
     def num_classes(self) -> int:
@@ -225,7 +238,12 @@ def parse_manifest(manifest: dict, pkg_dir: Path, source: str = "model.json") ->
         evaluation=top.get("evaluation", dict, "an object", {}),
         manifest=manifest,
         pipeline_options=top.get("pipelineOptions", dict, "an object", {}),
+        domain=_parse_domain(top.sub("domain")) if "domain" in manifest else None,
     )
+
+
+def _parse_domain(f: _Fields) -> DomainSpec:
+    return DomainSpec(scene=f.text("scene", choices=SCENES), threshold=f.number("threshold", 0.5, hi=1.0))
 
 
 def _parse_input(f: _Fields) -> InputSpec:
