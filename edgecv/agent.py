@@ -26,6 +26,7 @@ from edgecv.registry import DetectorPool, check_model_names
 from edgecv.status import remove_agent_state, write_agent_state
 from edgecv.store import Store
 from edgecv.threads import name_os_thread, start_thread
+from edgecv.upstream.budget import DiskBudget
 from edgecv.watcher import InboxWatcher, Intake
 from edgecv.worker import Worker, WorkSignal
 
@@ -85,6 +86,7 @@ class Agent:
         self.metrics = None
         self.pools: list[DetectorPool] = []
         self.relay = None
+        self.budget: DiskBudget | None = None  # the one disk-budget owner: ingest, API and relay ask it
         self.api_url: str | None = None  # where the local API listens, once it does
 
     def request_stop(self, *_args) -> None:
@@ -120,7 +122,8 @@ class Agent:
         store = self.store
         store.on_job_queued = self.signal.notify
         store.recover_jobs(cfg.max_attempts)
-        recover_spool(store, cfg)
+        self.budget = DiskBudget.from_config(store, cfg)
+        recover_spool(store, cfg, budget=self.budget)
         from edgecv.api import Metrics
 
         self.metrics = Metrics(store)
@@ -140,7 +143,7 @@ class Agent:
             )
             self._thread(f"edgecv-worker-{i}", worker.run_forever, self.stop_event)
         self._thread("edgecv-lease-reaper", self._reap_expired_leases)
-        intake = Intake(store, cfg, cfg.inbox, settle_s=cfg.settle_s if cfg.poll else 0.0)
+        intake = Intake(store, cfg, cfg.inbox, settle_s=cfg.settle_s if cfg.poll else 0.0, budget=self.budget)
         self.watcher = InboxWatcher(intake, poll=cfg.poll, poll_interval_s=cfg.poll_interval_s)
         self.watcher.start()
         log.info(
@@ -213,9 +216,9 @@ class Agent:
         dispatcher = Dispatcher(store, cfg.webhooks)  # before workers: completions get delivery rows
         self._thread("edgecv-webhooks", dispatcher.run_forever, self.stop_event)
         if cfg.sync.url:
-            from edgecv.sync import Relay
+            from edgecv.upstream.relay import Relay
 
-            relay = Relay.from_config(store, cfg)
+            relay = Relay.from_config(store, cfg, budget=self.budget)
             self._thread("edgecv-sync", relay.run_forever, self.stop_event)
             self.relay = relay
             log.info("syncing results to %s", cfg.sync.url)
@@ -224,7 +227,7 @@ class Agent:
         if cfg.api.enabled:
             from edgecv.api import make_server
 
-            server = make_server(cfg, store, metrics=self.metrics)
+            server = make_server(cfg, store, metrics=self.metrics, budget=self.budget)
             server.start()
             self.services.append(server)
             self.api_url = server.url

@@ -26,7 +26,7 @@ from edgecv.config import Config, load_config
 from edgecv.logging_setup import REDACTED, SECRETS, configure_logging, register_secrets
 from edgecv.status import format_status, status_snapshot, write_agent_state
 from edgecv.store import Store, schema_version
-from edgecv.sync_budget import format_size
+from edgecv.upstream.budget import format_size
 
 REPO = Path(__file__).resolve().parents[1]
 ADMIN_COMMANDS = [

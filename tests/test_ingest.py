@@ -13,6 +13,7 @@ from conftest import distinct_jpeg, jpeg_bytes
 
 from edgecv.ingest import ingest_file
 from edgecv.logging_setup import configure_logging, log_name
+from edgecv.upstream.budget import DiskBudget
 from edgecv.worker import Worker
 
 
@@ -220,7 +221,7 @@ def test_full_disk_budget_leaves_the_file_in_the_inbox(store, config, inbox):
     config.sync.disk_budget_mb = 1
     path = drop(inbox, "big.jpg", data)
     with pytest.raises(NotReady, match="budget") as caught:
-        ingest_file(store, config, path, inbox)
+        ingest_file(store, config, path, inbox, budget=DiskBudget.from_config(store, config))
     assert caught.value.retry_s >= 10
     assert path.exists() and not quarantined(config)
     assert store.find_observation_by_hash(__import__("hashlib").sha256(data).hexdigest()) is None

@@ -35,6 +35,7 @@ from edgecv.errors import (
     WebhookNotFound,
 )
 from edgecv.store import Store
+from edgecv.upstream.budget import DiskBudget
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ class ApiState:
     store: Store
     metrics: Metrics
     models_provider: ModelsProvider
+    budget: DiskBudget | None = None  # the agent's one disk-budget owner; None = uploads unlimited
     models_ttl_s: float = 5.0
     _models: dict[str, Any] = field(default_factory=dict)
     _models_at: float = -1e9
@@ -226,9 +228,11 @@ def create_app(
     *,
     metrics: Metrics | None = None,
     models: ModelsProvider | None = None,
+    budget: DiskBudget | None = None,
 ) -> FastAPI:
     """The ASGI app for ``config``'s tenant over ``store``. ``models`` lists installed packages
-    (default: :func:`edgecv.registry.installed_models`)."""
+    (default: :func:`edgecv.registry.installed_models`); uploads ask ``budget`` (the agent's disk
+    budget) before they are spooled."""
     from edgecv.api import routes
 
     if models is None:
@@ -249,7 +253,7 @@ def create_app(
         docs_url=None,  # Swagger UI loads its assets from a CDN: a blank page on an offline device
         openapi_url=None,  # served by routes.openapi_document, behind the token when one is set
     )
-    app.state.edgecv = ApiState(config, store, metrics, models)
+    app.state.edgecv = ApiState(config, store, metrics, models, budget)
     app.add_exception_handler(EdgecvError, _edgecv_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -265,7 +265,7 @@ async def create_observation(st: Tenant, request: Request) -> JSONResponse:
         data = await upload.read()
         name = _safe_name(upload.filename)
     result = await run_in_threadpool(
-        ingest_bytes, st.store, st.config, data, name=name, metadata=metadata, model=model
+        ingest_bytes, st.store, st.config, data, name=name, metadata=metadata, model=model, budget=st.budget
     )
     body = _observation_dict(st, result.observation)
     body["job"] = result.job.to_dict() if result.job else None

@@ -20,6 +20,7 @@ from edgecv.config import Config
 from edgecv.errors import ConfigError, PortInUse
 from edgecv.store import Store
 from edgecv.threads import start_thread
+from edgecv.upstream.budget import DiskBudget
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +168,7 @@ def make_server(
     models: ModelsProvider | None = None,
     host: str | None = None,
     port: int | None = None,
+    budget: DiskBudget | None = None,
 ) -> ApiServer:
     """The local API for ``config`` over ``store``. Raises ConfigError for a non-loopback bind without
     an ``api.token``. ``host``/``port`` override ``config.api`` (port 0 = any free port)."""
@@ -175,5 +177,5 @@ def make_server(
     settings = type(config.api)(**{**config.api.__dict__, "host": host, "port": port})
     check_bind(settings)
     check_port_free(host, port)
-    app = create_app(config, store, metrics=metrics, models=models)
+    app = create_app(config, store, metrics=metrics, models=models, budget=budget)
     return ApiServer(config, app, host=host, port=port)

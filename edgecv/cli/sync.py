@@ -9,8 +9,9 @@ import click
 from edgecv.cli import AppContext, fail, main, pass_app
 from edgecv.errors import EdgecvError
 from edgecv.store import Store, outbox
-from edgecv.sync import require_sync_url, sync_all, sync_status
-from edgecv.sync_budget import format_size
+from edgecv.upstream.budget import format_size
+from edgecv.upstream.relay import require_sync_url
+from edgecv.upstream.summary import sync_all, sync_status
 
 
 @main.command()
