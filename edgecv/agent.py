@@ -211,7 +211,7 @@ class Agent:
 
     def _start_services(self, cfg: Config, store: Store) -> None:
         """Webhook delivery, the sync relay (when ``sync.url`` is set) and the local API."""
-        from edgecv.webhooks import Dispatcher
+        from edgecv.webhook_delivery import Dispatcher
 
         dispatcher = Dispatcher(store, cfg.webhooks)  # before workers: completions get delivery rows
         self._thread("edgecv-webhooks", dispatcher.run_forever, self.stop_event)

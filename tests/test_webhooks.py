@@ -14,9 +14,10 @@ from api_fixtures import Receiver, finish, live_api, queued_job
 
 from edgecv.client import verify_webhook
 from edgecv.errors import ConfigError, WebhookVerificationError
+from edgecv.signing import generate_secret, sign, signature_headers, verify
 from edgecv.store import Store
 from edgecv.store import webhooks as webhook_sql
-from edgecv.webhooks import Dispatcher, generate_secret, retry_delay, sign, signature_headers, verify
+from edgecv.webhook_delivery import Dispatcher, retry_delay
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 

@@ -19,8 +19,9 @@ from edgecv.api import schemas
 from edgecv.api.app import ApiState, error_response, state
 from edgecv.api.auth import token_matches
 from edgecv.errors import ApiAuthError, ApiError, ApiNotFound, JobNotFound, ModelNotFound, ObservationNotFound
+from edgecv.signing import generate_secret
 from edgecv.store import webhooks as webhook_sql
-from edgecv.webhooks import check_url, generate_secret
+from edgecv.webhook_delivery import check_url
 
 log = logging.getLogger(__name__)
 

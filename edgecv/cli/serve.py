@@ -28,7 +28,7 @@ def serve(app, host: str | None, port: int | None, webhooks: bool) -> None:
     """
     from edgecv.api import Metrics, make_server
     from edgecv.store import Store
-    from edgecv.webhooks import Dispatcher
+    from edgecv.webhook_delivery import Dispatcher
 
     config = app.config(**{"api.host": host, "api.port": port})
     stop = threading.Event()

@@ -1,6 +1,6 @@
 """Webhook SQL: endpoints, and the delivery rows written in the job-finishing transaction.
 
-The delivery loop lives in :mod:`edgecv.webhooks`; this module only reads and writes rows.
+The delivery loop lives in :mod:`edgecv.webhook_delivery`; this module only reads and writes rows.
 """
 
 from __future__ import annotations
