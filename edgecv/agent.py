@@ -25,6 +25,7 @@ from edgecv.paths import ensure_writable_dir
 from edgecv.registry import DetectorPool, check_model_names
 from edgecv.status import remove_agent_state, write_agent_state
 from edgecv.store import Store
+from edgecv.store.counts import jobs_by_status
 from edgecv.threads import name_os_thread, start_thread
 from edgecv.upstream.budget import DiskBudget
 from edgecv.watcher import InboxWatcher, Intake
@@ -168,7 +169,7 @@ class Agent:
 
     def _stop_when_idle(self, intake: Intake) -> None:
         while not self.stop_event.wait(0.2):
-            counts = self.store.count_by_status()
+            counts = jobs_by_status(self.store)
             if intake.idle() and counts["queued"] == 0 and counts["processing"] == 0:
                 log.info(
                     "inbox and queue empty: %d completed, %d failed", counts["completed"], counts["failed"]

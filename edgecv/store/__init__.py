@@ -322,12 +322,6 @@ class Store:
         next_cursor = jobs[-1].id if len(rows) > limit else None
         return jobs, next_cursor
 
-    def count_by_status(self) -> dict[str, int]:
-        counts = dict.fromkeys(JOB_STATUSES, 0)
-        for row in self.conn.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status"):
-            counts[row[0]] = row[1]
-        return counts
-
     def jobs_for_observation(self, observation_id: str) -> list[Job]:
         rows = self.conn.execute(
             "SELECT * FROM jobs WHERE observation_id = ? ORDER BY id", (observation_id,)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from edgecv.jobs import Job, Observation, utc_now
+from edgecv.store.counts import outbox_by_state
 
 if TYPE_CHECKING:
     from edgecv.store import Store
@@ -185,9 +186,7 @@ def record_failure(store: Store, outbox_ids: Sequence[int], error: str, *, count
 
 
 def backlog(store: Store) -> Backlog:
-    counts = {"pending": 0, "parked": 0, "sent": 0}
-    for row in store.conn.execute("SELECT state, COUNT(*) FROM outbox GROUP BY state"):
-        counts[row[0]] = row[1]
+    counts = outbox_by_state(store)
     images = store.conn.execute("SELECT COUNT(*) FROM sync_images WHERE state = 'pending'").fetchone()[0]
     return Backlog(counts["pending"], counts["parked"], counts["sent"], images)
 

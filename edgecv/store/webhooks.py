@@ -267,11 +267,3 @@ def deliveries_for_job(store: Store, job_id: str) -> list[WebhookDelivery]:
     rows = store.conn.execute(f"{_DELIVERY_SELECT} WHERE d.job_id = ? ORDER BY d.id", (job_id,)).fetchall()
     return [_delivery(r) for r in rows]
 
-
-def pending_count(store: Store) -> int:
-    return store.conn.execute("SELECT COUNT(*) FROM webhook_deliveries WHERE state = 'pending'").fetchone()[0]
-
-
-def outbox_backlog(store: Store) -> int:
-    """Outbox entries not yet acknowledged upstream (for the ``edgecv_sync_backlog`` metric)."""
-    return store.conn.execute("SELECT COUNT(*) FROM outbox WHERE state = 'pending'").fetchone()[0]
