@@ -1,8 +1,8 @@
 """Outbox and upstream-sync SQL: what the relay reads and how it records acknowledgements.
 
-Functions take the :class:`~edgecv.store.Store`. Outbox rows are written by the transaction that
-finishes a job (``Store._on_finished``); this module only reads them and moves them from ``pending`` to
-``sent`` (the server acknowledged it) or ``parked`` (the server permanently rejected it). Nothing is
+Functions take the :class:`~edgecv.store.Store`. An outbox row is written by the transaction that
+finishes a job (``Store._on_finished`` calls :func:`enqueue_job_result`); the relay then moves it from
+``pending`` to ``sent`` (the server acknowledged it) or ``parked`` (the server permanently rejected it). Nothing is
 deleted before an acknowledgement; retention deletes only ``sent`` rows.
 """
 
@@ -66,6 +66,15 @@ class Backlog:
             "sent": self.sent,
             "imagesPending": self.images_pending,
         }
+
+
+def enqueue_job_result(conn: sqlite3.Connection, job: Job) -> None:
+    """Inside the transaction that finishes ``job``: its outbox row, keyed ``<jobId>:v1`` once and for
+    all (a retry of the finish inserts nothing)."""
+    conn.execute(
+        "INSERT OR IGNORE INTO outbox (job_id, idempotency_key, created_at) VALUES (?, ?, ?)",
+        (job.id, f"{job.id}:v1", job.completed_at),
+    )
 
 
 def _converters() -> tuple[Any, Any]:
