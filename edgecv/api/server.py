@@ -13,9 +13,10 @@ import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from edgecv.api.app import ModelsProvider, create_app
+from edgecv.api.app import create_app
 from edgecv.api.auth import check_bind
 from edgecv.api.metrics import Metrics
+from edgecv.api.state import ModelsProvider
 from edgecv.config import Config
 from edgecv.errors import ConfigError, PortInUse
 from edgecv.store import Store
