@@ -23,6 +23,7 @@ from edgecv.errors import AgentLocked, ConfigError, EdgecvError
 from edgecv.ingest import recover_spool
 from edgecv.paths import ensure_writable_dir
 from edgecv.registry import DetectorPool, check_model_names
+from edgecv.services import build_services
 from edgecv.status import remove_agent_state, write_agent_state
 from edgecv.store import Store
 from edgecv.store.counts import jobs_by_status
@@ -212,24 +213,17 @@ class Agent:
 
     def _start_services(self, cfg: Config, store: Store) -> None:
         """Webhook delivery, the sync relay (when ``sync.url`` is set) and the local API."""
-        from edgecv.webhook_delivery import Dispatcher
-
-        dispatcher = Dispatcher(store, cfg.webhooks)  # before workers: completions get delivery rows
-        self._thread("edgecv-webhooks", dispatcher.run_forever, self.stop_event)
-        if cfg.sync.url:
-            from edgecv.upstream.relay import Relay
-
-            relay = Relay.from_config(store, cfg, budget=self.budget)
-            self._thread("edgecv-sync", relay.run_forever, self.stop_event)
-            self.relay = relay
+        services = build_services(
+            cfg, store, metrics=self.metrics, budget=self.budget, api=cfg.api.enabled
+        )  # the dispatcher before workers: completions get delivery rows
+        self.threads += services.start_loops(self.stop_event)
+        self.relay = services.relay
+        if self.relay is not None:
             log.info("syncing results to %s", cfg.sync.url)
         else:
             log.info("sync.url not set: results stay in the local job log (`edgecv sync` pushes them later)")
-        if cfg.api.enabled:
-            from edgecv.api import make_server
-
-            server = make_server(cfg, store, metrics=self.metrics, budget=self.budget)
-            server.start()
-            self.services.append(server)
-            self.api_url = server.url
-            log.info("local API on %s", server.url)
+        if services.api is not None:
+            services.api.start()
+            self.services.append(services.api)
+            self.api_url = services.api.url
+            log.info("local API on %s", services.api.url)

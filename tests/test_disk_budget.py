@@ -112,3 +112,14 @@ def test_ingest_and_the_relay_clean_under_the_one_lock(store, config):
     pruned = outbox.retention_counts(store)["pruned"]
     assert 12 - len(_spooled(config, "synced")) == pruned  # every deleted file recorded exactly once
     assert budget.refusing is None
+
+
+def test_the_relay_and_the_api_get_the_budget_they_are_built_with(store, config):
+    from edgecv.services import build_services
+
+    config.sync.url = "http://127.0.0.1:9"
+    budget = DiskBudget.from_config(store, config)
+    services = build_services(config, store, budget=budget, webhooks=False, api=False)
+    assert services.relay is not None and services.relay.budget is budget
+    app = __import__("edgecv.api.app", fromlist=["create_app"]).create_app(config, store, budget=budget)
+    assert app.state.edgecv.budget is budget
