@@ -23,8 +23,8 @@ from edgecv.errors import EdgecvError, SchemaTooNew
 from edgecv.registry import installed_models, model_dirs, unknown_models
 from edgecv.runtime.package import MANIFEST_NAMES, load_package
 from edgecv.status import describe_agent, running_agent, with_agent_settings
+from edgecv.store import readonly as db
 from edgecv.store import schema_version
-from edgecv.store import status as db
 from edgecv.upstream.budget import MIB, dir_bytes, format_size
 
 log = logging.getLogger(__name__)

@@ -22,8 +22,8 @@ from edgecv import __version__
 from edgecv.config import Config
 from edgecv.jobs import Job, utc_now
 from edgecv.registry import installed_models
+from edgecv.store import readonly as db
 from edgecv.store import schema_version
-from edgecv.store import status as db
 from edgecv.store.counts import jobs_by_status, outbox_by_state
 
 log = logging.getLogger(__name__)
@@ -292,7 +292,7 @@ def _sync_without_db(config: Config) -> dict[str, Any]:
     }
 
 
-def format_status(snapshot: dict[str, Any]) -> list[str]:
+def status_lines(snapshot: dict[str, Any]) -> list[str]:
     """The human-readable lines of ``edgecv status``."""
     agent = snapshot["agent"]
     if agent["running"]:

@@ -16,7 +16,7 @@ import pytest
 
 from edgecv.errors import SchemaTooNew
 from edgecv.store import Store, migrations, outbox, schema_version
-from edgecv.store import status as db
+from edgecv.store import readonly as db
 from edgecv.store.counts import jobs_by_status, outbox_by_state
 
 FIXTURE = Path(__file__).parent / "fixtures" / "schema_v1.db"

@@ -56,7 +56,7 @@ def sync(
     try:
         if show_status:
             report = sync_status(store, config)
-            click.echo(json.dumps(report, indent=2) if as_json else format_status(report))
+            click.echo(json.dumps(report, indent=2) if as_json else sync_status_text(report))
             return
         if retry_parked:
             click.echo(f"{outbox.requeue_parked(store)} parked result(s) queued again")
@@ -75,7 +75,7 @@ def sync(
         raise SystemExit(1)
 
 
-def format_status(report: dict) -> str:
+def sync_status_text(report: dict) -> str:
     backlog, disk = report["backlog"], report["disk"]
     online = {True: "online", False: "offline", None: "unknown"}[report["online"]]
     lines = [
