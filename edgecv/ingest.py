@@ -25,8 +25,8 @@ from typing import Any
 from edgecv.config import Config
 from edgecv.errors import DiskBudgetExceeded, EdgecvError, ImageUnreadable, RejectedFile
 from edgecv.imageio import IMAGE_SUFFIXES, read_header
-from edgecv.jobs import Job, Observation
 from edgecv.logging_setup import log_name
+from edgecv.records import Job, Observation
 from edgecv.store import Store
 from edgecv.upstream.budget import DiskBudget
 

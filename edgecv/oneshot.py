@@ -10,7 +10,7 @@ from pathlib import Path
 from edgecv.config import Config
 from edgecv.errors import RejectedFile
 from edgecv.ingest import find_sidecar, ingest_bytes, read_sidecar
-from edgecv.jobs import Job
+from edgecv.records import Job
 from edgecv.store import Store
 from edgecv.upstream.budget import DiskBudget
 from edgecv.worker import Worker

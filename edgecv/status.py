@@ -20,7 +20,7 @@ from typing import Any
 
 from edgecv import __version__
 from edgecv.config import Config
-from edgecv.jobs import Job, utc_now
+from edgecv.records import Job, utc_now
 from edgecv.registry import installed_models
 from edgecv.store import readonly as db
 from edgecv.store import schema_version

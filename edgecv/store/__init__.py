@@ -21,8 +21,8 @@ from typing import Any
 
 from edgecv.errors import JobNotFound, ObservationNotFound, SchemaTooNew, StoreError
 from edgecv.ids import new_id
-from edgecv.jobs import JOB_STATUSES, Job, Observation, utc_now
 from edgecv.paths import ensure_writable_dir
+from edgecv.records import JOB_STATUSES, Job, Observation, utc_now
 from edgecv.store import outbox
 from edgecv.store import webhooks as webhook_sql
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Protocol
 
-from edgecv.jobs import JOB_STATUSES
+from edgecv.records import JOB_STATUSES
 
 OUTBOX_STATES = ("pending", "sent", "parked")
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from edgecv.jobs import Job, Observation, utc_now
+from edgecv.records import Job, Observation, utc_now
 from edgecv.store.counts import outbox_by_state
 
 if TYPE_CHECKING:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from edgecv.errors import SchemaTooNew, StoreError
-from edgecv.jobs import Job
+from edgecv.records import Job
 
 
 @dataclass(frozen=True)

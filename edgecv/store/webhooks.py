@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from edgecv.errors import WebhookNotFound
 from edgecv.ids import new_id
-from edgecv.jobs import Job, utc_now
+from edgecv.records import Job, utc_now
 
 if TYPE_CHECKING:
     from edgecv.store import Store

@@ -40,7 +40,7 @@ from edgecv import __version__
 from edgecv.config import Config, SyncSettings
 from edgecv.errors import SyncNotConfigured, UpstreamUnreachable
 from edgecv.ids import new_id
-from edgecv.jobs import utc_now
+from edgecv.records import utc_now
 from edgecv.store import Store, outbox
 from edgecv.store.outbox import Ack, ImageUpload, Parked
 from edgecv.upstream.budget import DiskBudget
