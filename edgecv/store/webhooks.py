@@ -266,4 +266,3 @@ def get_delivery(store: Store, delivery_id: str) -> WebhookDelivery:
 def deliveries_for_job(store: Store, job_id: str) -> list[WebhookDelivery]:
     rows = store.conn.execute(f"{_DELIVERY_SELECT} WHERE d.job_id = ? ORDER BY d.id", (job_id,)).fetchall()
     return [_delivery(r) for r in rows]
-
