@@ -23,9 +23,12 @@ from edgecv.errors import AgentLocked, ConfigError, EdgecvError
 from edgecv.ingest import recover_spool
 from edgecv.paths import ensure_writable_dir
 from edgecv.registry import DetectorPool, check_model_names
+from edgecv.services import build_services
 from edgecv.status import remove_agent_state, write_agent_state
 from edgecv.store import Store
+from edgecv.store.counts import jobs_by_status
 from edgecv.threads import name_os_thread, start_thread
+from edgecv.upstream.budget import DiskBudget
 from edgecv.watcher import InboxWatcher, Intake
 from edgecv.worker import Worker, WorkSignal
 
@@ -85,6 +88,7 @@ class Agent:
         self.metrics = None
         self.pools: list[DetectorPool] = []
         self.relay = None
+        self.budget: DiskBudget | None = None  # the one disk-budget owner: ingest, API and relay ask it
         self.api_url: str | None = None  # where the local API listens, once it does
 
     def request_stop(self, *_args) -> None:
@@ -120,7 +124,8 @@ class Agent:
         store = self.store
         store.on_job_queued = self.signal.notify
         store.recover_jobs(cfg.max_attempts)
-        recover_spool(store, cfg)
+        self.budget = DiskBudget.from_config(store, cfg)
+        recover_spool(store, cfg, budget=self.budget)
         from edgecv.api import Metrics
 
         self.metrics = Metrics(store)
@@ -140,7 +145,7 @@ class Agent:
             )
             self._thread(f"edgecv-worker-{i}", worker.run_forever, self.stop_event)
         self._thread("edgecv-lease-reaper", self._reap_expired_leases)
-        intake = Intake(store, cfg, cfg.inbox, settle_s=cfg.settle_s if cfg.poll else 0.0)
+        intake = Intake(store, cfg, cfg.inbox, settle_s=cfg.settle_s if cfg.poll else 0.0, budget=self.budget)
         self.watcher = InboxWatcher(intake, poll=cfg.poll, poll_interval_s=cfg.poll_interval_s)
         self.watcher.start()
         log.info(
@@ -165,7 +170,7 @@ class Agent:
 
     def _stop_when_idle(self, intake: Intake) -> None:
         while not self.stop_event.wait(0.2):
-            counts = self.store.count_by_status()
+            counts = jobs_by_status(self.store)
             if intake.idle() and counts["queued"] == 0 and counts["processing"] == 0:
                 log.info(
                     "inbox and queue empty: %d completed, %d failed", counts["completed"], counts["failed"]
@@ -208,24 +213,17 @@ class Agent:
 
     def _start_services(self, cfg: Config, store: Store) -> None:
         """Webhook delivery, the sync relay (when ``sync.url`` is set) and the local API."""
-        from edgecv.webhooks import Dispatcher
-
-        dispatcher = Dispatcher(store, cfg.webhooks)  # before workers: completions get delivery rows
-        self._thread("edgecv-webhooks", dispatcher.run_forever, self.stop_event)
-        if cfg.sync.url:
-            from edgecv.sync import Relay
-
-            relay = Relay.from_config(store, cfg)
-            self._thread("edgecv-sync", relay.run_forever, self.stop_event)
-            self.relay = relay
+        services = build_services(
+            cfg, store, metrics=self.metrics, budget=self.budget, api=cfg.api.enabled
+        )  # the dispatcher before workers: completions get delivery rows
+        self.threads += services.start_loops(self.stop_event)
+        self.relay = services.relay
+        if self.relay is not None:
             log.info("syncing results to %s", cfg.sync.url)
         else:
             log.info("sync.url not set: results stay in the local job log (`edgecv sync` pushes them later)")
-        if cfg.api.enabled:
-            from edgecv.api import make_server
-
-            server = make_server(cfg, store, metrics=self.metrics)
-            server.start()
-            self.services.append(server)
-            self.api_url = server.url
-            log.info("local API on %s", server.url)
+        if services.api is not None:
+            services.api.start()
+            self.services.append(services.api)
+            self.api_url = services.api.url
+            log.info("local API on %s", services.api.url)

@@ -32,7 +32,7 @@ import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 
-from edgecv.jobs import Job
+from edgecv.records import Job
 from edgecv.registry import lane_hint
 from edgecv.threads import lane_slots, mark_lane_thread, name_os_thread, start_thread
 

@@ -27,7 +27,7 @@ from urllib.parse import quote
 import requests
 
 from edgecv.errors import ApiAuthError, ApiError, ApiNotFound, WaitTimeout
-from edgecv.webhooks import verify as _verify
+from edgecv.signing import verify as _verify
 
 log = logging.getLogger(__name__)
 

@@ -23,9 +23,9 @@ from edgecv.errors import EdgecvError, SchemaTooNew
 from edgecv.registry import installed_models, model_dirs, unknown_models
 from edgecv.runtime.package import MANIFEST_NAMES, load_package
 from edgecv.status import describe_agent, running_agent, with_agent_settings
+from edgecv.store import readonly as db
 from edgecv.store import schema_version
-from edgecv.store import status as db
-from edgecv.sync_budget import MIB, dir_bytes, format_size
+from edgecv.upstream.budget import MIB, dir_bytes, format_size
 
 log = logging.getLogger(__name__)
 
@@ -391,7 +391,7 @@ def check_upstream(config: Config) -> list[Check]:
     settings = config.sync
     if not settings.url:
         return [Check("upstream", OK, "sync disabled (no sync.url); results stay on this device")]
-    from edgecv.sync import Transport
+    from edgecv.upstream.transport import Transport
 
     try:
         transport = Transport(settings.url, min(settings.timeout_s, 10.0))

@@ -25,10 +25,10 @@ from typing import Any
 from edgecv.config import Config
 from edgecv.errors import DiskBudgetExceeded, EdgecvError, ImageUnreadable, RejectedFile
 from edgecv.imageio import IMAGE_SUFFIXES, read_header
-from edgecv.jobs import Job, Observation
 from edgecv.logging_setup import log_name
+from edgecv.records import Job, Observation
 from edgecv.store import Store
-from edgecv.sync_budget import may_accept_image
+from edgecv.upstream.budget import DiskBudget
 
 log = logging.getLogger(__name__)
 
@@ -179,10 +179,13 @@ def ingest_bytes(
     metadata: dict[str, Any] | None = None,
     model: str | None = None,
     source: SourceFile | None = None,
+    budget: DiskBudget | None = None,
 ) -> IngestResult:
     """Validate image bytes, spool them, insert the observation and (when ``model``) a queued job.
 
-    Raises RejectedFile (with a stable ``code``) when the bytes are not a usable image.
+    New bytes are spooled only when ``budget`` (the agent's one disk-budget owner) accepts them;
+    without a budget nothing is limited (tests, tools). Raises RejectedFile (with a stable ``code``)
+    when the bytes are not a usable image, DiskBudgetExceeded when the budget refuses them.
     """
     header = validate_bytes(data, config)
     if not header.complete:
@@ -192,8 +195,8 @@ def ingest_bytes(
         )
     sha256 = hashlib.sha256(data).hexdigest()
     existing = store.find_observation_by_hash(sha256)
-    if existing is None:
-        ok, reason = may_accept_image(store, config, len(data))
+    if existing is None and budget is not None:
+        ok, reason = budget.may_accept_image(len(data))
         if not ok:
             raise DiskBudgetExceeded(reason or "the disk budget is full")
     rel = (
@@ -310,7 +313,9 @@ def quarantine(config: Config, path: Path, reason: str, code: str) -> Path:
     return dest
 
 
-def ingest_file(store: Store, config: Config, path: Path, inbox: Path) -> IngestResult | None:
+def ingest_file(
+    store: Store, config: Config, path: Path, inbox: Path, *, budget: DiskBudget | None = None
+) -> IngestResult | None:
     """Ingest one inbox file (with its sidecar), then remove both from the inbox.
 
     Returns None when the file was quarantined or vanished; raises NotReady when it should be tried
@@ -339,7 +344,14 @@ def ingest_file(store: Store, config: Config, path: Path, inbox: Path) -> Ingest
             metadata["planogram"] = planogram  # recorded with the observation: results stay reproducible
         model = model_for(config, rel, metadata)
         result = ingest_bytes(
-            store, config, data, name=rel.as_posix(), metadata=metadata, model=model, source=source
+            store,
+            config,
+            data,
+            name=rel.as_posix(),
+            metadata=metadata,
+            model=model,
+            source=source,
+            budget=budget,
         )
     except RejectedFile as exc:
         if not path.is_symlink() and not os.path.lexists(path):
@@ -389,7 +401,7 @@ def _read_inbox_file(path: Path, inbox: Path) -> tuple[bytes, SourceFile | None]
         ) from None
 
 
-def recover_spool(store: Store, config: Config) -> int:
+def recover_spool(store: Store, config: Config, *, budget: DiskBudget | None = None) -> int:
     """Start-up check (the agent holds the data-dir lock): every spooled image has an observation.
 
     After a power loss the last committed transactions of the WAL can be lost while the spool file and
@@ -416,6 +428,7 @@ def recover_spool(store: Store, config: Config) -> int:
                 name=f"recovered/{path.name}",
                 metadata={"recoveredFromSpool": True},
                 model=config.default_model,
+                budget=budget,
             )
             recovered += 1
         except EdgecvError as exc:

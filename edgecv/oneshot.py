@@ -10,8 +10,9 @@ from pathlib import Path
 from edgecv.config import Config
 from edgecv.errors import RejectedFile
 from edgecv.ingest import find_sidecar, ingest_bytes, read_sidecar
-from edgecv.jobs import Job
+from edgecv.records import Job
 from edgecv.store import Store
+from edgecv.upstream.budget import DiskBudget
 from edgecv.worker import Worker
 
 
@@ -49,22 +50,25 @@ def process_files(
     agent on the same data dir) holds a job, this waits for it to finish.
     """
     worker = Worker(store, config, name="oneshot")
+    budget = DiskBudget.from_config(store, config)
     outcomes: list[Job | Rejected] = []
     for path in paths:
-        outcomes.append(_one(store, config, worker, path, model, wait_s))
+        outcomes.append(_one(store, config, worker, budget, path, model, wait_s))
         if progress is not None:
             progress(1)
     return outcomes
 
 
 def _one(
-    store: Store, config: Config, worker: Worker, path: Path, model: str, wait_s: float
+    store: Store, config: Config, worker: Worker, budget: DiskBudget, path: Path, model: str, wait_s: float
 ) -> Job | Rejected:
     try:
         data = path.read_bytes()
         sidecar = find_sidecar(path)
         metadata = read_sidecar(sidecar) if sidecar else {}
-        result = ingest_bytes(store, config, data, name=path.name, metadata=metadata, model=model)
+        result = ingest_bytes(
+            store, config, data, name=path.name, metadata=metadata, model=model, budget=budget
+        )
     except RejectedFile as exc:
         return Rejected(path, exc.code, str(exc))
     except OSError as exc:

@@ -20,10 +20,11 @@ from typing import Any
 
 from edgecv import __version__
 from edgecv.config import Config
-from edgecv.jobs import Job, utc_now
+from edgecv.records import Job, utc_now
 from edgecv.registry import installed_models
+from edgecv.store import readonly as db
 from edgecv.store import schema_version
-from edgecv.store import status as db
+from edgecv.store.counts import jobs_by_status, outbox_by_state
 
 log = logging.getLogger(__name__)
 
@@ -228,7 +229,7 @@ def _sync(config: Config, store: db.ReadOnlyStore) -> dict[str, Any]:
 
     backlog = db.optional(lambda: outbox.backlog(store).to_dict())
     if backlog is None:  # an older schema without sync_images: count the outbox alone
-        counts = db.outbox_counts(store)
+        counts = outbox_by_state(store)
         backlog = {**counts, "imagesPending": 0}
     saved = db.optional(outbox.load_status, store) or {}
     return {
@@ -266,7 +267,7 @@ def status_snapshot(config: Config) -> dict[str, Any]:
         return snapshot
     with db.open_readonly(config.db_path) as store:
         version = db.check_schema(store, schema_version())
-        counts = db.job_counts(store)
+        counts = jobs_by_status(store)
         snapshot.update(
             database={"path": str(config.db_path), "exists": True, "schemaVersion": version},
             queue={"depth": counts["queued"], "processing": counts["processing"]},
@@ -291,7 +292,7 @@ def _sync_without_db(config: Config) -> dict[str, Any]:
     }
 
 
-def format_status(snapshot: dict[str, Any]) -> list[str]:
+def status_lines(snapshot: dict[str, Any]) -> list[str]:
     """The human-readable lines of ``edgecv status``."""
     agent = snapshot["agent"]
     if agent["running"]:

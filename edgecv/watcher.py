@@ -53,6 +53,7 @@ from edgecv.ingest import (
 from edgecv.logging_setup import log_name
 from edgecv.store import Store
 from edgecv.threads import start_thread
+from edgecv.upstream.budget import DiskBudget
 
 log = logging.getLogger(__name__)
 
@@ -126,9 +127,11 @@ class Intake:
         settle_s: float = 0.0,
         sidecar_wait_s: float = 2.0,
         expect_sidecars: bool = False,
+        budget: DiskBudget | None = None,
     ) -> None:
         self.store = store
         self.config = config
+        self.budget = budget  # the agent's one disk-budget owner, asked before each new image
         self.inbox = inbox
         self.settle_s = settle_s
         self.sidecar_wait_s = sidecar_wait_s
@@ -247,7 +250,7 @@ class Intake:
             self._schedule(path, self.settle_s)
             return None
         try:
-            result = ingest_file(self.store, self.config, path, self.inbox)
+            result = ingest_file(self.store, self.config, path, self.inbox, budget=self.budget)
         except NotReady as exc:
             self._schedule(path, exc.retry_s)
             return None

@@ -19,7 +19,7 @@ import numpy as np
 from edgecv.config import Config
 from edgecv.errors import EdgecvError, InferenceError
 from edgecv.imageio import decode_file, decode_file_sized
-from edgecv.jobs import Job, Observation
+from edgecv.records import Job, Observation
 from edgecv.registry import DetectorPool
 from edgecv.store import Store
 from edgecv.vision import PipelineInput, get_pipeline, needs_pixels

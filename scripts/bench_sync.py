@@ -34,14 +34,9 @@ from sync_fixtures import make_jobs  # noqa: E402
 
 from edgecv.config import Config  # noqa: E402
 from edgecv.store import Store, outbox  # noqa: E402
-from edgecv.sync import (  # noqa: E402
-    Relay,
-    batch_body,
-    encode_entry,
-    resolve_device_id,
-    split_by_bytes,
-    sync_all,
-)
+from edgecv.upstream.relay import Relay, resolve_device_id  # noqa: E402
+from edgecv.upstream.summary import sync_all  # noqa: E402
+from edgecv.upstream.wire import batch_body, encode_entry, split_by_bytes  # noqa: E402
 
 API_KEY = "bench-key"
 

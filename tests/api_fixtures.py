@@ -12,7 +12,7 @@ from conftest import distinct_jpeg
 
 from edgecv.api import Metrics, make_server
 from edgecv.ingest import ingest_bytes
-from edgecv.jobs import Job
+from edgecv.records import Job
 
 RESULT = {
     "detections": [

@@ -24,9 +24,9 @@ from edgecv.agent import data_dir_lock
 from edgecv.cli import main
 from edgecv.config import Config, load_config
 from edgecv.logging_setup import REDACTED, SECRETS, configure_logging, register_secrets
-from edgecv.status import format_status, status_snapshot, write_agent_state
+from edgecv.status import status_lines, status_snapshot, write_agent_state
 from edgecv.store import Store, schema_version
-from edgecv.sync_budget import format_size
+from edgecv.upstream.budget import format_size
 
 REPO = Path(__file__).resolve().parents[1]
 ADMIN_COMMANDS = [
@@ -420,7 +420,7 @@ def test_status_snapshot(config, store):
     assert "rect" in [m["name"] for m in snap["models"]]  # plus whatever models/ ships
     assert snap["agent"] == {"running": False}
     assert snap["database"]["schemaVersion"] == schema_version()
-    lines = format_status(snap)
+    lines = status_lines(snap)
     assert "queue:      1 queued, 0 processing" in lines
     assert any(line.startswith(f"last fail:  {failed} rect at ") for line in lines)
     assert "sync:       disabled (no sync.url); 2 result(s) kept locally" in lines
@@ -448,7 +448,7 @@ def test_status_shows_the_running_agent_and_its_devices(config, store):
             "precision": "fp32",
             "device": "CPU",
         }
-        assert any("loaded on CPU (openvino/fp32)" in line for line in format_status(snap))
+        assert any("loaded on CPU (openvino/fp32)" in line for line in status_lines(snap))
         result = invoke(
             "--data-dir",
             str(config.data_dir),

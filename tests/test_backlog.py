@@ -11,6 +11,7 @@ from conftest import distinct_jpeg, jpeg_bytes
 from edgecv.backlog import backlog_hints, decode_threads, lane_count, uses_lanes
 from edgecv.ingest import ingest_bytes
 from edgecv.store import Store
+from edgecv.store.counts import jobs_by_status
 from edgecv.worker import Worker
 
 
@@ -35,7 +36,7 @@ def test_backlog_matches_single_path(store, config, tmp_path, backend, mode):
     jobs = queue_images(store, config, 12)
     worker = Worker(store, config)
     assert worker.run_once() is not None  # 12 queued ≥ backlog_min: one batch, overlapped
-    assert store.count_by_status()["completed"] == 12
+    assert jobs_by_status(store)["completed"] == 12
     hints = {hint for _, hint in worker.detectors.loaded()}
     assert hints == ({f"LANE-{i}" for i in range(lane_count(config))} if mode == "lanes" else {"THROUGHPUT"})
 
@@ -85,7 +86,7 @@ def test_stop_finishes_what_is_in_flight_and_hands_back_the_rest(store, config, 
     worker = Worker(store, config, on_finished=lambda job: stop.set())
     worker.stop_event = stop
     worker.run_once()
-    counts = store.count_by_status()
+    counts = jobs_by_status(store)
     assert 1 <= counts["completed"] < 20 and counts["processing"] == 0
     assert counts["queued"] == 40 - counts["completed"]
     attempts = store.conn.execute("SELECT MAX(attempts) FROM jobs WHERE status = 'queued'").fetchone()[0]
@@ -113,7 +114,7 @@ def test_a_database_error_while_recording_reaches_the_worker_and_stops_nothing_e
         worker.run_once()  # raised on the worker thread (run_forever logs it and retries)
     assert calls
     assert threading.active_count() == before  # the lanes or finishing threads ended, none left waiting
-    counts = store.count_by_status()
+    counts = jobs_by_status(store)
     assert counts.get("completed", 0) == 0
     if mode == "lanes":  # the lanes stopped at the error and handed back every job they held
         assert counts["queued"] == 10 and counts.get("processing", 0) == 0

@@ -13,6 +13,8 @@ from conftest import distinct_jpeg, jpeg_bytes
 
 from edgecv.ingest import ingest_file
 from edgecv.logging_setup import configure_logging, log_name
+from edgecv.store.counts import jobs_by_status
+from edgecv.upstream.budget import DiskBudget
 from edgecv.worker import Worker
 
 
@@ -71,7 +73,7 @@ def test_unusable_files_are_quarantined_with_a_reason(store, config, inbox, name
     assert len(reasons) == 1
     ((qname, reason),) = reasons.items()
     assert qname.endswith(name) and f"code: {code}" in reason
-    assert store.count_by_status() == {"queued": 0, "processing": 0, "completed": 0, "failed": 0}
+    assert jobs_by_status(store) == {"queued": 0, "processing": 0, "completed": 0, "failed": 0}
 
 
 def test_empty_file_just_created_is_retried_not_quarantined(store, config, inbox):
@@ -220,7 +222,7 @@ def test_full_disk_budget_leaves_the_file_in_the_inbox(store, config, inbox):
     config.sync.disk_budget_mb = 1
     path = drop(inbox, "big.jpg", data)
     with pytest.raises(NotReady, match="budget") as caught:
-        ingest_file(store, config, path, inbox)
+        ingest_file(store, config, path, inbox, budget=DiskBudget.from_config(store, config))
     assert caught.value.retry_s >= 10
     assert path.exists() and not quarantined(config)
     assert store.find_observation_by_hash(__import__("hashlib").sha256(data).hexdigest()) is None

@@ -16,7 +16,8 @@ import pytest
 
 from edgecv.errors import SchemaTooNew
 from edgecv.store import Store, migrations, outbox, schema_version
-from edgecv.store import status as db
+from edgecv.store import readonly as db
+from edgecv.store.counts import jobs_by_status, outbox_by_state
 
 FIXTURE = Path(__file__).parent / "fixtures" / "schema_v1.db"
 V1_JOBS = {
@@ -106,7 +107,7 @@ def test_upgraded_log_keeps_working(tmp_path):
         store.complete_job(
             job.id, "worker-0", {"detections": [], "summary": {}}, inference_ms=1.0, device="CPU"
         )
-        assert store.count_by_status() == {"queued": 0, "processing": 0, "completed": 2, "failed": 1}
+        assert jobs_by_status(store) == {"queued": 0, "processing": 0, "completed": 2, "failed": 1}
         assert outbox.backlog(store).pending == 2
         assert store.integrity_check() == "ok"
     finally:
@@ -165,9 +166,9 @@ def test_readonly_views_read_a_v1_log_without_migrating(tmp_path):
     before = _sha(path)
     with db.open_readonly(path) as store:
         assert db.check_schema(store, schema_version()) == 1
-        assert db.job_counts(store) == {"queued": 1, "processing": 0, "completed": 1, "failed": 1}
+        assert jobs_by_status(store) == {"queued": 1, "processing": 0, "completed": 1, "failed": 1}
         assert db.last_job(store, "failed").error_code == "image_unreadable"
-        assert db.outbox_counts(store) == {"pending": 1, "sent": 1, "parked": 0}
+        assert outbox_by_state(store) == {"pending": 1, "sent": 1, "parked": 0}
         assert db.optional(outbox.load_status, store) is None  # sync_status arrived in schema 2
         assert db.newest_job_time(store) == "2024-05-01T10:01:02.000Z"
     assert _sha(path) == before

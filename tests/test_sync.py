@@ -28,7 +28,8 @@ from sync_fixtures import (
 )
 
 from edgecv.store import Store, outbox
-from edgecv.sync import BACKING_OFF, OFFLINE, PAUSED_AUTH, Relay, sync_all, sync_status
+from edgecv.upstream.relay import BACKING_OFF, OFFLINE, PAUSED_AUTH, Relay
+from edgecv.upstream.summary import sync_all, sync_status
 
 
 @pytest.fixture
@@ -60,7 +61,7 @@ import sys
 from pathlib import Path
 from edgecv.config import Config
 from edgecv.store import Store
-from edgecv.sync import sync_all
+from edgecv.upstream.summary import sync_all
 data_dir, url, key, tenant = sys.argv[1:5]
 cfg = Config(data_dir=Path(data_dir), tenant_id=tenant)
 cfg.sync.url, cfg.sync.api_key, cfg.sync.timeout_s = url, key, 120.0

@@ -14,9 +14,11 @@ from api_fixtures import Receiver, finish, live_api, queued_job
 
 from edgecv.client import verify_webhook
 from edgecv.errors import ConfigError, WebhookVerificationError
+from edgecv.signing import generate_secret, sign, signature_headers, verify
 from edgecv.store import Store
 from edgecv.store import webhooks as webhook_sql
-from edgecv.webhooks import Dispatcher, generate_secret, retry_delay, sign, signature_headers, verify
+from edgecv.store.counts import webhook_backlog
+from edgecv.webhook_delivery import Dispatcher, retry_delay
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
@@ -204,7 +206,7 @@ def test_a_hanging_receiver_does_not_hold_up_other_endpoints(config, store):
             for _ in range(
                 600
             ):  # until slow's deliveries are recorded too (a hang guard, not a timing check)
-                if not webhook_sql.pending_count(store):
+                if not webhook_backlog(store):
                     break
                 thread.join(0.05)
             stop.set()

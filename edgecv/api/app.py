@@ -1,15 +1,12 @@
-"""The FastAPI application: state, error translation, the Host/Origin guard and the upload size guard.
+"""The FastAPI application: error translation, the Host/Origin guard and the upload size guard.
 
-Routes live in :mod:`edgecv.api.routes`; they translate between HTTP and library calls and hold no
+Routes live in :mod:`edgecv.api.routes` and the state they read in :mod:`edgecv.api.state`; routes translate between HTTP and library calls and hold no
 business rules. Every error leaves as ``{"error": {"code": "…", "message": "…"}}``.
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -20,8 +17,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from edgecv import __version__
+from edgecv.api import routes
 from edgecv.api.auth import cross_site_reason, host_allowed, token_matches
 from edgecv.api.metrics import Metrics
+from edgecv.api.state import ApiState, ModelsProvider, error_response
 from edgecv.config import ApiSettings, Config
 from edgecv.errors import (
     ApiError,
@@ -35,10 +34,9 @@ from edgecv.errors import (
     WebhookNotFound,
 )
 from edgecv.store import Store
+from edgecv.upstream.budget import DiskBudget
 
 log = logging.getLogger(__name__)
-
-ModelsProvider = Callable[[], dict[str, Any]]
 
 _STATUS_FOR: list[tuple[type[EdgecvError], int]] = [
     (ApiError, 400),
@@ -51,35 +49,6 @@ _STATUS_FOR: list[tuple[type[EdgecvError], int]] = [
     (StoreError, 400),
 ]
 _CODE_STATUS = {"file_too_large": 413, "webhook_from_config": 409, "disk_budget_exceeded": 507}
-
-
-@dataclass
-class ApiState:
-    config: Config
-    store: Store
-    metrics: Metrics
-    models_provider: ModelsProvider
-    models_ttl_s: float = 5.0
-    _models: dict[str, Any] = field(default_factory=dict)
-    _models_at: float = -1e9
-
-    def models(self) -> dict[str, Any]:
-        """Installed model packages by name, re-scanned at most every ``models_ttl_s`` seconds."""
-        now = time.monotonic()
-        if now - self._models_at > self.models_ttl_s:
-            self._models = dict(self.models_provider())
-            self._models_at = now
-        return self._models
-
-
-def state(request: Request) -> ApiState:
-    return request.app.state.edgecv
-
-
-def error_response(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None
-) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
 
 
 def _status_for(exc: EdgecvError) -> int:
@@ -226,11 +195,11 @@ def create_app(
     *,
     metrics: Metrics | None = None,
     models: ModelsProvider | None = None,
+    budget: DiskBudget | None = None,
 ) -> FastAPI:
     """The ASGI app for ``config``'s tenant over ``store``. ``models`` lists installed packages
-    (default: :func:`edgecv.registry.installed_models`)."""
-    from edgecv.api import routes
-
+    (default: :func:`edgecv.registry.installed_models`); uploads ask ``budget`` (the agent's disk
+    budget) before they are spooled."""
     if models is None:
         from edgecv.registry import installed_models
 
@@ -249,7 +218,7 @@ def create_app(
         docs_url=None,  # Swagger UI loads its assets from a CDN: a blank page on an offline device
         openapi_url=None,  # served by routes.openapi_document, behind the token when one is set
     )
-    app.state.edgecv = ApiState(config, store, metrics, models)
+    app.state.edgecv = ApiState(config, store, metrics, models, budget)
     app.add_exception_handler(EdgecvError, _edgecv_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -15,7 +15,8 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from edgecv.store import Store
-from edgecv.store import webhooks as webhook_sql
+from edgecv.store.counts import jobs_by_status, outbox_by_state
+from edgecv.store.counts import webhook_backlog as count_webhook_backlog
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +30,9 @@ class _StoreCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         try:
-            counts = self.store.count_by_status()
-            sync_backlog = webhook_sql.outbox_backlog(self.store)
-            webhook_backlog = webhook_sql.pending_count(self.store)
+            counts = jobs_by_status(self.store)
+            sync_backlog = outbox_by_state(self.store)["pending"]
+            webhook_backlog = count_webhook_backlog(self.store)
         except Exception:  # a scrape must never take the API down
             log.exception("reading metrics from the store failed")
             return

@@ -16,11 +16,12 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.datastructures import UploadFile
 
 from edgecv.api import schemas
-from edgecv.api.app import ApiState, error_response, state
 from edgecv.api.auth import token_matches
+from edgecv.api.state import ApiState, error_response, state
 from edgecv.errors import ApiAuthError, ApiError, ApiNotFound, JobNotFound, ModelNotFound, ObservationNotFound
+from edgecv.signing import generate_secret
 from edgecv.store import webhooks as webhook_sql
-from edgecv.webhooks import check_url, generate_secret
+from edgecv.webhook_delivery import check_url
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ def require_tenant(request: Request, tenantId: str) -> ApiState:
 
 Tenant = Annotated[ApiState, Depends(require_tenant)]
 _ERR = {"model": schemas.ErrorBody}
-_GUARD = {400: _ERR, 403: _ERR}  # app.BrowserGuard: Host not allowed, cross-site browser request
+_GUARD = {400: _ERR, 403: _ERR}  # edgecv.api.app.BrowserGuard: Host not allowed, cross-site browser request
 tenant_router = APIRouter(
     prefix="/v1/tenants/{tenantId}",
     dependencies=[Depends(require_token)],
@@ -265,7 +266,7 @@ async def create_observation(st: Tenant, request: Request) -> JSONResponse:
         data = await upload.read()
         name = _safe_name(upload.filename)
     result = await run_in_threadpool(
-        ingest_bytes, st.store, st.config, data, name=name, metadata=metadata, model=model
+        ingest_bytes, st.store, st.config, data, name=name, metadata=metadata, model=model, budget=st.budget
     )
     body = _observation_dict(st, result.observation)
     body["job"] = result.job.to_dict() if result.job else None
@@ -297,7 +298,7 @@ def get_observation(st: Tenant, id: str) -> JSONResponse:
 )
 def get_observation_image(st: Tenant, id: str) -> Response:
     observation = _observation(st, id)
-    spool = (st.config.data_dir / "spool").resolve()
+    spool = st.config.spool_dir.resolve()
     path = (st.config.data_dir / observation.spool_path).resolve()
     if not path.is_relative_to(spool) or not path.is_file():
         return error_response(410, "image_gone", f"the image of {id} is no longer in the spool (retention)")

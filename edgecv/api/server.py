@@ -13,13 +13,15 @@ import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from edgecv.api.app import ModelsProvider, create_app
+from edgecv.api.app import create_app
 from edgecv.api.auth import check_bind
 from edgecv.api.metrics import Metrics
+from edgecv.api.state import ModelsProvider
 from edgecv.config import Config
 from edgecv.errors import ConfigError, PortInUse
 from edgecv.store import Store
 from edgecv.threads import start_thread
+from edgecv.upstream.budget import DiskBudget
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +169,7 @@ def make_server(
     models: ModelsProvider | None = None,
     host: str | None = None,
     port: int | None = None,
+    budget: DiskBudget | None = None,
 ) -> ApiServer:
     """The local API for ``config`` over ``store``. Raises ConfigError for a non-loopback bind without
     an ``api.token``. ``host``/``port`` override ``config.api`` (port 0 = any free port)."""
@@ -175,5 +178,5 @@ def make_server(
     settings = type(config.api)(**{**config.api.__dict__, "host": host, "port": port})
     check_bind(settings)
     check_port_free(host, port)
-    app = create_app(config, store, metrics=metrics, models=models)
+    app = create_app(config, store, metrics=metrics, models=models, budget=budget)
     return ApiServer(config, app, host=host, port=port)

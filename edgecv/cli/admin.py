@@ -18,7 +18,7 @@ from edgecv.config import DEFAULT_CONFIG_NAME, find_config_file, load_config
 from edgecv.errors import ConfigError, EdgecvError
 from edgecv.logging_setup import quiet
 from edgecv.registry import check_model_names
-from edgecv.status import format_status, status_snapshot
+from edgecv.status import status_lines, status_snapshot
 
 
 @main.command("doctor")
@@ -64,7 +64,7 @@ def status(app: AppContext, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(snapshot, indent=2, ensure_ascii=False))
     else:
-        click.echo("\n".join(format_status(snapshot)))
+        click.echo("\n".join(status_lines(snapshot)))
 
 
 @main.group("config")

@@ -10,7 +10,7 @@ import click
 from edgecv.annotate import write_annotated
 from edgecv.cli import AppContext, fail, main, pass_app
 from edgecv.errors import EdgecvError
-from edgecv.jobs import JOB_STATUSES, Job
+from edgecv.records import JOB_STATUSES, Job
 from edgecv.store import Store
 
 

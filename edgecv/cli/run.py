@@ -12,8 +12,8 @@ from edgecv.annotate import write_annotated
 from edgecv.cli import AppContext, fail, main, pass_app
 from edgecv.cli.jobs import job_line, open_store
 from edgecv.errors import EdgecvError
-from edgecv.jobs import Job
 from edgecv.oneshot import process_files
+from edgecv.records import Job
 
 PROGRESS_FROM = 4  # show a progress bar from this many images on
 

@@ -26,31 +26,26 @@ def serve(app, host: str | None, port: int | None, webhooks: bool) -> None:
 
     The bearer token comes from EDGECV_API_TOKEN or [api] token in edgecv.toml, never from a flag.
     """
-    from edgecv.api import Metrics, make_server
+    from edgecv.services import build_services
     from edgecv.store import Store
-    from edgecv.webhooks import Dispatcher
 
     config = app.config(**{"api.host": host, "api.port": port})
     stop = threading.Event()
     try:
         store = Store(config.db_path)
-        server = make_server(config, store, metrics=Metrics(store))
-        dispatcher = Dispatcher(store, config.webhooks) if webhooks else None
+        services = build_services(config, store, webhooks=webhooks, relay=False)
     except PortInUse as exc:
         raise click.ClickException(
             f"port {exc.port} is in use (another edgecv agent?); pass --port or stop it"
         ) from None
     except EdgecvError as exc:
         raise fail(exc) from None
-    if dispatcher is not None:
-        threading.Thread(
-            target=dispatcher.run_forever, args=(stop,), name="edgecv-webhooks", daemon=True
-        ).start()
+    services.start_loops(stop)
     click.echo(
         f"edgecv API for tenant {config.tenant_id!r} on http://{config.api.host}:{config.api.port}", err=True
     )
     try:
-        server.serve_forever()
+        services.api.serve_forever()
     finally:
         stop.set()
         store.close()

@@ -9,8 +9,9 @@ import click
 from edgecv.cli import AppContext, fail, main, pass_app
 from edgecv.errors import EdgecvError
 from edgecv.store import Store, outbox
-from edgecv.sync import require_sync_url, sync_all, sync_status
-from edgecv.sync_budget import format_size
+from edgecv.upstream.budget import format_size
+from edgecv.upstream.relay import require_sync_url
+from edgecv.upstream.summary import sync_all, sync_status
 
 
 @main.command()
@@ -55,7 +56,7 @@ def sync(
     try:
         if show_status:
             report = sync_status(store, config)
-            click.echo(json.dumps(report, indent=2) if as_json else format_status(report))
+            click.echo(json.dumps(report, indent=2) if as_json else sync_status_text(report))
             return
         if retry_parked:
             click.echo(f"{outbox.requeue_parked(store)} parked result(s) queued again")
@@ -74,7 +75,7 @@ def sync(
         raise SystemExit(1)
 
 
-def format_status(report: dict) -> str:
+def sync_status_text(report: dict) -> str:
     backlog, disk = report["backlog"], report["disk"]
     online = {True: "online", False: "offline", None: "unknown"}[report["online"]]
     lines = [

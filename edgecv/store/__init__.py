@@ -21,8 +21,9 @@ from typing import Any
 
 from edgecv.errors import JobNotFound, ObservationNotFound, SchemaTooNew, StoreError
 from edgecv.ids import new_id
-from edgecv.jobs import JOB_STATUSES, Job, Observation, utc_now
 from edgecv.paths import ensure_writable_dir
+from edgecv.records import JOB_STATUSES, Job, Observation, utc_now
+from edgecv.store import outbox
 from edgecv.store import webhooks as webhook_sql
 
 log = logging.getLogger(__name__)
@@ -322,12 +323,6 @@ class Store:
         next_cursor = jobs[-1].id if len(rows) > limit else None
         return jobs, next_cursor
 
-    def count_by_status(self) -> dict[str, int]:
-        counts = dict.fromkeys(JOB_STATUSES, 0)
-        for row in self.conn.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status"):
-            counts[row[0]] = row[1]
-        return counts
-
     def jobs_for_observation(self, observation_id: str) -> list[Job]:
         rows = self.conn.execute(
             "SELECT * FROM jobs WHERE observation_id = ? ORDER BY id", (observation_id,)
@@ -430,11 +425,9 @@ class Store:
         return job
 
     def _on_finished(self, conn: sqlite3.Connection, job: Job) -> None:
-        """Rows written in the finishing transaction: the outbox entry for upstream sync."""
-        conn.execute(
-            "INSERT OR IGNORE INTO outbox (job_id, idempotency_key, created_at) VALUES (?, ?, ?)",
-            (job.id, f"{job.id}:v1", job.completed_at),
-        )
+        """Rows written in the finishing transaction: the outbox entry for upstream sync and the
+        webhook deliveries (each module owns its table's rows)."""
+        outbox.enqueue_job_result(conn, job)
         webhook_sql.enqueue_job_event(conn, job)
 
     def fail_queued_job(self, job_id: str, code: str, message: str) -> Job:

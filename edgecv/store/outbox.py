@@ -1,8 +1,8 @@
 """Outbox and upstream-sync SQL: what the relay reads and how it records acknowledgements.
 
-Functions take the :class:`~edgecv.store.Store`. Outbox rows are written by the transaction that
-finishes a job (``Store._on_finished``); this module only reads them and moves them from ``pending`` to
-``sent`` (the server acknowledged it) or ``parked`` (the server permanently rejected it). Nothing is
+Functions take the :class:`~edgecv.store.Store`. An outbox row is written by the transaction that
+finishes a job (``Store._on_finished`` calls :func:`enqueue_job_result`); the relay then moves it from
+``pending`` to ``sent`` (the server acknowledged it) or ``parked`` (the server permanently rejected it). Nothing is
 deleted before an acknowledgement; retention deletes only ``sent`` rows.
 """
 
@@ -13,7 +13,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from edgecv.jobs import Job, Observation, utc_now
+from edgecv.records import Job, Observation, utc_now
+from edgecv.store.counts import outbox_by_state
 
 if TYPE_CHECKING:
     from edgecv.store import Store
@@ -65,6 +66,15 @@ class Backlog:
             "sent": self.sent,
             "imagesPending": self.images_pending,
         }
+
+
+def enqueue_job_result(conn: sqlite3.Connection, job: Job) -> None:
+    """Inside the transaction that finishes ``job``: its outbox row, keyed ``<jobId>:v1`` once and for
+    all (a retry of the finish inserts nothing)."""
+    conn.execute(
+        "INSERT OR IGNORE INTO outbox (job_id, idempotency_key, created_at) VALUES (?, ?, ?)",
+        (job.id, f"{job.id}:v1", job.completed_at),
+    )
 
 
 def _converters() -> tuple[Any, Any]:
@@ -185,9 +195,7 @@ def record_failure(store: Store, outbox_ids: Sequence[int], error: str, *, count
 
 
 def backlog(store: Store) -> Backlog:
-    counts = {"pending": 0, "parked": 0, "sent": 0}
-    for row in store.conn.execute("SELECT state, COUNT(*) FROM outbox GROUP BY state"):
-        counts[row[0]] = row[1]
+    counts = outbox_by_state(store)
     images = store.conn.execute("SELECT COUNT(*) FROM sync_images WHERE state = 'pending'").fetchone()[0]
     return Backlog(counts["pending"], counts["parked"], counts["sent"], images)
 

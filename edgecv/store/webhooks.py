@@ -1,6 +1,6 @@
 """Webhook SQL: endpoints, and the delivery rows written in the job-finishing transaction.
 
-The delivery loop lives in :mod:`edgecv.webhooks`; this module only reads and writes rows.
+The delivery loop lives in :mod:`edgecv.webhook_delivery`; this module only reads and writes rows.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from edgecv.errors import WebhookNotFound
 from edgecv.ids import new_id
-from edgecv.jobs import Job, utc_now
+from edgecv.records import Job, utc_now
 
 if TYPE_CHECKING:
     from edgecv.store import Store
@@ -266,12 +266,3 @@ def get_delivery(store: Store, delivery_id: str) -> WebhookDelivery:
 def deliveries_for_job(store: Store, job_id: str) -> list[WebhookDelivery]:
     rows = store.conn.execute(f"{_DELIVERY_SELECT} WHERE d.job_id = ? ORDER BY d.id", (job_id,)).fetchall()
     return [_delivery(r) for r in rows]
-
-
-def pending_count(store: Store) -> int:
-    return store.conn.execute("SELECT COUNT(*) FROM webhook_deliveries WHERE state = 'pending'").fetchone()[0]
-
-
-def outbox_backlog(store: Store) -> int:
-    """Outbox entries not yet acknowledged upstream (for the ``edgecv_sync_backlog`` metric)."""
-    return store.conn.execute("SELECT COUNT(*) FROM outbox WHERE state = 'pending'").fetchone()[0]

@@ -1,8 +1,9 @@
-"""Upstream sync: the outbox relay that pushes results (and images) to the tenant API.
+"""The outbox relay: pushes finished jobs' results (and images) to the tenant API.
 
-The contract is ``sync/openapi.yaml``. One :class:`Relay` per agent::
+The contract is ``sync/openapi.yaml``. One :class:`Relay` per agent, sharing the agent's one
+:class:`~edgecv.upstream.budget.DiskBudget` with ingest::
 
-    relay = Relay.from_config(store, config)
+    relay = Relay.from_config(store, config, budget=budget)
     threading.Thread(target=relay.run_forever, args=(stop_event,), daemon=True).start()
 
 Each :meth:`Relay.run_once` reads up to ``batch_max_items`` pending outbox rows, posts them in batches
@@ -15,36 +16,36 @@ server's ``Retry-After`` (seconds or HTTP date); 413 → split the batch; 400/42
 bisect down to the offending item and park it; 401/403 → ``paused-auth`` until the API key changes
 (:meth:`Relay.set_api_key`) or an occasional probe succeeds, without counting attempts.
 
-Disk budget: :mod:`edgecv.sync_budget` (``may_accept_image``) — see docs/sync.md.
+Disk budget: the relay's hourly housekeeping asks the budget to clean (:meth:`DiskBudget.enforce`)
+and saves its state for ``edgecv sync --status`` — see docs/sync.md.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import email.utils
 import hashlib
-import http.client
-import json
 import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from edgecv import __version__
 from edgecv.config import Config, SyncSettings
 from edgecv.errors import SyncNotConfigured, UpstreamUnreachable
 from edgecv.ids import new_id
-from edgecv.jobs import utc_now
+from edgecv.records import utc_now
 from edgecv.store import Store, outbox
-from edgecv.store.outbox import Ack, ImageUpload, OutboxEntry, Parked
-from edgecv.sync_budget import DiskBudget
+from edgecv.store.outbox import Ack, ImageUpload, Parked
+from edgecv.upstream.budget import DiskBudget
+from edgecv.upstream.transport import Response, Transport
+from edgecv.upstream.wire import Encoded, batch_body, encode_entry, parse_retry_after, split_by_bytes
 
 log = logging.getLogger(__name__)
 
@@ -53,145 +54,6 @@ TRANSIENT_STATUSES = {408, 425, 429, 500, 502, 503, 504}
 IMAGES_PER_ITERATION = 16
 ITERATION_BUDGET_S = 1.0  # run_once returns after about this long on a long backlog
 ENCODE_AHEAD_ITEMS = 2000  # per iteration spent waiting for the upstream
-_ENVELOPE = len(b'{"items":[]}')
-
-
-# -- wire ------------------------------------------------------------------------------------------
-
-
-def canonical(value: Any) -> bytes:
-    """Sorted keys, no spaces, UTF-8: the bytes a payload hash is computed over (server does the same)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-@dataclass(frozen=True)
-class Encoded:
-    """One outbox entry as it goes on the wire."""
-
-    outbox_id: int
-    key: str
-    job_id: str
-    body: bytes
-
-
-def encode_entry(entry: OutboxEntry, device_id: str) -> Encoded:
-    """The wire item: key, payload hash, and the canonical payload (encoded once, hashed and sent as is)."""
-    payload = {"deviceId": device_id, "job": entry.job.to_dict(), "observation": entry.observation.to_dict()}
-    body = canonical(payload)
-    digest = hashlib.sha256(body).hexdigest()
-    key = json.dumps(entry.idempotency_key).encode()
-    item = b'{"idempotencyKey":' + key + b',"payloadHash":"' + digest.encode() + b'",' + body[1:]
-    return Encoded(entry.outbox_id, entry.idempotency_key, entry.job.id, item)
-
-
-def split_by_bytes(items: Sequence[Encoded], max_items: int, max_bytes: int) -> list[list[Encoded]]:
-    """Consecutive batches of at most ``max_items`` items and ``max_bytes`` body bytes (an item larger
-    than ``max_bytes`` travels alone)."""
-    batches: list[list[Encoded]] = []
-    current: list[Encoded] = []
-    size = _ENVELOPE
-    for item in items:
-        grows = len(item.body) + (1 if current else 0)
-        if current and (len(current) >= max_items or size + grows > max_bytes):
-            batches.append(current)
-            current, size, grows = [], _ENVELOPE, len(item.body)
-        current.append(item)
-        size += grows
-    if current:
-        batches.append(current)
-    return batches
-
-
-def batch_body(batch: Sequence[Encoded]) -> bytes:
-    return b'{"items":[' + b",".join(i.body for i in batch) + b"]}"
-
-
-def parse_retry_after(value: str | None, now: float) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date; None if absent/bad."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, when.timestamp() - now)
-
-
-# -- transport -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Response:
-    status: int
-    headers: dict[str, str]  # lower-case names
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body) if self.body else None
-
-    def error_text(self) -> str:
-        try:
-            err = (self.json() or {}).get("error") or {}
-            return f"{err.get('code', 'error')}: {err.get('message', '')}".strip()
-        except (ValueError, AttributeError):
-            return self.body[:200].decode("utf-8", "replace")
-
-
-class Transport:
-    """HTTP/1.1 with one keep-alive connection (stdlib ``http.client``); every socket step has a timeout."""
-
-    def __init__(self, base_url: str, timeout_s: float) -> None:
-        parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise SyncNotConfigured(f"sync.url: expected http(s)://host[:port][/prefix], got {base_url!r}")
-        self._scheme, self._host, self._port = parts.scheme, parts.hostname, parts.port
-        self.prefix = parts.path.rstrip("/")
-        self.timeout_s = timeout_s
-        self._conn: http.client.HTTPConnection | None = None
-
-    def _connect(self) -> http.client.HTTPConnection:
-        cls = http.client.HTTPSConnection if self._scheme == "https" else http.client.HTTPConnection
-        return cls(self._host, self._port, timeout=self.timeout_s)
-
-    def request(self, method: str, path: str, body: bytes | None, headers: dict[str, str]) -> Response:
-        """One request; a stale keep-alive connection is retried once on a fresh one (requests here are
-        idempotent). Raises UpstreamUnreachable on network errors and timeouts."""
-        reused = self._conn is not None
-        try:
-            return self._request_once(method, path, body, headers)
-        except (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected) as exc:
-            if not reused:
-                raise UpstreamUnreachable(f"{type(exc).__name__}: {exc}") from None
-        except (OSError, http.client.HTTPException) as exc:
-            raise UpstreamUnreachable(f"{type(exc).__name__}: {exc or 'timed out'}") from None
-        try:
-            return self._request_once(method, path, body, headers)
-        except (OSError, http.client.HTTPException) as exc:
-            raise UpstreamUnreachable(f"{type(exc).__name__}: {exc or 'timed out'}") from None
-
-    def _request_once(self, method: str, path: str, body: bytes | None, headers: dict[str, str]) -> Response:
-        if self._conn is None:
-            self._conn = self._connect()
-        try:
-            self._conn.request(method, self.prefix + path, body=body, headers=headers)
-            resp = self._conn.getresponse()
-            data = resp.read()
-        except BaseException:
-            self.close()
-            raise
-        if resp.will_close:
-            self.close()
-        return Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, data)
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
 
 
 # -- the relay -------------------------------------------------------------------------------------
@@ -263,7 +125,9 @@ class Relay:
 
     @classmethod
     def from_config(cls, store: Store, config: Config, **kwargs: Any) -> Relay:
-        """The relay ``edgecv agent`` and ``edgecv sync`` run: settings, tenant and data dir from config."""
+        """The relay ``edgecv agent`` and ``edgecv sync`` run: settings, tenant and data dir from config.
+        The agent passes its one ``budget`` (shared with ingest); without one the relay makes its own,
+        which only a process without an agent's intake (``edgecv sync``) should rely on."""
         kwargs.setdefault("budget", DiskBudget.from_config(store, config))
         return cls(store, config.sync, tenant_id=config.tenant_id, data_dir=config.data_dir, **kwargs)
 
@@ -499,7 +363,7 @@ class Relay:
         return True
 
     def _send_image(self, upload: ImageUpload) -> bool:
-        from edgecv.sync_budget import image_bytes  # cv2 only when an image policy is on
+        from edgecv.upstream.images import image_bytes  # cv2 only when an image policy is on
 
         data, media_type = image_bytes(
             self.data_dir / upload.spool_path,
@@ -621,106 +485,3 @@ class Relay:
         if status != self._saved:
             outbox.save_status(self.store, status)
             self._saved = status
-
-
-# -- one-shot sync and status (what the CLI calls) -------------------------------------------------
-
-PROGRESS_MIN_ITEMS = 500
-
-
-@dataclass
-class SyncSummary:
-    sent: int
-    duplicate: int
-    rejected: int
-    pending: int
-    images_pending: int
-    images_uploaded: int
-    state: str
-    last_error: str | None
-
-    @property
-    def complete(self) -> bool:
-        return self.pending == 0 and self.images_pending == 0
-
-
-def sync_all(
-    store: Store,
-    config: Config,
-    *,
-    deadline_s: float = 300.0,
-    max_failures: int = 5,
-    progress: bool | None = None,
-    relay: Relay | None = None,
-) -> SyncSummary:
-    """Push everything pending once. Retries transient failures with the relay's backoff until
-    ``max_failures`` in a row or ``deadline_s``; stops at once on 401/403. ``progress``: None = a bar
-    on a long backlog when stderr is a terminal."""
-    from tqdm import tqdm
-
-    relay = relay or Relay.from_config(store, config)
-    total = outbox.backlog(store).pending
-    disable = (total < PROGRESS_MIN_ITEMS or None) if progress is None else not progress
-    deadline = time.monotonic() + deadline_s
-    failures = 0
-    with tqdm(total=total, unit="result", desc="sync", disable=disable) as bar:
-        while True:
-            before = relay.counts.acknowledged
-            delay = relay.run_once()
-            bar.update(relay.counts.acknowledged - before)
-            if relay.state == PAUSED_AUTH or _drained(store):
-                break
-            if relay.state in (BACKING_OFF, OFFLINE):
-                failures += 1
-                if failures >= max_failures or time.monotonic() + delay > deadline:
-                    break
-                time.sleep(delay)
-            else:
-                failures = 0
-            if time.monotonic() > deadline:
-                break
-    relay.close()
-    return _summary(store, relay)
-
-
-def _drained(store: Store) -> bool:
-    backlog = outbox.backlog(store)
-    return backlog.pending == 0 and backlog.images_pending == 0
-
-
-def _summary(store: Store, relay: Relay) -> SyncSummary:
-    backlog = outbox.backlog(store)
-    return SyncSummary(
-        sent=relay.counts.created,
-        duplicate=relay.counts.duplicate,
-        rejected=relay.counts.rejected,
-        pending=backlog.pending,
-        images_pending=backlog.images_pending,
-        images_uploaded=relay.counts.images_uploaded + relay.counts.images_skipped,
-        state=relay.state,
-        last_error=relay.last_error,
-    )
-
-
-def sync_status(store: Store, config: Config) -> dict[str, Any]:
-    """What ``edgecv sync --status`` prints: the relay's last saved state, backlog, parked results, disk."""
-    saved = outbox.load_status(store) or {}
-    budget = DiskBudget.from_config(store, config)
-    return {
-        "url": config.sync.url,
-        "state": saved.get("state", "never-run"),
-        "online": None if saved.get("online") is None else bool(saved["online"]),
-        "lastError": saved.get("last_error"),
-        "lastErrorAt": saved.get("last_error_at"),
-        "lastSuccessAt": saved.get("last_success_at"),
-        "backoffUntil": saved.get("backoff_until"),
-        "updatedAt": saved.get("updated_at"),
-        "backlog": outbox.backlog(store).to_dict(),
-        "parked": [{"jobId": job_id, "reason": reason} for job_id, reason in outbox.parked_entries(store)],
-        "disk": {
-            "usedBytes": budget.used_bytes(),
-            "budgetBytes": budget.budget_bytes,
-            "refusingNewImages": saved.get("disk_refusing"),
-            **outbox.retention_counts(store),
-        },
-    }

@@ -1,4 +1,9 @@
-"""Observation and Job records and their wire form (the CV Jobs API shape, camelCase)."""
+"""Observation and Job records of the job log and their wire form (the CV Jobs API shape, camelCase).
+
+The module is named ``records`` to keep these apart from the SDK's :class:`edgecv.client.Job` and
+:class:`edgecv.client.Observation`, which are parsed API responses on a client's side: these are the
+agent's own rows, written and read by :mod:`edgecv.store`.
+"""
 
 from __future__ import annotations
 

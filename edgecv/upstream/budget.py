@@ -1,17 +1,24 @@
-"""The disk budget for a device that stays offline for weeks: spool images + the job log.
+"""The one owner of the spool's disk budget: spool images + the job log against ``sync.disk_budget_mb``.
 
-Order when the budget is reached (``DiskBudget.enforce``), oldest first at each step:
+The agent creates one :class:`DiskBudget` and hands it to ingest (the watcher's intake and the local
+API) and to the relay, so every question and every clean-up goes through one object and one lock:
+two owners would measure and clean the same spool at once. Order when the budget is reached
+(:meth:`DiskBudget.enforce`), oldest first at each step:
 
 1. delete spooled images that are fully synced (every job finished, every result acknowledged, the
    image uploaded or not wanted by the image policy);
 2. downscale images whose jobs all finished but that still wait on the upstream (halve each side;
    results are never touched, and boxes were computed on the original);
-3. refuse new images: :func:`may_accept_image` answers ``(False, reason)``.
+3. refuse new images: :meth:`DiskBudget.may_accept_image` answers ``(False, reason)`` and ingest
+   leaves the file in the inbox with that reason logged.
 
 Ingest asks before it accepts a file::
 
-    ok, reason = may_accept_image(store, config, size_bytes)
-    if not ok: quarantine the file with ``reason``   # or raise DiskBudgetExceeded(reason)
+    ok, reason = budget.may_accept_image(size_bytes)
+    if not ok: raise DiskBudgetExceeded(reason)   # the file waits in the inbox
+
+Cleaning runs on the thread that finds the budget reached (ingest's or the relay's), while holding
+the lock, so a second caller waits for the first clean-up instead of starting its own.
 """
 
 from __future__ import annotations
@@ -28,10 +35,6 @@ from edgecv.store import Store, outbox
 log = logging.getLogger(__name__)
 
 USAGE_CACHE_S = 10.0
-_budgets: dict[Path, DiskBudget] = {}
-_budgets_lock = threading.Lock()
-
-
 MIB = 1024 * 1024
 
 
@@ -39,19 +42,6 @@ def format_size(n: float) -> str:
     """Bytes for people, in one binary unit everywhere (the disk budget is ``sync.disk_budget_mb`` MiB):
     ``2048.0 MiB``; ``72.5 GiB`` from 10 GiB on."""
     return f"{n / MIB:.1f} MiB" if n < 10 * 1024 * MIB else f"{n / (1024 * MIB):.1f} GiB"
-
-
-def may_accept_image(store: Store, config: Config, size_bytes: int = 0) -> tuple[bool, str | None]:
-    """May ingest accept a new image of ``size_bytes``? ``(True, None)`` or ``(False, reason)``.
-
-    Cheap to call per file: disk usage is cached for a few seconds and updated as images are accepted.
-    Runs the retention order above before it says no.
-    """
-    with _budgets_lock:
-        budget = _budgets.get(store.path)
-        if budget is None:
-            budget = _budgets[store.path] = DiskBudget.from_config(store, config)
-    return budget.may_accept_image(size_bytes)
 
 
 def dir_bytes(path: Path) -> int:
@@ -71,7 +61,8 @@ def dir_bytes(path: Path) -> int:
 
 
 class DiskBudget:
-    """Spool + job log bytes against ``sync.disk_budget_mb``."""
+    """Spool + job log bytes against ``sync.disk_budget_mb``: one per agent, shared by ingest and the
+    relay. Every measurement, decision and clean-up happens under its one lock."""
 
     def __init__(self, store: Store, data_dir: Path, spool_dir: Path, budget_bytes: int) -> None:
         self.store, self.data_dir, self.spool_dir = store, Path(data_dir), Path(spool_dir)
@@ -87,6 +78,10 @@ class DiskBudget:
 
     def used_bytes(self, *, fresh: bool = False) -> int:
         """Spool folder + database files; measured at most every ``USAGE_CACHE_S`` unless ``fresh``."""
+        with self._lock:
+            return self._measure(fresh=fresh)
+
+    def _measure(self, *, fresh: bool = False) -> int:
         now = time.monotonic()
         if fresh or self.last_used is None or now - self._measured_at > USAGE_CACHE_S:
             db = sum(p.stat().st_size for p in self._db_files() if p.exists())
@@ -99,8 +94,12 @@ class DiskBudget:
         return [path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")]
 
     def may_accept_image(self, size_bytes: int = 0) -> tuple[bool, str | None]:
+        """May ingest accept a new image of ``size_bytes``? ``(True, None)`` or ``(False, reason)``.
+
+        Cheap to call per file: usage is cached for a few seconds and counts the images accepted since.
+        Runs the retention order above (under the lock) before it says no."""
         with self._lock:
-            if self.used_bytes() + size_bytes > self.budget_bytes:
+            if self._measure() + size_bytes > self.budget_bytes:
                 self._enforce_locked(size_bytes)
             elif self.refusing is not None:
                 log.info("disk budget: back under %d bytes; accepting new images", self.budget_bytes)
@@ -116,12 +115,12 @@ class DiskBudget:
             return self._enforce_locked(headroom)
 
     def _enforce_locked(self, headroom: int) -> str | None:
-        over = self.used_bytes(fresh=True) + headroom - self.budget_bytes
+        over = self._measure(fresh=True) + headroom - self.budget_bytes
         if over > 0:
             over -= self._drop_synced(over)
         if over > 0:
             over -= self._downscale_unsynced(over)
-        self.used_bytes(fresh=True)
+        self._measure(fresh=True)
         if over > 0:
             reason = (
                 f"disk budget reached: {self.last_used / 1e6:.1f} MB used of {self.budget_bytes / 1e6:.1f} MB "
@@ -155,6 +154,8 @@ class DiskBudget:
         return freed
 
     def _downscale_unsynced(self, need: int) -> int:
+        from edgecv.upstream.images import downscale_file  # cv2 only once the budget is reached
+
         freed = 0
         while freed < need:
             batch = outbox.unsynced_finished_images(self.store, 50)
@@ -169,50 +170,3 @@ class DiskBudget:
         if freed:
             log.warning("disk budget: downscaled unsynced images, freed %d bytes", freed)
         return freed
-
-
-def downscale_file(path: Path, factor: float = 0.5) -> tuple[int, int]:
-    """Shrink an image in place (same format, each side × ``factor``); ``(bytes_before, bytes_after)``."""
-    import cv2
-
-    if not path.exists():
-        return 0, 0
-    before = path.stat().st_size
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if image is None:
-        return before, before
-    h, w = image.shape[:2]
-    small = cv2.resize(
-        image, (max(1, int(w * factor)), max(1, int(h * factor))), interpolation=cv2.INTER_AREA
-    )
-    ok, encoded = cv2.imencode(path.suffix or ".jpg", small)
-    if not ok or len(encoded) >= before:
-        return before, before
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(encoded.tobytes())
-    os.replace(tmp, path)
-    return before, len(encoded)
-
-
-def image_bytes(path: Path, variant: str, media_type: str, max_px: int) -> tuple[bytes | None, str]:
-    """The bytes to upload for a spooled image: the file itself, or a JPEG thumbnail; None if gone."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return None, media_type
-    if variant == "full":
-        return data, media_type
-    import cv2
-    import numpy as np
-
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        return data, media_type
-    h, w = image.shape[:2]
-    scale = min(1.0, max_px / max(h, w))
-    if scale < 1.0:
-        image = cv2.resize(
-            image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA
-        )
-    ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 85])
-    return (encoded.tobytes(), "image/jpeg") if ok else (data, media_type)

@@ -1,26 +1,17 @@
-"""Signed webhooks: Standard Webhooks signing/verification and the delivery loop.
+"""Webhook delivery: the loop that sends signed ``job.completed`` / ``job.failed`` events.
 
-Signing (https://www.standardwebhooks.com): each request carries ``webhook-id`` (the delivery id, the
-same on every retry, so receivers can de-duplicate), ``webhook-timestamp`` (unix seconds of this
-attempt) and ``webhook-signature: v1,<base64 HMAC-SHA256>`` over ``"{id}.{timestamp}.{body}"`` with the
-base64-decoded part of the ``whsec_…`` secret as key.
-
-Delivery rows are written by the store in the transaction that finishes a job; :class:`Dispatcher`
-sends what is due, records every attempt on the row and retries with capped exponential backoff and
-jitter. Because the schedule lives in SQLite, retries continue across restarts.
+Delivery rows are written by the store in the transaction that finishes a job
+(:mod:`edgecv.store.webhooks` holds their SQL); :class:`Dispatcher` sends what is due, records every
+attempt on the row and retries with capped exponential backoff and jitter. Because the schedule lives
+in SQLite, retries continue across restarts. Signing is :mod:`edgecv.signing`.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import logging
 import random
-import secrets
 import threading
 import time
-from collections.abc import Mapping
 from concurrent import futures
 from concurrent.futures import Future, ThreadPoolExecutor
 from urllib.parse import urlsplit
@@ -28,96 +19,13 @@ from urllib.parse import urlsplit
 import requests
 
 from edgecv.config import WebhookSettings
-from edgecv.errors import ConfigError, WebhookVerificationError
+from edgecv.errors import ConfigError
+from edgecv.signing import check_secret, signature_headers
 from edgecv.store import Store
 from edgecv.store import webhooks as webhook_sql
 from edgecv.store.webhooks import EVENTS, WebhookDelivery
 
 log = logging.getLogger(__name__)
-
-SECRET_PREFIX = "whsec_"
-DEFAULT_TOLERANCE_S = 300
-
-
-def generate_secret() -> str:
-    """A new ``whsec_<base64 of 32 random bytes>`` secret."""
-    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
-
-
-def _secret_key(secret: str) -> bytes:
-    body = secret[len(SECRET_PREFIX) :] if secret.startswith(SECRET_PREFIX) else secret
-    try:
-        return base64.b64decode(body, validate=True)
-    except ValueError:
-        raise ConfigError(
-            "webhook secret must be whsec_<base64>; make one with edgecv.webhooks.generate_secret()"
-        ) from None
-
-
-def check_secret(secret: str) -> None:
-    """Raise ConfigError unless ``secret`` is ``whsec_<base64>`` of at least 16 bytes."""
-    if not secret.startswith(SECRET_PREFIX) or len(_secret_key(secret)) < 16:
-        raise ConfigError(
-            "webhook secret must be whsec_<base64 of at least 16 bytes>; "
-            "make one with python -c 'import edgecv.webhooks as w; print(w.generate_secret())'"
-        )
-
-
-def sign(secret: str, msg_id: str, timestamp: int, body: bytes | str) -> str:
-    """The ``webhook-signature`` value: ``v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">``."""
-    if isinstance(body, str):
-        body = body.encode()
-    signed = f"{msg_id}.{timestamp}.".encode() + body
-    digest = hmac.new(_secret_key(secret), signed, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(digest).decode()
-
-
-def signature_headers(
-    secret: str, msg_id: str, body: bytes | str, timestamp: int | None = None
-) -> dict[str, str]:
-    timestamp = int(time.time()) if timestamp is None else timestamp
-    return {
-        "webhook-id": msg_id,
-        "webhook-timestamp": str(timestamp),
-        "webhook-signature": sign(secret, msg_id, timestamp, body),
-    }
-
-
-def verify(
-    body: bytes | str,
-    headers: Mapping[str, str],
-    secret: str,
-    *,
-    tolerance_s: int = DEFAULT_TOLERANCE_S,
-    now: float | None = None,
-) -> None:
-    """Check a received webhook; raise WebhookVerificationError if it is not genuine and fresh.
-
-    ``headers`` may be any mapping (header names are matched case-insensitively). Pass the raw body
-    exactly as received: re-serialised JSON will not match.
-    """
-    lower = {k.lower(): v for k, v in headers.items()}
-    msg_id = lower.get("webhook-id")
-    stamp = lower.get("webhook-timestamp")
-    signatures = lower.get("webhook-signature")
-    if not msg_id or not stamp or not signatures:
-        raise WebhookVerificationError("missing webhook-id, webhook-timestamp or webhook-signature header")
-    try:
-        timestamp = int(stamp)
-    except ValueError:
-        raise WebhookVerificationError(f"webhook-timestamp is not an integer: {stamp!r}") from None
-    now = time.time() if now is None else now
-    if abs(now - timestamp) > tolerance_s:
-        raise WebhookVerificationError(
-            f"webhook-timestamp is {int(now - timestamp)} s away from now (tolerance {tolerance_s} s): "
-            "a replay, or the clocks differ"
-        )
-    expected = sign(secret, msg_id, timestamp, body).split(",", 1)[1]
-    for candidate in signatures.split():
-        version, _, value = candidate.partition(",")
-        if version == "v1" and hmac.compare_digest(value, expected):
-            return
-    raise WebhookVerificationError("no webhook-signature matches: wrong secret or a modified body")
 
 
 def retry_delay(attempts: int, base_s: float, max_s: float) -> float:
@@ -168,7 +76,7 @@ class Dispatcher:
         if settings.endpoints and not settings.secret:
             raise ConfigError(
                 "webhooks.secret is required when webhooks.endpoints is set; make one with "
-                "python -c 'import edgecv.webhooks as w; print(w.generate_secret())'"
+                "python -c 'import edgecv.signing as s; print(s.generate_secret())'"
             )
         for url in settings.endpoints:
             check_url(url)

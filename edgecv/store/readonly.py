@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from edgecv.errors import SchemaTooNew, StoreError
-from edgecv.jobs import JOB_STATUSES, Job
+from edgecv.records import Job
 
 
 @dataclass(frozen=True)
@@ -83,13 +83,6 @@ def database_health(path: Path) -> DatabaseHealth:
     )
 
 
-def job_counts(store: ReadOnlyStore) -> dict[str, int]:
-    counts = dict.fromkeys(JOB_STATUSES, 0)
-    for row in store.conn.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status"):
-        counts[row[0]] = row[1]
-    return counts
-
-
 def last_job(store: ReadOnlyStore, status: str) -> Job | None:
     """The most recently finished job with ``status`` (``completed`` or ``failed``)."""
     from edgecv.store import _job  # the one place rows become records
@@ -106,14 +99,6 @@ def newest_job_time(store: ReadOnlyStore) -> str | None:
         "SELECT MAX(MAX(created_at, COALESCE(started_at, ''), COALESCE(completed_at, ''))) FROM jobs"
     ).fetchone()
     return row[0] or None
-
-
-def outbox_counts(store: ReadOnlyStore) -> dict[str, int]:
-    """Outbox rows by state (``pending``, ``sent``, ``parked``)."""
-    counts = {"pending": 0, "sent": 0, "parked": 0}
-    for row in store.conn.execute("SELECT state, COUNT(*) FROM outbox GROUP BY state"):
-        counts[row[0]] = row[1]
-    return counts
 
 
 def optional(fn: Any, *args: Any, default: Any = None) -> Any:

@@ -1,0 +1,55 @@
+"""What every request handler reads: the app's state (config, store, metrics, models, disk budget) and
+the one JSON error shape.
+
+A module of its own so that :mod:`edgecv.api.routes` and :mod:`edgecv.api.app` both import it and
+neither imports the other back (the app registers the routes; the routes need only this).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import JSONResponse
+
+from edgecv.api.metrics import Metrics
+from edgecv.config import Config
+from edgecv.store import Store
+from edgecv.upstream.budget import DiskBudget
+
+ModelsProvider = Callable[[], dict[str, Any]]
+
+
+@dataclass
+class ApiState:
+    """The agent's objects a request may use, set once on ``app.state.edgecv`` by ``create_app``."""
+
+    config: Config
+    store: Store
+    metrics: Metrics
+    models_provider: ModelsProvider
+    budget: DiskBudget | None = None  # the agent's one disk-budget owner; None = uploads unlimited
+    models_ttl_s: float = 5.0
+    _models: dict[str, Any] = field(default_factory=dict)
+    _models_at: float = -1e9
+
+    def models(self) -> dict[str, Any]:
+        """Installed model packages by name, re-scanned at most every ``models_ttl_s`` seconds."""
+        now = time.monotonic()
+        if now - self._models_at > self.models_ttl_s:
+            self._models = dict(self.models_provider())
+            self._models_at = now
+        return self._models
+
+
+def state(request: Request) -> ApiState:
+    return request.app.state.edgecv
+
+
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)

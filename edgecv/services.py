@@ -1,0 +1,80 @@
+"""The agent's services around one job log: webhook delivery, the sync relay and the local API.
+
+``edgecv agent`` and ``edgecv serve`` build them here, the one place that knows how they fit together
+(one :class:`~edgecv.api.metrics.Metrics`, one :class:`~edgecv.upstream.budget.DiskBudget` shared by
+API uploads and the relay), so ``serve`` is the agent's composition with intake and workers left out
+rather than a second, smaller agent. The heavy parts are imported only when asked for: an agent with
+the API off never loads fastapi and uvicorn.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from edgecv.config import Config
+from edgecv.store import Store
+from edgecv.threads import start_thread
+from edgecv.upstream.budget import DiskBudget
+
+if TYPE_CHECKING:
+    from edgecv.api.metrics import Metrics
+    from edgecv.api.server import ApiServer
+    from edgecv.upstream.relay import Relay
+    from edgecv.webhook_delivery import Dispatcher
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    metrics: Metrics
+    budget: DiskBudget
+    dispatcher: Dispatcher | None = None
+    relay: Relay | None = None
+    api: ApiServer | None = None
+
+    def start_loops(self, stop_event: threading.Event) -> list[threading.Thread]:
+        """Run webhook delivery and the relay on their threads until ``stop_event``; the API is
+        started by the caller (in the background for the agent, in the foreground for ``serve``)."""
+        threads = []
+        if self.dispatcher is not None:
+            threads.append(start_thread("edgecv-webhooks", self.dispatcher.run_forever, stop_event))
+        if self.relay is not None:
+            threads.append(start_thread("edgecv-sync", self.relay.run_forever, stop_event))
+        return threads
+
+
+def build_services(
+    config: Config,
+    store: Store,
+    *,
+    metrics: Metrics | None = None,
+    budget: DiskBudget | None = None,
+    webhooks: bool = True,
+    relay: bool = True,
+    api: bool = True,
+) -> Services:
+    """The services ``config`` asks for, not started. ``relay`` needs ``sync.url`` (without it the
+    relay is left out); the webhook dispatcher is built first, so that jobs finished from now on get
+    delivery rows. Raises ConfigError (PortInUse for a busy API port) when one cannot be built."""
+    if metrics is None:
+        from edgecv.api.metrics import Metrics
+
+        metrics = Metrics(store)
+    services = Services(metrics, budget or DiskBudget.from_config(store, config))
+    if webhooks:
+        from edgecv.webhook_delivery import Dispatcher
+
+        services.dispatcher = Dispatcher(store, config.webhooks)
+    if relay and config.sync.url:
+        from edgecv.upstream.relay import Relay
+
+        services.relay = Relay.from_config(store, config, budget=services.budget)
+    if api:
+        from edgecv.api import make_server
+
+        services.api = make_server(config, store, metrics=metrics, budget=services.budget)
+    return services
