@@ -1,7 +1,8 @@
 """``edgecv agent``: watcher + intake + workers (+ sync relay, local API, webhooks) in one process.
 
 Signal handlers only set a flag. On SIGINT/SIGTERM the watcher stops taking files, each worker
-finishes the job in hand, and the process exits cleanly. One agent per data dir (an exclusive lock).
+finishes the job in hand, and the process exits cleanly; a second signal exits at once. One agent
+per data dir (an exclusive lock).
 """
 
 from __future__ import annotations
@@ -96,8 +97,18 @@ class Agent:
         self.signal.notify()
 
     def install_signal_handlers(self) -> None:
-        signal.signal(signal.SIGTERM, self.request_stop)
-        signal.signal(signal.SIGINT, self.request_stop)
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+
+    def _on_signal(self, signum: int, _frame) -> None:
+        """First SIGINT/SIGTERM: stop cleanly. A second one: exit at once, like SIGKILL (what is in hand
+        goes back to the queue at the next start), instead of waiting up to ``lease_s`` per thread."""
+        name = signal.Signals(signum).name
+        if self.stop_event.is_set():
+            log.warning("second %s: exiting now; jobs in hand are re-queued at the next start", name)
+            os._exit(128 + signum)
+        log.info("%s: stopping (send it again to exit at once)", name)
+        self.request_stop()
 
     def run(self) -> None:
         """Run until :meth:`request_stop` (or a signal). Blocks."""

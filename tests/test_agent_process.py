@@ -194,3 +194,17 @@ def test_doctor_and_status_describe_the_running_agent_not_the_config(tmp_path, m
     status = runner.invoke(main, ["status"], catch_exceptions=False).output.splitlines()
     assert "agent:      no agent running (inbox and models below are from the config)" in status
     assert "inbox:      (not set)" in status
+
+
+def test_second_signal_exits_at_once(config, monkeypatch):
+    """The first SIGTERM/SIGINT asks for a clean stop; a second one exits now (a stuck job, or a stop
+    that waits up to lease_s per thread, must not keep the agent up)."""
+    from edgecv.agent import Agent
+
+    exits: list[int] = []
+    monkeypatch.setattr(os, "_exit", exits.append)
+    agent = Agent(config)
+    agent._on_signal(signal.SIGTERM, None)
+    assert agent.stop_event.is_set() and exits == []
+    agent._on_signal(signal.SIGINT, None)
+    assert exits == [128 + signal.SIGINT]

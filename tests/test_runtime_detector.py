@@ -182,3 +182,56 @@ def test_detector_is_safe_to_share_between_threads(ov_detector):
         results = list(pool.map(ov_detector.detect, images))
     for i, det in enumerate(results):
         np.testing.assert_allclose(det.xyxy[0], (10 + i, 20, 100 + i, 150), atol=TOLERANCE)
+
+
+# Two threads making the process's first OpenVINO inferences at once (backlog lanes after a restart):
+# the first one to reach numpy's one-time set-up inside the bindings is paused there (a trace function
+# sleeps on numpy's version check, which that set-up runs), so the second always arrives while it is
+# under way. Without the set-up done when the model is opened, the second thread blocks on the bindings'
+# static guard holding the GIL and the first never gets the GIL back: the process hangs for good.
+_FIRST_INFER_RACE = """
+import sys, threading, time
+import numpy as np
+from edgecv.runtime.detector import Detector
+from edgecv.runtime.package import load_package
+
+package = load_package(sys.argv[1])
+lanes = [Detector.open(package, backend="openvino", num_threads=1, cpu_pinning=False) for _ in range(2)]
+image = np.zeros((96, 128, 3), np.uint8)
+paused = threading.Event()
+
+def pause_in_numpy_setup(frame, event, arg):
+    if event == "call" and frame.f_code.co_filename.replace("\\\\", "/").endswith("numpy/lib/_version.py"):
+        if not paused.is_set():
+            paused.set()
+            time.sleep(1.0)  # the GIL is free now; the other lane runs
+    return None
+
+def first(detector):
+    sys.settrace(pause_in_numpy_setup)
+    detector.detect(image)
+
+one = threading.Thread(target=first, args=(lanes[0],), daemon=True)
+one.start()
+paused.wait(5)
+two = threading.Thread(target=lanes[1].detect, args=(image,), daemon=True)
+two.start()
+one.join(30)
+two.join(30)
+print("both lanes done" if not (one.is_alive() or two.is_alive()) else "lanes stuck")
+"""
+
+
+def test_first_inferences_on_two_threads_at_once_do_not_deadlock(tmp_path):
+    import subprocess
+    import sys
+
+    pkg = make_package(tmp_path / "models", with_ir=True)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", _FIRST_INFER_RACE, str(pkg)], capture_output=True, text=True, timeout=60
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("two threads' first OpenVINO inferences deadlocked the process (GIL + static guard)")
+    assert done.returncode == 0, done.stderr
+    assert "both lanes done" in done.stdout

@@ -64,6 +64,30 @@ def choose_device(requested: str, available: list[str]) -> str:
     return "CPU"
 
 
+_ov_numpy_lock = threading.Lock()
+_ov_numpy_ready = False
+
+
+def openvino_numpy_ready() -> None:
+    """Run the one-time numpy set-up of OpenVINO's Python bindings now, on this thread, once per process.
+
+    Call it before an OpenVINO compile is handed to other threads. The bindings keep a C++ function-local
+    static (the element type → numpy dtype table behind ``Type.to_dtype``, used by every ``infer``) whose
+    first initialisation releases the GIL (pybind11's numpy import) while holding the static's guard. Two
+    threads making their first call at once deadlock: one waits for the GIL inside the guard, the other
+    waits for the guard holding the GIL, and with the GIL held no other thread, nor a signal handler, ever
+    runs again (backlog lanes after a restart, 12 of 20 runs on a loaded 2-core box)."""
+    global _ov_numpy_ready
+    if _ov_numpy_ready:
+        return
+    import openvino as ov
+
+    with _ov_numpy_lock:  # a Python lock: a second thread waits here without holding the GIL
+        if not _ov_numpy_ready:
+            ov.Type.f32.to_dtype()
+            _ov_numpy_ready = True
+
+
 def _dims(partial_shape) -> list[int | None]:
     return [d.get_length() if d.is_static else None for d in partial_shape]
 
@@ -114,6 +138,7 @@ class OpenVinoBackend:
             raise ValueError(
                 f"performance_hint: expected one of {', '.join(PERFORMANCE_HINTS)}, got {performance_hint!r}"
             )
+        openvino_numpy_ready()  # before any thread infers on this compile (see there)
         core = ov.Core()
         if cache_dir is not None:
             Path(cache_dir).mkdir(parents=True, exist_ok=True)

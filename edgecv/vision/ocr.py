@@ -258,6 +258,9 @@ def _load_price_model(path: Path, backend: str):
     if backend in ("auto", "openvino") and find_spec("openvino") is not None:
         import openvino as ov
 
+        from edgecv.runtime.backends import openvino_numpy_ready
+
+        openvino_numpy_ready()  # before lanes infer at once: the bindings' first use can deadlock
         core = ov.Core()
         model = core.read_model(str(path))
         compiled = core.compile_model(
@@ -368,6 +371,9 @@ def _load(path: Path, backend: str):
     if backend in ("auto", "openvino") and find_spec("openvino") is not None:
         import openvino as ov
 
+        from edgecv.runtime.backends import openvino_numpy_ready
+
+        openvino_numpy_ready()  # before lanes infer at once: the bindings' first use can deadlock
         core = ov.Core()
         model = core.read_model(str(path))
         chars = model.get_rt_info(["framework", "character"]).astype(str).splitlines()
