@@ -31,7 +31,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from edgecv.runtime.detections import Detections  # noqa: E402
+from edgecv.detections import Detections  # noqa: E402
 from edgecv.vision import PipelineInput, get_pipeline  # noqa: E402
 
 MODELS = {

@@ -58,7 +58,7 @@ if str(REPO / "scripts") not in sys.path:
 if find_spec("edgecv") is None:
     sys.path.insert(0, str(REPO))
 
-from edgecv.runtime.detections import box_iou  # noqa: E402
+from edgecv.detections import box_iou  # noqa: E402
 from edgecv.vision.ocr import (  # noqa: E402
     PRICE_CHARS,
     PRICE_REGION,

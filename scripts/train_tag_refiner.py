@@ -39,7 +39,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 from train_price_ocr import OUT_DIR, detector_matches, rendered_tag  # noqa: E402
 
-from edgecv.runtime.detections import box_iou  # noqa: E402
+from edgecv.detections import box_iou  # noqa: E402
 from edgecv.vision.ocr import TAG_WINDOW, TagRefiner, tag_windows  # noqa: E402
 
 

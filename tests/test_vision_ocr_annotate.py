@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from edgecv.annotate import draw_job
+from edgecv.detections import box_iou
 from edgecv.errors import PipelineError
-from edgecv.runtime.detections import box_iou
 from edgecv.vision import ocr
 
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from edgecv.detections import Detections
 from edgecv.errors import PipelineError
-from edgecv.runtime.detections import Detections
 
 
 @dataclass
