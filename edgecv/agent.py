@@ -23,6 +23,7 @@ from edgecv.errors import AgentLocked, ConfigError, EdgecvError
 from edgecv.ingest import recover_spool
 from edgecv.paths import ensure_writable_dir
 from edgecv.registry import DetectorPool, check_model_names
+from edgecv.runtime.engines import Engines
 from edgecv.status import remove_agent_state, write_agent_state
 from edgecv.store import Store
 from edgecv.threads import name_os_thread, start_thread
@@ -128,12 +129,14 @@ class Agent:
         write_agent_state(cfg, {}, api_url=self.api_url)
         name_os_thread("edgecv-infer")  # OpenVINO's threads, started while models load, inherit it
         pools = [self._preloaded_pool(cfg) for _ in range(cfg.workers)]
+        engines = Engines.from_config(cfg)  # one set for every worker: loaded once, on first use
         name_os_thread("edgecv-main")
         for i, pool in enumerate(pools):
             worker = Worker(
                 store,
                 cfg,
                 detectors=pool,
+                engines=engines,
                 signal=self.signal,
                 name=f"worker-{i}",
                 metrics=self.metrics,

@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from edgecv.jobs import Job
 from edgecv.registry import lane_hint
-from edgecv.threads import lane_slots, mark_lane_thread, name_os_thread, start_thread
+from edgecv.threads import lane_slots, name_os_thread, start_thread
 
 log = logging.getLogger(__name__)
 
@@ -159,13 +159,13 @@ def _run_lanes(worker, jobs: list[Job]) -> list[Job]:
 
 
 def _lane(worker, detector, claims: _Claims, shared: bool) -> None:
-    """One lane: each job from decoding to its recorded result on this thread and its own compile."""
-    if shared:
-        mark_lane_thread()
+    """One lane: each job from decoding to its recorded result on this thread and its own compile.
+    Lanes that share the cores also read text on the engines' lane compiles (one thread each)."""
+    engines = worker.engines.for_lanes() if shared else worker.engines
     job = None
     try:
         while (job := claims.take()) is not None:
-            claims.done(worker.run_job(job, detector))
+            claims.done(worker.run_job(job, detector, engines))
             job = None
     except BaseException as exc:  # recording failed: stop every lane and re-raise on the worker thread
         claims.fail_all(exc)

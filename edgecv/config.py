@@ -30,6 +30,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 CONFIG_ENV = "EDGECV_CONFIG"
+PRICE_READERS = ("price-rec", "ppocr")
 DEFAULT_CONFIG_NAME = "edgecv.toml"
 
 
@@ -109,6 +110,8 @@ class Config:
     # Without a planogram, name out-of-stock SKUs by reading empty-slot tags' name line with PP-OCR
     # (~8 ms per tag; legible from ~20 px tag height, i.e. 1080p and up). Off: no cost, unnamed gaps.
     read_tag_names: bool = False
+    # The price reader: the shipped CRNN ("price-rec"), or PP-OCR ("ppocr"; slower, a fallback)
+    price_ocr: str = "price-rec"
     sync: SyncSettings = field(default_factory=SyncSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
@@ -349,6 +352,8 @@ def validate(cfg: Config) -> None:
     if cfg.backlog_mode.lower() not in ("auto", "lanes", "queue"):
         raise _invalid("backlog_mode", cfg.backlog_mode, "expected auto, lanes or queue")
     cfg.backlog_mode = cfg.backlog_mode.lower()
+    if cfg.price_ocr not in PRICE_READERS:
+        raise _invalid("price_ocr", cfg.price_ocr, f"expected {' or '.join(PRICE_READERS)}")
     if cfg.precision not in (None, "int8", "fp32", "fp16"):
         raise _invalid("precision", cfg.precision, "expected int8, fp32 or fp16")
     for key in ("workers", "backlog_min", "backlog_batch", "max_attempts", "max_image_pixels", "max_file_mb"):

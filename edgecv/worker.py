@@ -21,6 +21,7 @@ from edgecv.errors import EdgecvError, InferenceError
 from edgecv.imageio import decode_file, decode_file_sized
 from edgecv.jobs import Job, Observation
 from edgecv.registry import DetectorPool
+from edgecv.runtime.engines import Engines
 from edgecv.store import Store
 from edgecv.vision import PipelineInput, get_pipeline, needs_pixels
 
@@ -54,6 +55,7 @@ class Worker:
         config: Config,
         *,
         detectors: DetectorPool | None = None,
+        engines: Engines | None = None,
         signal: WorkSignal | None = None,
         name: str = "worker-0",
         on_finished: Callable[[Job], None] | None = None,
@@ -62,6 +64,7 @@ class Worker:
         self.store = store
         self.config = config
         self.detectors = detectors or DetectorPool(config)
+        self.engines = engines or Engines.from_config(config)  # the pipelines' readers, shared
         self.signal = signal or WorkSignal()
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{name}"
         self.on_finished = on_finished
@@ -109,9 +112,10 @@ class Worker:
         except Exception as exc:  # recording the result failed: try to record the failure instead
             return self.fail(job, exc)
 
-    def run_job(self, job: Job, detector=None) -> Job:
-        """Decode, detect (on ``detector``, default the model's LATENCY compile), run the pipeline and
-        record. A bad image or model fails the job; an error while recording the result is raised."""
+    def run_job(self, job: Job, detector=None, engines: Engines | None = None) -> Job:
+        """Decode, detect (on ``detector``, default the model's LATENCY compile), run the pipeline (with
+        ``engines``, default the worker's) and record. A bad image or model fails the job; an error while
+        recording the result is raised."""
         try:
             loaded = self.load(job, detector=detector)
             start = time.perf_counter()
@@ -123,7 +127,7 @@ class Worker:
                 raise InferenceError(f"the {job.model} model failed on this image: {exc}") from exc
         except Exception as exc:
             return self.fail(job, exc)
-        return self.complete(loaded, detections, (time.perf_counter() - start) * 1000.0)
+        return self.complete(loaded, detections, (time.perf_counter() - start) * 1000.0, engines)
 
     # -- the steps, shared with the backlog path ---------------------------------------------------
 
@@ -156,8 +160,11 @@ class Worker:
             ), None
         return np.zeros((0, 0, 3), np.uint8), loaded.size
 
-    def complete(self, loaded: Loaded, detections, inference_ms: float) -> Job:
-        """Post-process, then record the result (job + outbox + webhooks in one transaction)."""
+    def complete(
+        self, loaded: Loaded, detections, inference_ms: float, engines: Engines | None = None
+    ) -> Job:
+        """Post-process (the pipeline's readers from ``engines``, default the worker's), then record the
+        result (job + outbox + webhooks in one transaction)."""
         job, detector = loaded.job, loaded.detector
         try:
             name = detector.package.pipeline
@@ -172,6 +179,7 @@ class Worker:
                     metadata=loaded.observation.metadata,
                     options=options,
                     size=size,
+                    engines=engines or self.engines,
                 )
             )
         except Exception as exc:
