@@ -17,18 +17,19 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgecv.backlog import backlog_hints
 from edgecv.config import Config
 from edgecv.errors import AgentLocked, ConfigError, EdgecvError
 from edgecv.ingest import recover_spool
 from edgecv.paths import ensure_writable_dir
-from edgecv.registry import DetectorPool, check_model_names
 from edgecv.runtime.engines import Engines
+from edgecv.runtime.installed import check_model_names
 from edgecv.status import remove_agent_state, write_agent_state
 from edgecv.store import Store
 from edgecv.threads import name_os_thread, start_thread
 from edgecv.watcher import InboxWatcher, Intake
-from edgecv.worker import Worker, WorkSignal
+from edgecv.work.backlog import backlog_hints
+from edgecv.work.pool import DetectorPool
+from edgecv.work.worker import Worker, WorkSignal
 
 log = logging.getLogger(__name__)
 

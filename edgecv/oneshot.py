@@ -12,7 +12,7 @@ from edgecv.errors import RejectedFile
 from edgecv.ingest import find_sidecar, ingest_bytes, read_sidecar
 from edgecv.jobs import Job
 from edgecv.store import Store
-from edgecv.worker import Worker
+from edgecv.work.worker import Worker
 
 
 @dataclass(frozen=True)

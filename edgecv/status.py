@@ -21,7 +21,7 @@ from typing import Any
 from edgecv import __version__
 from edgecv.config import Config
 from edgecv.jobs import Job, utc_now
-from edgecv.registry import installed_models
+from edgecv.runtime.installed import installed_models
 from edgecv.store import schema_version
 from edgecv.store import status as db
 

@@ -47,8 +47,8 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 from edgecv.config import load_config  # noqa: E402
 from edgecv.errors import EdgecvError  # noqa: E402
-from edgecv.registry import find_package, installed_models  # noqa: E402
 from edgecv.runtime.detector import Detector  # noqa: E402
+from edgecv.runtime.installed import find_package, installed_models  # noqa: E402
 
 BENCH_APP = Path(sys.executable).with_name("benchmark_app")
 

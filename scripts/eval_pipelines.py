@@ -191,7 +191,7 @@ def score_damage(t: Tally, truth: dict, res: dict) -> None:
 
 
 def open_detector(domain: str, models_dir: Path | None):
-    from edgecv.registry import DetectorPool
+    from edgecv.work.pool import DetectorPool
 
     cfg = Config()
     cfg.data_dir = Path(tempfile.mkdtemp(prefix="edgecv-eval-"))

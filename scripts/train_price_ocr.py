@@ -248,7 +248,7 @@ def detector_matches(folders: list[Path], min_iou: float = 0.3):
     import tempfile
 
     from edgecv.config import Config
-    from edgecv.registry import DetectorPool
+    from edgecv.work.pool import DetectorPool
 
     cfg = Config()
     cfg.data_dir = Path(tempfile.mkdtemp(prefix="edgecv-ocr-"))

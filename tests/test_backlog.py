@@ -8,10 +8,10 @@ from dataclasses import replace
 import pytest
 from conftest import distinct_jpeg, jpeg_bytes
 
-from edgecv.backlog import backlog_hints, decode_threads, lane_count, uses_lanes
 from edgecv.ingest import ingest_bytes
 from edgecv.store import Store
-from edgecv.worker import Worker
+from edgecv.work.backlog import backlog_hints, decode_threads, lane_count, uses_lanes
+from edgecv.work.worker import Worker
 
 
 def queue_images(store, config, n, start=0, model="rect"):

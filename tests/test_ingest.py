@@ -13,7 +13,7 @@ from conftest import distinct_jpeg, jpeg_bytes
 
 from edgecv.ingest import ingest_file
 from edgecv.logging_setup import configure_logging, log_name
-from edgecv.worker import Worker
+from edgecv.work.worker import Worker
 
 
 def quarantined(config) -> dict[str, str]:

@@ -228,11 +228,11 @@ def create_app(
     models: ModelsProvider | None = None,
 ) -> FastAPI:
     """The ASGI app for ``config``'s tenant over ``store``. ``models`` lists installed packages
-    (default: :func:`edgecv.registry.installed_models`)."""
+    (default: :func:`edgecv.runtime.installed.installed_models`)."""
     from edgecv.api import routes
 
     if models is None:
-        from edgecv.registry import installed_models
+        from edgecv.runtime.installed import installed_models
 
         def models() -> dict[str, Any]:
             return installed_models(config)
