@@ -7,16 +7,18 @@ queue on an accelerator):
   each a thread that takes an image from decoding to the recorded result on a one-thread compile of the
   model (``DetectorPool.lanes``: not pinned to a core, so the OS spreads the lanes). On a CPU every stage
   competes for the same cores; lanes hand nothing from thread to thread and keep each image's data in one
-  core's cache. On the 2-core EPYC dev box (500 images, 2026-12-01) they completed a few per cent more
-  images per second than the request queue, on less CPU per image (docs/performance.md).
-- **Request queue** (a GPU or NPU, ``AUTO`` choosing one, or ``backlog_mode = "queue"``). Decoding + letterboxing in a small thread pool
-  (``cv2.imdecode`` and ``cv2.resize`` release the GIL), whose threads also start each image's inference
+  core's cache, which is why they are the CPU's default: more images per second than the request queue,
+  on less CPU per image (measured: docs/performance.md). Lanes that share the cores read text on the
+  engines' lane compiles (``Engines.for_lanes()``).
+- **Request queue** (a GPU or NPU, ``AUTO`` choosing one, or ``backlog_mode = "queue"``). Decoding +
+  letterboxing in a small thread pool (``cv2.imdecode`` and ``cv2.resize`` release the GIL), whose threads also start each image's inference
   on OpenVINO's asynchronous request queue (THROUGHPUT hint: as many parallel requests as the device
   likes); post-processing, the domain pipeline and recording run on a few finishing threads as each
   inference ends, so the device is never left waiting for the CPU's work. The worker's own thread only
   claims jobs and counts what is done.
 
-Either way at most a few images are held in memory. Jobs are claimed as many at a time as the path
+The backlog drives the worker through ``JobSteps`` (``edgecv.work.steps``) only. Either way at most a
+few images are held in memory. Jobs are claimed as many at a time as the path
 holds, once the claimed ones have all been started: one transaction per batch rather than one per
 image, and a crash re-queues only those few (their attempt counts stay honest). On stop, what is in hand
 is finished and unstarted claims go back to the queue without counting an attempt.
