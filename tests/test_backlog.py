@@ -11,6 +11,7 @@ from conftest import distinct_jpeg, jpeg_bytes
 from edgecv.ingest import ingest_bytes
 from edgecv.store import Store
 from edgecv.work.backlog import backlog_hints, decode_threads, lane_count, uses_lanes
+from edgecv.work.steps import JobSteps
 from edgecv.work.worker import Worker
 
 
@@ -132,6 +133,7 @@ def test_pipelines_get_the_workers_engines_and_shared_lanes_their_lane_compiles(
         return complete(loaded, detections, inference_ms, engines)
 
     worker.complete = spy
+    assert isinstance(worker, JobSteps)  # all the backlog may use of the worker
     worker.run_once()
     assert len(seen) == 12
     shared_lanes = mode == "lanes" and lane_count(config) > 1  # one lane alone has every core

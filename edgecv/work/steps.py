@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -31,6 +31,7 @@ class Loaded:
     size: tuple[int, int] | None = None  # the original (width, height) when ``image`` is reduced
 
 
+@runtime_checkable
 class JobSteps(Protocol):
     """What the backlog path needs of the worker's loop: its settings, models and the steps of a job."""
 
