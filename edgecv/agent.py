@@ -18,12 +18,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgecv.backlog import backlog_hints
 from edgecv.config import Config
 from edgecv.errors import AgentLocked, ConfigError, EdgecvError
 from edgecv.ingest import recover_spool
 from edgecv.paths import ensure_writable_dir
-from edgecv.registry import DetectorPool, check_model_names
+from edgecv.runtime.engines import Engines
+from edgecv.runtime.installed import check_model_names
 from edgecv.services import build_services
 from edgecv.status import remove_agent_state, write_agent_state
 from edgecv.store import Store
@@ -31,7 +31,9 @@ from edgecv.store.counts import jobs_by_status
 from edgecv.threads import name_os_thread, start_thread
 from edgecv.upstream.budget import DiskBudget
 from edgecv.watcher import InboxWatcher, Intake
-from edgecv.worker import Worker, WorkSignal
+from edgecv.work.backlog import backlog_hints
+from edgecv.work.pool import DetectorPool
+from edgecv.work.worker import Worker, WorkSignal
 
 log = logging.getLogger(__name__)
 
@@ -144,12 +146,14 @@ class Agent:
         write_agent_state(cfg, {}, api_url=self.api_url)
         name_os_thread("edgecv-infer")  # OpenVINO's threads, started while models load, inherit it
         pools = [self._preloaded_pool(cfg) for _ in range(cfg.workers)]
+        engines = Engines.from_config(cfg)  # one set for every worker: loaded once, on first use
         name_os_thread("edgecv-main")
         for i, pool in enumerate(pools):
             worker = Worker(
                 store,
                 cfg,
                 detectors=pool,
+                engines=engines,
                 signal=self.signal,
                 name=f"worker-{i}",
                 metrics=self.metrics,

@@ -30,6 +30,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 CONFIG_ENV = "EDGECV_CONFIG"
+PRICE_READERS = ("price-rec", "ppocr")
 DEFAULT_CONFIG_NAME = "edgecv.toml"
 
 
@@ -114,6 +115,8 @@ class Config:
     # image goes to the detector. domain_threshold overrides every package's own (model.json).
     domain_check: bool = True
     domain_threshold: float | None = None
+    # The price reader: the shipped CRNN ("price-rec"), or PP-OCR ("ppocr"; slower, a fallback)
+    price_ocr: str = "price-rec"
     sync: SyncSettings = field(default_factory=SyncSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
@@ -354,6 +357,8 @@ def validate(cfg: Config) -> None:
     if cfg.backlog_mode.lower() not in ("auto", "lanes", "queue"):
         raise _invalid("backlog_mode", cfg.backlog_mode, "expected auto, lanes or queue")
     cfg.backlog_mode = cfg.backlog_mode.lower()
+    if cfg.price_ocr not in PRICE_READERS:
+        raise _invalid("price_ocr", cfg.price_ocr, f"expected {' or '.join(PRICE_READERS)}")
     if cfg.precision not in (None, "int8", "fp32", "fp16"):
         raise _invalid("precision", cfg.precision, "expected int8, fp32 or fp16")
     for key in ("workers", "backlog_min", "backlog_batch", "max_attempts", "max_image_pixels", "max_file_mb"):

@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 from edgecv.config import Config
 from edgecv.errors import EdgecvError, SchemaTooNew
-from edgecv.registry import installed_models, model_dirs, unknown_models
+from edgecv.runtime.installed import installed_models, model_dirs, unknown_models
 from edgecv.runtime.package import MANIFEST_NAMES, load_package
 from edgecv.status import describe_agent, running_agent, with_agent_settings
 from edgecv.store import readonly as db

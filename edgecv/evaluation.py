@@ -17,8 +17,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edgecv.detections import Detections, box_iou
 from edgecv.errors import DatasetError
-from edgecv.runtime.detections import Detections, box_iou
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from edgecv.ingest import find_sidecar, ingest_bytes, read_sidecar
 from edgecv.records import Job
 from edgecv.store import Store
 from edgecv.upstream.budget import DiskBudget
-from edgecv.worker import Worker
+from edgecv.work.worker import Worker
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from typing import Any
 from edgecv import __version__
 from edgecv.config import Config
 from edgecv.records import Job, utc_now
-from edgecv.registry import installed_models
+from edgecv.runtime.installed import installed_models
 from edgecv.store import readonly as db
 from edgecv.store import schema_version
 from edgecv.store.counts import jobs_by_status, outbox_by_state

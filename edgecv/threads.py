@@ -1,6 +1,6 @@
-"""Threads that show their names to the OS (``top -H``, ``ps -L``, ``/proc/PID/task/*/comm``), backlog
-lane threads marked as such (``mark_lane_thread``), and numpy's BLAS kept to the calling thread
-(``limit_blas_threads``).
+"""Threads that show their names to the OS (``top -H``, ``ps -L``, ``/proc/PID/task/*/comm``), how many
+cores and backlog lanes there are (``usable_cores``, ``lane_slots``), and numpy's BLAS kept to the calling
+thread (``limit_blas_threads``).
 
 Python names its threads for itself only; an operator looking at a busy edge box sees a dozen
 ``python`` threads. ``start_thread`` and ``name_os_thread`` copy the Python name to the kernel's
@@ -63,20 +63,6 @@ def usable_cores() -> int:
 def lane_slots() -> int:
     """Backlog lanes (or decode threads) this process runs at most: one per core, at most ``MAX_LANES``."""
     return min(MAX_LANES, usable_cores())
-
-
-_lane = threading.local()
-
-
-def mark_lane_thread() -> None:
-    """Mark the calling thread as a backlog lane (``edgecv.backlog``): it has one core to itself while
-    the other lanes run beside it, so the work it starts runs on one thread (the price reader's inference
-    takes its one-thread compile instead of spreading over every core)."""
-    _lane.on = True
-
-
-def on_lane_thread() -> bool:
-    return getattr(_lane, "on", False)
 
 
 _blas_limited = False

@@ -47,8 +47,8 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 from edgecv.config import load_config  # noqa: E402
 from edgecv.errors import EdgecvError  # noqa: E402
-from edgecv.registry import find_package, installed_models  # noqa: E402
 from edgecv.runtime.detector import Detector  # noqa: E402
+from edgecv.runtime.installed import find_package, installed_models  # noqa: E402
 
 BENCH_APP = Path(sys.executable).with_name("benchmark_app")
 
@@ -349,6 +349,7 @@ def cpu_budget(package, images: list[Path], model_fps: float | None, cpus: int, 
     """Median CPU time (ms, one thread) of each stage an image goes through in the agent."""
     from edgecv.imageio import decode_file
     from edgecv.ingest import ingest_file
+    from edgecv.runtime.engines import Engines
     from edgecv.store import Store
     from edgecv.vision import PipelineInput, get_pipeline
 
@@ -365,6 +366,7 @@ def cpu_budget(package, images: list[Path], model_fps: float | None, cpus: int, 
 
     with tempfile.TemporaryDirectory(prefix="edgecv-budget-") as tmp:
         cfg = load_config(overrides={"data_dir": str(Path(tmp) / "data")})
+        engines = Engines.from_config(cfg)  # the pipeline's readers, as the agent hands them in
         store = Store(cfg.db_path)
         inbox = Path(tmp) / "inbox"
         inbox.mkdir()
@@ -387,7 +389,12 @@ def cpu_budget(package, images: list[Path], model_fps: float | None, cpus: int, 
                 f"pipeline ({package.pipeline})",
                 pipeline,
                 PipelineInput(
-                    image, dets, list(package.labels), result.observation.metadata, package.pipeline_options
+                    image,
+                    dets,
+                    list(package.labels),
+                    result.observation.metadata,
+                    package.pipeline_options,
+                    engines=engines,
                 ),
             )
             timed("record result (JSON + transaction)", store.complete_job, job.id, "bench", res)

@@ -31,7 +31,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from edgecv.runtime.detections import Detections  # noqa: E402
+from edgecv.config import Config  # noqa: E402
+from edgecv.detections import Detections  # noqa: E402
+from edgecv.runtime.engines import Engines  # noqa: E402
 from edgecv.vision import PipelineInput, get_pipeline  # noqa: E402
 
 MODELS = {
@@ -189,8 +191,7 @@ def score_damage(t: Tally, truth: dict, res: dict) -> None:
 
 
 def open_detector(domain: str, models_dir: Path | None):
-    from edgecv.config import Config
-    from edgecv.registry import DetectorPool
+    from edgecv.work.pool import DetectorPool
 
     cfg = Config()
     cfg.data_dir = Path(tempfile.mkdtemp(prefix="edgecv-eval-"))
@@ -207,6 +208,7 @@ def evaluate(domain: str, args) -> None:
     labels = list(detector.package.labels) if detector else names
     options = dict(detector.package.pipeline_options) if detector else {}  # as the agent passes them
     pipeline = get_pipeline(PIPELINES[domain])
+    engines = Engines.from_config(Config())  # the readers the agent hands its pipelines
     tally, det_s, pipe_s = Tally(), [], []
     for truth in truths:
         image = cv2.imread(str(data / "images" / truth["image"]))
@@ -218,10 +220,12 @@ def evaluate(domain: str, args) -> None:
             dets = truth_boxes(domain, truth, names)
         meta = {"planogram": truth["planogram"]} if domain == "shelves" else {}
         t0 = time.perf_counter()
-        res = pipeline(PipelineInput(image, dets, labels, meta, options))
+        res = pipeline(PipelineInput(image, dets, labels, meta, options, engines=engines))
         pipe_s.append(time.perf_counter() - t0)
         if domain == "shelves":
-            no_plan = PipelineInput(image, dets, labels, {}, {**options, "read_tag_names": True})
+            no_plan = PipelineInput(
+                image, dets, labels, {}, {**options, "read_tag_names": True}, engines=engines
+            )
             score_shelf(tally, truth, res, pipeline(no_plan))
         elif domain == "facades":
             score_facades(tally, truth, res)
@@ -263,7 +267,7 @@ def evaluate(domain: str, args) -> None:
         dets = detector.detect(image)
         t1 = time.perf_counter()
         meta = {"planogram": truth["planogram"]} if domain == "shelves" else {}
-        pipeline(PipelineInput(image, dets, labels, meta, options))
+        pipeline(PipelineInput(image, dets, labels, meta, options, engines=engines))
         agent_det.append(t1 - t0)
         agent_pipe.append(time.perf_counter() - t1)
     print(_time_line("pipeline time per image (median, after the first)", agent_det, agent_pipe))

@@ -23,7 +23,7 @@ from edgecv import imageio
 from edgecv.config import load_config
 from edgecv.ingest import ingest_bytes
 from edgecv.store import Store
-from edgecv.worker import Worker
+from edgecv.work.worker import Worker
 
 
 def peak_mb() -> float:

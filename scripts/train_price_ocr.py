@@ -1,4 +1,4 @@
-"""Train the price reader that ships in ``edgecv/vision/price_ocr/`` (data → train → export ONNX → verify).
+"""Train the price reader that ships in ``edgecv/runtime/price_ocr/`` (data → train → export ONNX → verify).
 
     python scripts/generate.py shelves --out /work/data/ocr-train --count 400 --seed 500000 --workers 1 --quiet
     python scripts/generate.py shelves --out /work/data/ocr-train1080 --count 150 --seed 510000 \\
@@ -15,7 +15,7 @@ of 6.7 M, and a larger crop; on 100 eval images with detector boxes 94.4 % exact
         --detector-share 0.7 --samples 100000 --minutes 18 --seed 1
 
 The reader before it (widths 16,32,48,64,96) was the first command, then fine-tuned on the shelf
-detector's own tag boxes (``--init edgecv/vision/price_ocr/price-rec.onnx --detector-share 0.5 --minutes
+detector's own tag boxes (``--init edgecv/runtime/price_ocr/price-rec.onnx --detector-share 0.5 --minutes
 7.5 --lr 1e-3``).
 
 The detector's tag boxes differ from the truth boxes in ways the jitter does not cover (the bottom edge
@@ -30,7 +30,7 @@ Training samples are the generator's own tags, cut from generated shelf photos w
 to 8 % of the box width / 12 % of its height), scale 0.6–1.4, Gaussian blur, brightness / contrast and
 JPEG re-encoding. A third of the samples are tags rendered by ``scripts/datagen/shelves.tag_image`` with
 random prices (1–3 integer digits, some with a decimal comma) so the model does not learn the catalogue's
-price list. Every sample goes through ``edgecv.vision.ocr.price_input``, the function the pipeline uses.
+price list. Every sample goes through ``edgecv.runtime.text.price_input``, the function the pipeline uses.
 
 The model: 5 conv layers (24 × 64 grey in → 16 time steps; ``--channels`` sets their widths, recorded in
 ``model.json`` with the multiply-adds per crop), a 1-D conv over time, CTC over ``0123456789.,`` plus
@@ -58,18 +58,18 @@ if str(REPO / "scripts") not in sys.path:
 if find_spec("edgecv") is None:
     sys.path.insert(0, str(REPO))
 
-from edgecv.runtime.detections import box_iou  # noqa: E402
-from edgecv.vision.ocr import (  # noqa: E402
+from edgecv.detections import box_iou  # noqa: E402
+from edgecv.runtime.text import (  # noqa: E402
     PRICE_CHARS,
     PRICE_REGION,
     TagRefiner,
     ctc_greedy,
-    format_price,
     price_input,
 )
+from edgecv.vision.ocr import format_price  # noqa: E402
 
 HEIGHT, WIDTH = 24, 64
-OUT_DIR = REPO / "edgecv" / "vision" / "price_ocr"
+OUT_DIR = REPO / "edgecv" / "runtime" / "price_ocr"
 TABLE = ["", *PRICE_CHARS]
 
 
@@ -248,7 +248,7 @@ def detector_matches(folders: list[Path], min_iou: float = 0.3):
     import tempfile
 
     from edgecv.config import Config
-    from edgecv.registry import DetectorPool
+    from edgecv.work.pool import DetectorPool
 
     cfg = Config()
     cfg.data_dir = Path(tempfile.mkdtemp(prefix="edgecv-ocr-"))
@@ -520,7 +520,7 @@ def export(model: nn.Module, out: Path, figures: dict, region=PRICE_REGION, args
             "height": HEIGHT,
             "width": WIDTH,
             "region": list(region),
-            "preprocess": "edgecv.vision.ocr.price_input: tag price region, grey, resize, (x - mean) / (std + 8)",
+            "preprocess": "edgecv.runtime.text.price_input: tag price region, grey, resize, (x - mean) / (std + 8)",
         },
         "output": {"name": "logits", "layout": "N,T,C", "timeSteps": WIDTH // 4},
         "channels": list(channels),
@@ -559,13 +559,15 @@ def verify(model: nn.Module, out: Path, sample: np.ndarray) -> None:
 
 def bench(folder: Path, ppocr: bool) -> None:
     """Per-image and per-crop time of ``read_prices`` (median over the folder's images) and exact %."""
+    from edgecv.config import Config
+    from edgecv.runtime.engines import Engines
     from edgecv.vision import ocr
 
     truths = [json.loads(line) for line in (folder / "truth.jsonl").open()]
     images = [cv2.imread(str(folder / "images" / t["image"])) for t in truths]
-    readers = {"price-rec": ocr.get_price_reader()}
+    readers = {"price-rec": Engines.from_config(Config()).prices.get()}
     if ppocr:
-        readers["PP-OCRv6 (rapidocr)"] = ocr.get_reader()
+        readers["PP-OCRv6 (rapidocr)"] = Engines.from_config(Config(price_ocr="ppocr")).prices.get()
     for name, reader in readers.items():
         per_image, per_crop, hits, n = [], [], 0, 0
         for rep in range(2):  # the first pass warms up

@@ -1,4 +1,4 @@
-"""Train the tag box refiner that ships in ``edgecv/vision/price_ocr/`` (``tag-refine.npz``, ``refiner.json``).
+"""Train the tag box refiner that ships in ``edgecv/runtime/price_ocr/`` (``tag-refine.npz``, ``refiner.json``).
 
     python scripts/train_tag_refiner.py --train /work/data/ocr-train /work/data/ocr-train1080 \\
         --val /work/data/ocr-val
@@ -7,7 +7,7 @@
 one thread). The price reader cuts its crop from a tag box; shelf-detection-v2's boxes on small tags are
 off by a tenth of the tag's height at the median, and a quarter of them by more than a quarter, which
 costs the reader more than the pixels do. The refiner learns where the tag's edges are from the box's
-window (``edgecv.vision.ocr.tag_windows``: the box and a margin, grey, standardised, the function the
+window (``edgecv.runtime.text.tag_windows``: the box and a margin, grey, standardised, the function the
 pipeline uses), so the reader gets crops close to the truth boxes.
 
 Samples: every detector tag box on the training images matched to a truth tag (IoU ≥ 0.3,
@@ -15,7 +15,7 @@ Samples: every detector tag box on the training images matched to a truth tag (I
 ``--jitter`` × the box height (so it also learns from boxes worse than the detector's usual). Target: the
 truth box's four edges as fractions of the window. Model: an MLP (window pixels → ``--hidden`` ReLU → 4),
 smooth-L1 loss, AdamW with a one-cycle schedule; exported as plain numpy arrays (``w1, b1, w2, b2``) run by
-``edgecv.vision.ocr.TagRefiner`` with two matrix products. The export is checked against torch.
+``edgecv.runtime.text.TagRefiner`` with two matrix products. The export is checked against torch.
 Validation figures (the detector's boxes on ``--val``, edge error in units of the true tag height and IoU
 with the truth, before and after) go to ``refiner.json``.
 """
@@ -39,8 +39,8 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 from train_price_ocr import OUT_DIR, detector_matches, rendered_tag  # noqa: E402
 
-from edgecv.runtime.detections import box_iou  # noqa: E402
-from edgecv.vision.ocr import TAG_WINDOW, TagRefiner, tag_windows  # noqa: E402
+from edgecv.detections import box_iou  # noqa: E402
+from edgecv.runtime.text import TAG_WINDOW, TagRefiner, tag_windows  # noqa: E402
 
 
 def samples(
@@ -170,7 +170,7 @@ def main() -> None:
             "height": h,
             "width": w,
             "window": list(TAG_WINDOW),
-            "preprocess": "edgecv.vision.ocr.tag_windows: box window, bilinear remap, grey, (x - mean) / (std + 8)",
+            "preprocess": "edgecv.runtime.text.tag_windows: box window, bilinear remap, grey, (x - mean) / (std + 8)",
         },
         "output": "truth tag edges x1, y1, x2, y2 as fractions of the window",
         "hidden": args.hidden,

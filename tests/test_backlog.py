@@ -8,11 +8,12 @@ from dataclasses import replace
 import pytest
 from conftest import distinct_jpeg, jpeg_bytes
 
-from edgecv.backlog import backlog_hints, decode_threads, lane_count, uses_lanes
 from edgecv.ingest import ingest_bytes
 from edgecv.store import Store
 from edgecv.store.counts import jobs_by_status
-from edgecv.worker import Worker
+from edgecv.work.backlog import backlog_hints, decode_threads, lane_count, uses_lanes
+from edgecv.work.steps import JobSteps
+from edgecv.work.worker import Worker
 
 
 def queue_images(store, config, n, start=0, model="rect"):
@@ -118,6 +119,28 @@ def test_a_database_error_while_recording_reaches_the_worker_and_stops_nothing_e
     assert counts.get("completed", 0) == 0
     if mode == "lanes":  # the lanes stopped at the error and handed back every job they held
         assert counts["queued"] == 10 and counts.get("processing", 0) == 0
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_pipelines_get_the_workers_engines_and_shared_lanes_their_lane_compiles(store, config, mode):
+    config.backlog_mode = mode
+    queue_images(store, config, 12)
+    worker = Worker(store, config)
+    seen = []
+    complete = worker.complete
+
+    def spy(loaded, detections, inference_ms, engines=None):
+        seen.append(engines or worker.engines)
+        return complete(loaded, detections, inference_ms, engines)
+
+    worker.complete = spy
+    assert isinstance(worker, JobSteps)  # all the backlog may use of the worker
+    worker.run_once()
+    assert len(seen) == 12
+    shared_lanes = mode == "lanes" and lane_count(config) > 1  # one lane alone has every core
+    expected = worker.engines.for_lanes() if shared_lanes else worker.engines
+    assert all(e == expected for e in seen)
+    assert (expected == worker.engines) == (not shared_lanes)
 
 
 def test_auto_mode_runs_lanes_where_the_model_runs_on_the_cpu(config):

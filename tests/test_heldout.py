@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from runtime_fixtures import red_rectangle_image
 
+from edgecv.detections import Detections
 from edgecv.evaluation import (
     VARIANTS,
     evaluate_grouped,
@@ -19,7 +20,6 @@ from edgecv.evaluation import (
     match_greedy,
     precision_recall,
 )
-from edgecv.runtime.detections import Detections
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 sys.path.insert(0, str(SCRIPTS))

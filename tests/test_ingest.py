@@ -15,7 +15,7 @@ from edgecv.ingest import ingest_file
 from edgecv.logging_setup import configure_logging, log_name
 from edgecv.store.counts import jobs_by_status
 from edgecv.upstream.budget import DiskBudget
-from edgecv.worker import Worker
+from edgecv.work.worker import Worker
 
 
 def quarantined(config) -> dict[str, str]:

@@ -11,7 +11,7 @@ from runtime_fixtures import red_rectangle_image
 from edgecv.imageio import REDUCE_ABOVE_PIXELS, decode, decode_sized
 from edgecv.ingest import ingest_bytes
 from edgecv.vision import PipelineInput, get_pipeline
-from edgecv.worker import Worker
+from edgecv.work.worker import Worker
 
 BOX = (2100, 1400, 4900, 3500)  # x1, y1, x2, y2 of the red rectangle in the original image
 

@@ -14,9 +14,9 @@ import pytest
 from runtime_fixtures import make_package, red_rectangle_image
 
 from edgecv import agent as agent_module
-from edgecv.registry import DetectorPool
 from edgecv.runtime.detector import Detector
 from edgecv.runtime.package import load_package
+from edgecv.work.pool import DetectorPool
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from edgecv.detections import box_iou
 from edgecv.errors import InferenceError
 from edgecv.runtime.decode import decode, predictions
-from edgecv.runtime.detections import box_iou
 from edgecv.runtime.package import InputSpec
 from edgecv.runtime.preprocess import LetterboxInfo, letterbox, to_tensor
 

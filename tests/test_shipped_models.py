@@ -12,8 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
+from edgecv.detections import box_iou
 from edgecv.errors import ModelPackageError
-from edgecv.runtime.detections import box_iou
 from edgecv.runtime.detector import Detector
 from edgecv.runtime.package import load_package
 

@@ -48,7 +48,7 @@ def test_opening_detectors_keeps_numpy_blas_on_one_thread():
         "blas = lambda: [i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas']\n"
         "before = blas()\n"
         "from edgecv.config import Config\n"
-        "from edgecv.registry import DetectorPool\n"
+        "from edgecv.work.pool import DetectorPool\n"
         "DetectorPool(Config())\n"
         "print(before, blas())\n"
     )

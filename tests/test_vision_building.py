@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgecv.runtime.detections import Detections
+from edgecv.detections import Detections
 from edgecv.vision import PipelineInput, get_pipeline
 
 LABELS = ["window", "door", "balcony", "drainpipe", "ac-unit", "roof-edge", "signage"]

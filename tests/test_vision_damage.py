@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edgecv.runtime.detections import Detections
+from edgecv.detections import Detections
 from edgecv.vision import PipelineInput, get_pipeline
 from edgecv.vision.damage import (
     _thin,

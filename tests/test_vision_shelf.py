@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgecv.runtime.detections import Detections
+from edgecv.detections import Detections
 from edgecv.vision import PipelineInput, get_pipeline
 from edgecv.vision.planogram import Slot, parse, score
 from edgecv.vision.rows import layout, shelf_position
@@ -148,3 +148,44 @@ def test_vectorised_helpers_match_the_plain_definitions():
     boxes[0] = [10.5, 11.5, 12.5, 13.5]  # halves round to even, as round() does
     assert bounding_boxes(boxes, 640, 480) == [bounding_box(b, 640, 480) for b in boxes]
     assert bounding_boxes(np.zeros((0, 4)), 640, 480) == []
+
+
+class _Loaded:
+    def __init__(self, value):
+        self.value = value
+
+    def get(self):
+        return self.value
+
+
+class _FakePrices:
+    def read(self, image, boxes):
+        return [f"{100 + i}" for i in range(len(boxes))]  # a raw reading per tag: "100" → "1.00"
+
+
+class _FakeText:
+    def read_regions(self, image, boxes, region, charset=None):
+        return [" fanta "] * len(boxes)
+
+
+class _Engines:
+    prices = _Loaded(_FakePrices())
+    text = _Loaded(_FakeText())
+
+
+def test_prices_and_tag_names_come_from_the_engines_it_is_given(caplog):
+    det = shelf_boxes(ROWS, BOARDS)
+    # twice the size (tags 34 px tall: their name lines are read), and a label "Fanta" before the tags'
+    det = Detections(det.xyxy * 2, det.confidence, np.where(det.class_id == TAG, 4, det.class_id))
+    image = np.zeros((840, 1600, 3), np.uint8)
+    inp = PipelineInput(image, det, [*LABELS[:3], "Fanta", "price-tag"])
+    res = get_pipeline("shelf")(PipelineInput(**{**vars(inp), "engines": _Engines()}))
+    assert {d["attributes"]["priceTag"] for d in res["detections"]} == {f"1.0{i}" for i in range(6)}
+    no_names = get_pipeline("shelf")(PipelineInput(**{**vars(inp), "engines": _Engines()}))
+    assert no_names["summary"]["outOfStock"] == []  # names are read only with read_tag_names
+    named = PipelineInput(**{**vars(inp), "engines": _Engines(), "options": {"read_tag_names": True}})
+    assert get_pipeline("shelf")(named)["summary"]["outOfStock"] == ["Fanta"]
+    # without engines the prices are not read, and the log says why
+    bare = get_pipeline("shelf")(inp)
+    assert {d["attributes"]["priceTag"] for d in bare["detections"]} == {None}
+    assert "no text engines" in caplog.text

@@ -198,10 +198,10 @@ def create_app(
     budget: DiskBudget | None = None,
 ) -> FastAPI:
     """The ASGI app for ``config``'s tenant over ``store``. ``models`` lists installed packages
-    (default: :func:`edgecv.registry.installed_models`); uploads ask ``budget`` (the agent's disk
+    (default: :func:`edgecv.runtime.installed.installed_models`); uploads ask ``budget`` (the agent's disk
     budget) before they are spooled."""
     if models is None:
-        from edgecv.registry import installed_models
+        from edgecv.runtime.installed import installed_models
 
         def models() -> dict[str, Any]:
             return installed_models(config)

@@ -17,7 +17,7 @@ from edgecv.cli import AppContext, fail, main, pass_app
 from edgecv.config import DEFAULT_CONFIG_NAME, find_config_file, load_config
 from edgecv.errors import ConfigError, EdgecvError
 from edgecv.logging_setup import quiet
-from edgecv.registry import check_model_names
+from edgecv.runtime.installed import check_model_names
 from edgecv.status import status_lines, status_snapshot
 
 

@@ -9,7 +9,7 @@ import click
 
 from edgecv.cli import AppContext, fail, main, pass_app
 from edgecv.errors import EdgecvError
-from edgecv.registry import find_package, installed_models
+from edgecv.runtime.installed import find_package, installed_models
 
 
 @main.group()

@@ -33,6 +33,7 @@ INFERENCE_PRECISIONS = {"f32": "f32", "fp32": "f32", "bf16": "bf16", "f16": "f16
 class Backend(Protocol):
     name: str
     device: str
+    metadata: dict[str, str]  # the model file's metadata entries asked for (``metadata_keys``)
 
     @property
     def input_shape(self) -> list[int | None]: ...
@@ -124,13 +125,18 @@ class OpenVinoBackend:
         inference_precision: str | None = None,
         num_threads: int | None = None,
         cpu_pinning: bool | None = None,
+        num_streams: int | None = None,
         input_spec=None,
+        metadata_keys: tuple[str, ...] = (),
     ) -> None:
         """``input_spec`` (an InputSpec): fold colour order, scaling and layout into the graph with
         OpenVINO's PrePostProcessor, so callers pass the letterboxed BGR uint8 image as ``[1, H, W, 3]``
         (``takes_bgr_u8``) instead of building a float tensor in Python. ``cpu_pinning`` (CPU only):
         ``False`` lets the OS move the model's threads; several one-thread compiles that run at once need
-        it, as OpenVINO pins each of them to the same first core (two lanes ran at one lane's speed)."""
+        it, as OpenVINO pins each of them to the same first core (two lanes ran at one lane's speed).
+        ``num_streams`` (CPU only): parallel streams, ``num_threads`` shared among them (one compile that
+        several threads call at once, each on its own stream). ``metadata_keys``: the model file's
+        metadata (ONNX ``metadata_props``) to keep in ``metadata``, e.g. a text model's character table."""
         import openvino as ov
 
         hint = performance_hint.upper()
@@ -150,9 +156,10 @@ class OpenVinoBackend:
             target = "CPU"
         else:
             target = choose_device(device, core.available_devices)
-        config = self._config(target, hint, inference_precision, num_threads, cpu_pinning)
+        config = self._config(target, hint, inference_precision, num_threads, cpu_pinning, num_streams)
         try:
             model = core.read_model(str(model_path))
+            self.metadata = _framework_info(model, metadata_keys)
             if input_spec is not None and input_spec.layout == "NCHW" and input_spec.color in ("RGB", "BGR"):
                 model = _with_preprocessing(model, input_spec)
                 self.takes_bgr_u8 = True
@@ -167,7 +174,12 @@ class OpenVinoBackend:
 
     @staticmethod
     def _config(
-        target: str, hint: str, precision: str | None, num_threads: int | None, pinning: bool | None = None
+        target: str,
+        hint: str,
+        precision: str | None,
+        num_threads: int | None,
+        pinning: bool | None = None,
+        streams: int | None = None,
     ) -> dict:
         config: dict = {"PERFORMANCE_HINT": hint}
         plain = target.split(".")[0]
@@ -184,6 +196,8 @@ class OpenVinoBackend:
             config["INFERENCE_NUM_THREADS"] = int(num_threads)
         if pinning is not None and plain == "CPU":
             config["ENABLE_CPU_PINNING"] = bool(pinning)
+        if streams and plain == "CPU":
+            config["NUM_STREAMS"] = str(int(streams))
         return config
 
     def _execution_device(self, target: str) -> str:
@@ -239,6 +253,11 @@ class OpenVinoBackend:
             _KEPT_QUEUES.append(queue)
         queue.bind(callback)
         return queue
+
+
+def _framework_info(model, keys: tuple[str, ...]) -> dict[str, str]:
+    """The model file's own metadata entries ``keys`` (OpenVINO keeps ONNX metadata under "framework")."""
+    return {k: model.get_rt_info(["framework", k]).astype(str) for k in keys if model.has_rt_info(["framework", k])}
 
 
 InferCallback = Callable[[object, "np.ndarray | None", "Exception | None"], None]
@@ -320,7 +339,15 @@ class OnnxRuntimeBackend:
     name = "onnx"
     takes_bgr_u8 = False
 
-    def __init__(self, model_path: Path, *, device: str = "CPU", num_threads: int | None = None) -> None:
+    def __init__(
+        self,
+        model_path: Path,
+        *,
+        device: str = "CPU",
+        num_threads: int | None = None,
+        metadata_keys: tuple[str, ...] = (),
+    ) -> None:
+        """``metadata_keys``: the model file's metadata (``metadata_props``) to keep in ``metadata``."""
         import onnxruntime as ort
 
         if device.upper() not in ("CPU", "AUTO"):
@@ -336,6 +363,8 @@ class OnnxRuntimeBackend:
             self._session = ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types for bad files
             raise ModelPackageError(f"ONNX Runtime could not load {model_path}: {exc}") from exc
+        meta = self._session.get_modelmeta().custom_metadata_map
+        self.metadata = {k: meta[k] for k in metadata_keys if k in meta}
         inp = self._session.get_inputs()[0]
         self._input_name = inp.name
         self._dtype = np.float16 if inp.type == "tensor(float16)" else np.float32

@@ -9,8 +9,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from edgecv.detections import Detections
 from edgecv.errors import InferenceError
-from edgecv.runtime.detections import Detections
 from edgecv.runtime.preprocess import LetterboxInfo
 
 # Candidates kept for NMS after the confidence filter, as in Ultralytics so results match. OpenCV's NMS

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
+from edgecv.detections import Detections
 from edgecv.errors import ModelPackageError
 from edgecv.runtime.backends import Backend, OnnxRuntimeBackend, OpenVinoBackend
 from edgecv.runtime.decode import decode
-from edgecv.runtime.detections import Detections
 from edgecv.runtime.package import BACKENDS, ModelPackage, WeightSet
 from edgecv.runtime.preprocess import LetterboxInfo, fit_to_input, to_tensor
 

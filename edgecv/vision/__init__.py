@@ -8,18 +8,55 @@ Contract (every pipeline):
 pixels (e.g. reading price tags); everything else is arrays in, dict out, no I/O. A pipeline that reads
 pixels (``needs_pixels``) always gets the full-size image; another one may get an empty image with
 ``size`` set when the detector saw a reduced decode (a large JPEG): boxes are in original pixels.
+
+Models other than the detector (the price reader, PP-OCR) are not loaded here: whoever runs the
+pipeline hands them in as ``PipelineInput.engines`` (``edgecv.runtime.engines.Engines``), each behind
+the small reading interface below, loaded on first ``get()``.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
+from edgecv.detections import Detections
 from edgecv.errors import PipelineError
-from edgecv.runtime.detections import Detections
+
+T_co = TypeVar("T_co", covariant=True)
+
+
+class Engine(Protocol[T_co]):
+    def get(self) -> T_co:
+        """The loaded engine; raises EdgecvError when it cannot be loaded."""
+        ...
+
+
+class PriceReading(Protocol):
+    def read(self, image: np.ndarray, boxes: np.ndarray) -> list[str | None]:
+        """The raw text on each tag box's price line (None where there is nothing to read), one batch."""
+        ...
+
+
+class RegionReading(Protocol):
+    def read_regions(
+        self, image: np.ndarray, boxes: np.ndarray, region, charset: str | None = None
+    ) -> list[str | None]:
+        """The text line in ``region`` (fractions of the box) of each box, one batch (None: too small)."""
+        ...
+
+
+class PipelineEngines(Protocol):
+    """What a pipeline may call besides the detector."""
+
+    @property
+    def prices(self) -> Engine[PriceReading]: ...
+
+    @property
+    def text(self) -> Engine[RegionReading]: ...
 
 
 @dataclass
@@ -30,6 +67,7 @@ class PipelineInput:
     metadata: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
     size: tuple[int, int] | None = None  # (width, height) of the original when ``image`` holds no pixels
+    engines: PipelineEngines | None = None  # None: nothing but the detections (text is not read)
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -53,15 +91,15 @@ Pipeline = Callable[[PipelineInput], dict]
 
 def get_pipeline(name: str) -> Pipeline:
     """Look up a pipeline by the name a model manifest gives (``generic``, ``shelf``, ``building``, ``damage``)."""
-    from edgecv.vision import generic
+    pipelines = _pipelines()
+    if name not in pipelines:
+        raise PipelineError(f"unknown pipeline {name!r}; known: {', '.join(sorted(pipelines))}")
+    return pipelines[name]
 
-    registry: dict[str, Pipeline] = {"generic": generic.run}
-    for module_name in ("shelf", "building", "damage"):
-        try:
-            module = __import__(f"edgecv.vision.{module_name}", fromlist=["run"])
-        except ImportError:
-            continue
-        registry[module_name] = module.run
-    if name not in registry:
-        raise PipelineError(f"unknown pipeline {name!r}; known: {', '.join(sorted(registry))}")
-    return registry[name]
+
+@functools.cache
+def _pipelines() -> dict[str, Pipeline]:
+    # imported on first use: the pipeline modules import this package's PipelineInput
+    from edgecv.vision import building, damage, generic, shelf
+
+    return {"generic": generic.run, "shelf": shelf.run, "building": building.run, "damage": damage.run}

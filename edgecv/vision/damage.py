@@ -16,7 +16,7 @@ from collections import Counter
 import cv2
 import numpy as np
 
-from edgecv.runtime.detections import Detections
+from edgecv.detections import Detections
 from edgecv.vision import PipelineInput
 from edgecv.vision.common import bounding_box, label_of
 

@@ -14,8 +14,8 @@ from collections import Counter
 
 import numpy as np
 
-from edgecv.errors import EdgecvError
-from edgecv.vision import PipelineInput, ocr, planogram
+from edgecv.errors import EdgecvError, PipelineError
+from edgecv.vision import PipelineEngines, PipelineInput, ocr, planogram
 from edgecv.vision.common import bounding_boxes, label_of
 from edgecv.vision.rows import ShelfLayout, layout, shelf_position
 
@@ -36,7 +36,7 @@ def run(inp: PipelineInput) -> dict:
     prod_names = [class_names[k] for k in class_of.reshape(-1)[prod_idx].tolist()]
 
     read = inp.options.get("ocr", True) and inp.image is not None and inp.image.size > 0
-    prices = _read_prices(inp.image, tags, shelf) if read else [None] * len(tags)
+    prices = _read_prices(inp, tags, shelf) if read else [None] * len(tags)
     detections = _detections(inp, prod_idx, prod_names, shelf, prices)
 
     by_row = [Counter() for _ in range(shelf.row_count)]
@@ -70,14 +70,21 @@ def run(inp: PipelineInput) -> dict:
     }
 
 
-def _read_prices(image: np.ndarray, tags: np.ndarray, shelf: ShelfLayout) -> list[str | None]:
+def _engines(inp: PipelineInput) -> PipelineEngines:
+    if inp.engines is None:
+        raise PipelineError("no text engines were given to the pipeline")
+    return inp.engines
+
+
+def _read_prices(inp: PipelineInput, tags: np.ndarray, shelf: ShelfLayout) -> list[str | None]:
     """Prices of the tags that belong to a run (the others label no product)."""
     wanted = sorted({r.tag for r in shelf.runs if r.tag is not None})
     out: list[str | None] = [None] * len(tags)
     if not wanted:
         return out
     try:
-        for t, price in zip(wanted, ocr.read_prices(image, tags[wanted]), strict=True):
+        reader = _engines(inp).prices.get()
+        for t, price in zip(wanted, ocr.read_prices(inp.image, tags[wanted], reader), strict=True):
             out[t] = price
     except EdgecvError as exc:
         log.warning("price tags not read: %s", exc)
@@ -89,7 +96,7 @@ def _empty_tag_skus(inp: PipelineInput, tags: np.ndarray, shelf: ShelfLayout) ->
     if not shelf.empty_tags:
         return []
     try:
-        texts = ocr.read_names(inp.image, tags[shelf.empty_tags])
+        texts = ocr.read_names(inp.image, tags[shelf.empty_tags], _engines(inp).text.get())
     except EdgecvError as exc:
         log.warning("empty-slot tags not read: %s", exc)
         return []

@@ -7,16 +7,18 @@ queue on an accelerator):
   each a thread that takes an image from decoding to the recorded result on a one-thread compile of the
   model (``DetectorPool.lanes``: not pinned to a core, so the OS spreads the lanes). On a CPU every stage
   competes for the same cores; lanes hand nothing from thread to thread and keep each image's data in one
-  core's cache. On the 2-core EPYC dev box (500 images, 2026-12-01) they completed a few per cent more
-  images per second than the request queue, on less CPU per image (docs/performance.md).
-- **Request queue** (a GPU or NPU, ``AUTO`` choosing one, or ``backlog_mode = "queue"``). Decoding + letterboxing in a small thread pool
-  (``cv2.imdecode`` and ``cv2.resize`` release the GIL), whose threads also start each image's inference
+  core's cache, which is why they are the CPU's default: more images per second than the request queue,
+  on less CPU per image (measured: docs/performance.md). Lanes that share the cores read text on the
+  engines' lane compiles (``Engines.for_lanes()``).
+- **Request queue** (a GPU or NPU, ``AUTO`` choosing one, or ``backlog_mode = "queue"``). Decoding +
+  letterboxing in a small thread pool (``cv2.imdecode`` and ``cv2.resize`` release the GIL), whose threads also start each image's inference
   on OpenVINO's asynchronous request queue (THROUGHPUT hint: as many parallel requests as the device
   likes); post-processing, the domain pipeline and recording run on a few finishing threads as each
   inference ends, so the device is never left waiting for the CPU's work. The worker's own thread only
   claims jobs and counts what is done.
 
-Either way at most a few images are held in memory. Jobs are claimed as many at a time as the path
+The backlog drives the worker through ``JobSteps`` (``edgecv.work.steps``) only. Either way at most a
+few images are held in memory. Jobs are claimed as many at a time as the path
 holds, once the claimed ones have all been started: one transaction per batch rather than one per
 image, and a crash re-queues only those few (their attempt counts stay honest). On stop, what is in hand
 is finished and unstarted claims go back to the queue without counting an attempt.
@@ -31,10 +33,16 @@ import threading
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
+import numpy as np
+
+from edgecv.config import Config
 from edgecv.records import Job
-from edgecv.registry import lane_hint
-from edgecv.threads import lane_slots, mark_lane_thread, name_os_thread, start_thread
+from edgecv.runtime.preprocess import LetterboxInfo
+from edgecv.threads import lane_slots, name_os_thread, start_thread
+from edgecv.work.pool import lane_hint
+from edgecv.work.steps import JobSteps, Loaded
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +52,12 @@ def decode_threads() -> int:
     return lane_slots()
 
 
-def lane_count(config) -> int:
+def lane_count(config: Config) -> int:
     """Lanes per worker: one per core, at most 4, the cores shared among ``config.workers``."""
     return max(1, decode_threads() // max(1, config.workers))
 
 
-def uses_lanes(config, device: str | None = None) -> bool:
+def uses_lanes(config: Config, device: str | None = None) -> bool:
     """Whether a backlog runs in lanes: ``backlog_mode``, and for ``auto`` whether the model runs on the
     CPU (``device``: where its LATENCY compile runs, ``Detector.device``; ``AUTO`` on a box without a GPU
     or NPU, or a requested device that is absent, ends up on the CPU; default: ``config.device``)."""
@@ -58,14 +66,14 @@ def uses_lanes(config, device: str | None = None) -> bool:
     return all(d.strip().upper().startswith("CPU") for d in (device or config.device).split(","))
 
 
-def backlog_hints(config, device: str | None = None) -> list[str]:
+def backlog_hints(config: Config, device: str | None = None) -> list[str]:
     """The ``DetectorPool`` compiles a backlog of one model needs (to preload them)."""
     if uses_lanes(config, device):
         return [lane_hint(i) for i in range(lane_count(config))]
     return ["THROUGHPUT"]
 
 
-def run_backlog(worker, jobs: list[Job]) -> list[Job]:
+def run_backlog(worker: JobSteps, jobs: list[Job]) -> list[Job]:
     """Process claimed ``jobs`` (any mix of models) to completed/failed; returns them finished."""
     by_model: dict[str, list[Job]] = defaultdict(list)
     for job in jobs:
@@ -76,18 +84,18 @@ def run_backlog(worker, jobs: list[Job]) -> list[Job]:
         while groups:
             model, model_jobs = groups.pop(0)
             if worker.stopping():
-                worker.store.release_jobs([j.id for j in model_jobs], worker.owner)
+                worker.release(model_jobs)
                 continue
             run = _run_lanes if _lanes_for(worker, model) else _run_queue
             finished.extend(run(worker, model_jobs))
     finally:
         if groups:  # an error (the database) stopped the batch: hand the other models' claims back
             with contextlib.suppress(Exception):
-                worker.store.release_jobs([j.id for _, g in groups for j in g], worker.owner)
+                worker.release([j for _, g in groups for j in g])
     return finished
 
 
-def _lanes_for(worker, model: str) -> bool:
+def _lanes_for(worker: JobSteps, model: str) -> bool:
     cfg = worker.config
     if cfg.backlog_mode != "auto" or cfg.device == "CPU":
         return uses_lanes(cfg)
@@ -101,7 +109,7 @@ def _lanes_for(worker, model: str) -> bool:
 class _Claims:
     """The jobs of one model handed out to lanes, claimed from the store a batch at a time."""
 
-    def __init__(self, worker, model: str, jobs: list[Job], batch: int) -> None:
+    def __init__(self, worker: JobSteps, model: str, jobs: list[Job], batch: int) -> None:
         self.worker, self.model, self.batch = worker, model, batch
         self.pending = list(jobs)
         self.finished: list[Job] = []
@@ -114,10 +122,7 @@ class _Claims:
             if self.error is not None or self.worker.stopping():
                 return None
             if not self.pending:
-                w = self.worker
-                self.pending = w.store.claim_jobs(
-                    w.owner, w.config.lease_s, limit=self.batch, model=self.model
-                )
+                self.pending = self.worker.claim(self.batch, self.model)
             return self.pending.pop(0) if self.pending else None
 
     def done(self, job: Job) -> None:
@@ -133,10 +138,10 @@ class _Claims:
         with self._lock:
             pending, self.pending = self.pending, []
         if pending:
-            self.worker.store.release_jobs([j.id for j in pending], self.worker.owner)
+            self.worker.release(pending)
 
 
-def _run_lanes(worker, jobs: list[Job]) -> list[Job]:
+def _run_lanes(worker: JobSteps, jobs: list[Job]) -> list[Job]:
     model = jobs[0].model
     try:
         detectors = worker.detectors.lanes(model, lane_count(worker.config))
@@ -158,31 +163,31 @@ def _run_lanes(worker, jobs: list[Job]) -> list[Job]:
     return claims.finished
 
 
-def _lane(worker, detector, claims: _Claims, shared: bool) -> None:
-    """One lane: each job from decoding to its recorded result on this thread and its own compile."""
-    if shared:
-        mark_lane_thread()
+def _lane(worker: JobSteps, detector, claims: _Claims, shared: bool) -> None:
+    """One lane: each job from decoding to its recorded result on this thread and its own compile.
+    Lanes that share the cores also read text on the engines' lane compiles (one thread each)."""
+    engines = worker.engines.for_lanes() if shared else worker.engines
     job = None
     try:
         while (job := claims.take()) is not None:
-            claims.done(worker.run_job(job, detector))
+            claims.done(worker.run_job(job, detector, engines))
             job = None
     except BaseException as exc:  # recording failed: stop every lane and re-raise on the worker thread
         claims.fail_all(exc)
         if job is not None:  # its result is not recorded: back to the queue now, not at its lease's end
             with contextlib.suppress(Exception):  # (best effort: the database may still be failing)
-                worker.store.release_jobs([job.id], worker.owner)
+                worker.release([job])
 
 
 # ---------------------------------------------------------------------------------------- request queue
-def _run_queue(worker, jobs: list[Job]) -> list[Job]:
+def _run_queue(worker: JobSteps, jobs: list[Job]) -> list[Job]:
     model = jobs[0].model
     try:
         detector = worker.detectors.get(model, hint="THROUGHPUT")
     except Exception as exc:  # model missing or broken: every job fails with the same clear error
         return [worker.fail(job, exc) for job in jobs]
-    done: queue.Queue = queue.Queue()  # (job, loaded or None, raw or None, error or None)
-    infer = detector.infer_queue(lambda loaded, raw, error: done.put((loaded.job, loaded, raw, error)))
+    done: queue.Queue = queue.Queue()  # (job, in-flight or None, raw or None, error or None)
+    infer = detector.infer_queue(lambda flight, raw, error: done.put((flight.loaded.job, flight, raw, error)))
     submit_lock = threading.Lock()
     limit = max(2, getattr(infer, "size", 1)) * 2 + 2 * decode_threads()  # images held in memory at most
     results: queue.Queue = queue.Queue()  # finished Jobs (or an exception to re-raise here)
@@ -198,13 +203,11 @@ def _run_queue(worker, jobs: list[Job]) -> list[Job]:
         ) as pool:
             while pending or in_flight:
                 if pending and worker.stopping():  # shutting down: finish what is in flight, return the rest
-                    worker.store.release_jobs([j.id for j in pending], worker.owner)
+                    worker.release(pending)
                     pending = []
                 while in_flight < limit and not worker.stopping():
                     if not pending:  # keep the pipeline full: claim the next few of this model at once
-                        pending = worker.store.claim_jobs(
-                            worker.owner, worker.config.lease_s, limit=limit, model=model
-                        )
+                        pending = worker.claim(limit, model)
                         if not pending:
                             break
                     pool.submit(_load_and_submit, worker, detector, infer, submit_lock, done, pending.pop(0))
@@ -220,21 +223,32 @@ def _run_queue(worker, jobs: list[Job]) -> list[Job]:
     return finished
 
 
-def _load_and_submit(worker, detector, infer, submit_lock, done: queue.Queue, job: Job) -> None:
+@dataclass
+class _InFlight:
+    """A job on the request queue, from its decode thread to its finishing thread."""
+
+    loaded: Loaded
+    tensor: np.ndarray | None  # the network input, kept until the job's inference is post-processed
+    letterbox: LetterboxInfo
+    submitted_at: float = 0.0
+
+
+def _load_and_submit(
+    worker: JobSteps, detector, infer, submit_lock, done: queue.Queue, job: Job
+) -> None:
     """On a pool thread: decode, letterbox and start the inference (waiting while every request is
     busy), so inference never waits for the worker thread, which is busy post-processing."""
     try:
-        loaded = worker.load(job, hint="THROUGHPUT")
-        loaded.detector = detector
-        loaded.tensor, loaded.letterbox = detector.preprocess(loaded.image, size=loaded.size)
+        loaded = worker.load(job, hint="THROUGHPUT", detector=detector)
+        flight = _InFlight(loaded, *detector.preprocess(loaded.image, size=loaded.size))
         with submit_lock:  # one caller of the request queue at a time
-            loaded.submitted_at = time.perf_counter()
-            infer.submit(loaded.tensor, loaded)
+            flight.submitted_at = time.perf_counter()
+            infer.submit(flight.tensor, flight)
     except Exception as exc:  # reported to the worker thread, which records the failure
         done.put((job, None, None, exc))
 
 
-def _finisher(worker, done: queue.Queue, results: queue.Queue) -> None:
+def _finisher(worker: JobSteps, done: queue.Queue, results: queue.Queue) -> None:
     """On a finishing thread: post-process, run the pipeline and record each inference as it ends.
 
     Two or more of these run, so one job's pipeline (Python, the price reader's inference, SQLite)
@@ -246,16 +260,17 @@ def _finisher(worker, done: queue.Queue, results: queue.Queue) -> None:
             results.put(exc)
 
 
-def _finish(worker, job: Job, loaded, raw, error) -> Job:
-    if error is not None:
+def _finish(worker: JobSteps, job: Job, flight: _InFlight | None, raw, error) -> Job:
+    if error is not None or flight is None:
         return worker.fail(job, error)
-    ms = (time.perf_counter() - loaded.submitted_at) * 1000.0
+    ms = (time.perf_counter() - flight.submitted_at) * 1000.0
+    loaded = flight.loaded
     try:
         shape = loaded.image.shape if loaded.size is None else (loaded.size[1], loaded.size[0])
-        detections = loaded.detector.postprocess(raw, loaded.letterbox, shape)
+        detections = loaded.detector.postprocess(raw, flight.letterbox, shape)
     except Exception as exc:
         return worker.fail(job, exc)
-    loaded.tensor = None
+    flight.tensor = None
     return worker.complete(loaded, detections, ms)
 
 

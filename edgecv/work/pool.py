@@ -1,75 +1,20 @@
-"""Which model packages are installed here, and the detectors opened from them.
-
-Search order (first folder holding a name wins): ``models_dirs`` from the config, the data dir's
-``models/`` (where ``edgecv models add`` puts custom models), then the packages shipped with edgecv.
-"""
+"""The detectors a worker uses, opened on first use and kept (``DetectorPool``)."""
 
 from __future__ import annotations
 
 import logging
 import threading
 from collections.abc import Callable
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edgecv.config import Config
-from edgecv.errors import ConfigError, ModelNotFound
-from edgecv.runtime.package import ModelPackage, bundled_models_dir, discover_packages, load_package
+from edgecv.runtime.installed import find_package
 from edgecv.threads import limit_blas_threads
 
+if TYPE_CHECKING:
+    from edgecv.runtime.detector import Detector
+
 log = logging.getLogger(__name__)
-
-
-def model_dirs(config: Config) -> list[Path]:
-    dirs = [*config.models_dirs, config.user_models_dir]
-    bundled = bundled_models_dir()
-    if bundled is not None:
-        dirs.append(bundled)
-    return dirs
-
-
-def installed_models(config: Config) -> dict[str, ModelPackage]:
-    """Every installed package by name (manifests parsed; weights not hashed)."""
-    return discover_packages(model_dirs(config))
-
-
-def find_package(config: Config, name: str, *, verify: bool = True) -> ModelPackage:
-    """The package for ``name``, sha256-verified, or ModelNotFound naming what is installed."""
-    packages = installed_models(config)
-    if name not in packages:
-        known = ", ".join(sorted(packages)) or "none"
-        raise ModelNotFound(
-            f"model {name!r} is not installed (installed: {known}); "
-            "add it with `edgecv models add` or choose another model"
-        )
-    return load_package(packages[name].path, verify=verify)
-
-
-def configured_models(config: Config) -> dict[str, str]:
-    """Every model the config names, by key: ``default_model`` and ``folders.<sub-folder>``."""
-    return {"default_model": config.default_model, **{f"folders.{k}": v for k, v in config.folders.items()}}
-
-
-def unknown_models(config: Config) -> dict[str, str]:
-    """The configured models (key → name) that are not installed; empty when every name is."""
-    installed = installed_models(config)
-    return {key: name for key, name in configured_models(config).items() if name not in installed}
-
-
-def check_model_names(config: Config) -> None:
-    """Raise ConfigError naming every configured model that is not installed (every image would fail)."""
-    unknown = unknown_models(config)
-    if not unknown:
-        return
-    installed = sorted(installed_models(config))
-    named = ", ".join(f"{key} {name!r}" for key, name in unknown.items())
-    raise ConfigError(
-        f"{named}: not installed (installed: {', '.join(installed) or 'none'}); "
-        "fix the name in edgecv.toml, or install the model with `edgecv models add`",
-        key=next(iter(unknown)),
-        value=next(iter(unknown.values())),
-        hint="an installed model name",
-        choices=installed,
-    )
 
 
 def lane_hint(i: int) -> str:
@@ -143,8 +88,8 @@ class DetectorPool:
             log.debug("backlog count for %s failed; compiling for THROUGHPUT", name, exc_info=True)
             return False
 
-    def _open(self, name: str, hint: str):
-        from edgecv.runtime.detector import Detector
+    def _open(self, name: str, hint: str) -> Detector:
+        from edgecv.runtime.detector import Detector  # cv2 and the runtimes load with the first model
 
         package = find_package(self.config, name)
         lane = hint.startswith("LANE")

@@ -11,18 +11,23 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import numpy as np
 
 from edgecv.config import Config
+from edgecv.detections import Detections
 from edgecv.errors import EdgecvError, InferenceError
 from edgecv.imageio import decode_file, decode_file_sized
 from edgecv.records import Job, Observation
-from edgecv.registry import DetectorPool
+from edgecv.runtime.detector import Detector
+from edgecv.runtime.engines import Engines
 from edgecv.store import Store
 from edgecv.vision import PipelineInput, get_pipeline, needs_pixels
+from edgecv.work.backlog import run_backlog
+from edgecv.work.pool import DetectorPool
+from edgecv.work.steps import Loaded
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +49,8 @@ class WorkSignal:
 
 
 class Worker:
-    """Processes queued jobs. ``run_once`` handles at most one job; ``run_forever`` loops until stopped."""
+    """Processes queued jobs. ``run_once`` handles at most one job; ``run_forever`` loops until stopped.
+    The backlog path drives it through ``edgecv.work.steps.JobSteps``."""
 
     IDLE_WAIT_S = 1.0  # upper bound on an idle wait; a queued job wakes the worker at once
 
@@ -54,6 +60,7 @@ class Worker:
         config: Config,
         *,
         detectors: DetectorPool | None = None,
+        engines: Engines | None = None,
         signal: WorkSignal | None = None,
         name: str = "worker-0",
         on_finished: Callable[[Job], None] | None = None,
@@ -62,6 +69,7 @@ class Worker:
         self.store = store
         self.config = config
         self.detectors = detectors or DetectorPool(config)
+        self.engines = engines or Engines.from_config(config)  # the pipelines' readers, shared
         self.signal = signal or WorkSignal()
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{name}"
         self.on_finished = on_finished
@@ -74,10 +82,8 @@ class Worker:
         Returns the last job finished (None when nothing was queued).
         """
         if self.config.backlog_batch > 1 and self.store.count_queued() >= self.config.backlog_min:
-            jobs = self.store.claim_jobs(self.owner, self.config.lease_s, limit=self.config.backlog_batch)
+            jobs = self.claim(self.config.backlog_batch)
             if jobs:
-                from edgecv.backlog import run_backlog
-
                 finished = run_backlog(self, jobs)
                 return finished[-1] if finished else None
         job = self.store.claim_job(self.owner, self.config.lease_s)
@@ -89,7 +95,16 @@ class Worker:
         """True once the agent asked to stop: finish what is in hand, take nothing new."""
         return self.stop_event is not None and self.stop_event.is_set()
 
+    def claim(self, limit: int, model: str | None = None) -> list[Job]:
+        """Claim up to ``limit`` of the oldest queued jobs (of ``model``, if given) in one transaction."""
+        return self.store.claim_jobs(self.owner, self.config.lease_s, limit=limit, model=model)
+
+    def release(self, jobs: Iterable[Job]) -> None:
+        """Hand claimed, unstarted jobs back to the queue (no attempt counted)."""
+        self.store.release_jobs([j.id for j in jobs], self.owner)
+
     def run_forever(self, stop: threading.Event) -> None:
+        """Process jobs until ``stop`` is set; an idle worker waits for the signal."""
         self.stop_event = stop
         while not stop.is_set():
             self.signal.clear()
@@ -109,9 +124,10 @@ class Worker:
         except Exception as exc:  # recording the result failed: try to record the failure instead
             return self.fail(job, exc)
 
-    def run_job(self, job: Job, detector=None) -> Job:
-        """Decode, detect (on ``detector``, default the model's LATENCY compile), run the pipeline and
-        record. A bad image or model fails the job; an error while recording the result is raised."""
+    def run_job(self, job: Job, detector: Detector | None = None, engines: Engines | None = None) -> Job:
+        """Decode, detect (on ``detector``, default the model's LATENCY compile), run the pipeline (with
+        ``engines``, default the worker's) and record. A bad image or model fails the job; an error while
+        recording the result is raised."""
         try:
             loaded = self.load(job, detector=detector)
             start = time.perf_counter()
@@ -123,11 +139,11 @@ class Worker:
                 raise InferenceError(f"the {job.model} model failed on this image: {exc}") from exc
         except Exception as exc:
             return self.fail(job, exc)
-        return self.complete(loaded, detections, (time.perf_counter() - start) * 1000.0)
+        return self.complete(loaded, detections, (time.perf_counter() - start) * 1000.0, engines)
 
     # -- the steps, shared with the backlog path ---------------------------------------------------
 
-    def load(self, job: Job, *, hint: str = "LATENCY", detector=None) -> Loaded:
+    def load(self, job: Job, *, hint: str = "LATENCY", detector: Detector | None = None) -> Loaded:
         """The job's observation, decoded image and detector (``detector``, else the model's compile for
         ``hint``). A large JPEG is decoded reduced for the model's input (``imageio.reduction_for``).
         Raises EdgecvError with the job's error code."""
@@ -141,7 +157,7 @@ class Worker:
             job, observation, decoded.image, detector, size=decoded.size if decoded.reduced else None
         )
 
-    def spool_path(self, observation: Observation):
+    def spool_path(self, observation: Observation) -> Path:
         return self.config.data_dir / observation.spool_path
 
     def pipeline_image(self, loaded: Loaded, pipeline: str, options: dict) -> tuple[np.ndarray, tuple | None]:
@@ -156,8 +172,11 @@ class Worker:
             ), None
         return np.zeros((0, 0, 3), np.uint8), loaded.size
 
-    def complete(self, loaded: Loaded, detections, inference_ms: float) -> Job:
-        """Post-process, then record the result (job + outbox + webhooks in one transaction)."""
+    def complete(
+        self, loaded: Loaded, detections: Detections, inference_ms: float, engines: Engines | None = None
+    ) -> Job:
+        """Post-process (the pipeline's readers from ``engines``, default the worker's), then record the
+        result (job + outbox + webhooks in one transaction)."""
         job, detector = loaded.job, loaded.detector
         try:
             name = detector.package.pipeline
@@ -172,6 +191,7 @@ class Worker:
                     metadata=loaded.observation.metadata,
                     options=options,
                     size=size,
+                    engines=engines or self.engines,
                 )
             )
         except Exception as exc:
@@ -200,17 +220,3 @@ class Worker:
         if self.on_finished is not None:
             self.on_finished(job)
         return job
-
-
-@dataclass
-class Loaded:
-    """A claimed job with what processing it needs."""
-
-    job: Job
-    observation: Observation
-    image: np.ndarray  # what the detector gets: reduced for a large JPEG
-    detector: object
-    size: tuple[int, int] | None = None  # the original (width, height) when ``image`` is reduced
-    tensor: np.ndarray | None = None
-    letterbox: object = None
-    submitted_at: float = 0.0
