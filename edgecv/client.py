@@ -86,10 +86,22 @@ class Detection:
 class JobResult:
     detections: list[Detection]
     summary: dict[str, Any]
+    # the scene check ({"scene", "score", "threshold", "inDomain"}); None when the model names no domain
+    domain: dict[str, Any] | None = None
+
+    @property
+    def in_domain(self) -> bool:
+        """False when the image did not look like the model's domain (then no detector ran)."""
+        return self.domain is None or bool(self.domain.get("inDomain", True))
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> JobResult:
-        return cls([Detection.from_dict(x) for x in d.get("detections") or []], dict(d.get("summary") or {}))
+        domain = d.get("domain")
+        return cls(
+            [Detection.from_dict(x) for x in d.get("detections") or []],
+            dict(d.get("summary") or {}),
+            dict(domain) if isinstance(domain, Mapping) else None,
+        )
 
 
 @dataclass(frozen=True)

@@ -558,22 +558,28 @@ def false_detections(
     backend: str = "openvino",
     precision: str | None = "int8",
     keep: int = 0,
+    scene=None,
 ) -> dict:
     """Detections at the package's default thresholds on ``(name, kind, BGR image)`` that contain none of
     its objects: every one is false. Per kind (e.g. photo / procedural) and overall: images, false
-    detections per image, the highest confidence; the ``keep`` worst images with their top labels."""
+    detections per image, the highest confidence; the ``keep`` worst images with their top labels.
+
+    With ``scene`` (a ``SceneCheck``) the images go the way a job goes: one the check refuses for the
+    package's domain gets no detections (``refused`` counts them)."""
     pkg, det = _open(package, backend, precision, None)
     rows = []
     for name, kind, img in images:
-        d = det.detect(img)
+        refused = scene is not None and pkg.domain is not None and not scene.verdict(img, pkg.domain).in_domain
+        d = Detections.empty() if refused else det.detect(img)
         top = [pkg.labels[c] for c in d.class_id[np.argsort(-d.confidence)][:3]]
-        rows.append((name, kind, len(d), float(d.confidence.max()) if len(d) else 0.0, top))
+        rows.append((name, kind, len(d), float(d.confidence.max()) if len(d) else 0.0, top, refused))
 
     def summary(rs):
         return {
             "images": len(rs),
             "falsePerImage": round(sum(r[2] for r in rs) / max(1, len(rs)), 3),
             "maxConfidence": round(max((r[3] for r in rs), default=0.0), 3),
+            **({"refused": sum(r[5] for r in rs)} if scene is not None else {}),
         }
 
     kinds = sorted({r[1] for r in rows})

@@ -112,6 +112,10 @@ def heldout(pkg, tmp: Path, quick: bool, pictures: Path | None) -> dict:
 
     negs = negatives.photo_negatives() + negatives.procedural_negatives(3 if quick else 5)
     out = {"negatives": false_detections(pkg, negs, keep=3)}
+    if pkg.domain is not None:  # the way a job sees them: the scene check first (edgecv.runtime.scene)
+        from edgecv.runtime.scene import SceneCheck
+
+        out["negativesJob"] = false_detections(pkg, negs, scene=SceneCheck())
     if pkg.pipeline == "shelf":
         plain = shelves_plain.write_set(tmp / "shelves-plain", 20 if quick else 60, seed=7000)
         groups = {"product": [n for n in pkg.labels if n != "price-tag"], "price-tag": ["price-tag"]}
@@ -251,6 +255,11 @@ def heldout_headline(h: dict) -> dict:
             for k, v in neg["byKind"].items()
         }
     }
+    if "negativesJob" in h:
+        out["negativesJob"] = {
+            k: {"falsePerImage": v["falsePerImage"], "refused": v["refused"], "images": v["images"]}
+            for k, v in h["negativesJob"]["byKind"].items()
+        }
     if "secondStyle" in h:
         p = h["secondStyle"]["groups"]["product"]
         out["secondStyleProducts"] = {
@@ -297,7 +306,7 @@ def table(reports: list[dict]) -> str:
     """The held-out figures of every report as readable text tables."""
     lines = [
         f"{'model':<24} {'negatives photo FP/img (max conf)':>34} {'procedural FP/img (max conf)':>30} "
-        f"{'2nd style recall / extra / AP50 / AP50-95':>42}"
+        f"{'2nd style recall / extra / AP50 / AP50-95':>42} {'job path photo / procedural FP/img (refused)':>46}"
     ]
     for r in reports:
         h = r.get("heldout", {})
@@ -312,7 +321,12 @@ def table(reports: list[dict]) -> str:
             if p
             else "-"
         )
-        lines.append(f"{r['model']:<24} {cells[0]:>34} {cells[1]:>30} {second:>42}")
+        job = h.get("negativesJob", {}).get("byKind", {})
+        job_cell = " / ".join(
+            f"{job[k]['falsePerImage']:.2f} ({job[k]['refused']}/{job[k]['images']})" if k in job else "-"
+            for k in ("photo", "procedural")
+        )
+        lines.append(f"{r['model']:<24} {cells[0]:>34} {cells[1]:>30} {second:>42} {job_cell:>46}")
     rob = [r["runs"]["openvino-int8"].get("robustness", {}) for r in reports]
     if any(rob):
         lines += ["", "perturbation: relative mAP50-95 drop, precision at the package threshold"]

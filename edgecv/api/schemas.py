@@ -37,10 +37,20 @@ class Detection(BaseModel):
     attributes: dict[str, Any] = {}
 
 
+class DomainCheck(BaseModel):
+    """The scene check's verdict (``edgecv.runtime.scene``); inDomain false: no detector ran."""
+
+    scene: Literal["retail", "facade", "surface"]
+    score: float = Field(ge=0, le=1)
+    threshold: float = Field(ge=0, le=1)
+    inDomain: bool
+
+
 class JobResult(BaseModel):
     model_config = ConfigDict(extra="allow")
     detections: list[Detection]
     summary: dict[str, Any]
+    domain: DomainCheck | None = None
 
 
 class JobOut(BaseModel):

@@ -257,7 +257,11 @@ class OpenVinoBackend:
 
 def _framework_info(model, keys: tuple[str, ...]) -> dict[str, str]:
     """The model file's own metadata entries ``keys`` (OpenVINO keeps ONNX metadata under "framework")."""
-    return {k: model.get_rt_info(["framework", k]).astype(str) for k in keys if model.has_rt_info(["framework", k])}
+    return {
+        k: model.get_rt_info(["framework", k]).astype(str)
+        for k in keys
+        if model.has_rt_info(["framework", k])
+    }
 
 
 InferCallback = Callable[[object, "np.ndarray | None", "Exception | None"], None]

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from edgecv.config import Config
+from edgecv.runtime.scene import SceneCheck
 from edgecv.runtime.text import PpocrPrices, PriceReader, TextReader
 
 T = TypeVar("T")
@@ -54,13 +55,16 @@ class Engine(Generic[T]):
 
 @dataclass(frozen=True)
 class Engines:
-    """The text engines a pipeline may use (``edgecv.vision.PipelineEngines``).
+    """The engines besides the detectors: the text engines a pipeline may use
+    (``edgecv.vision.PipelineEngines``) and the scene check the worker asks before detecting.
 
     ``prices``: the price on tag boxes (the shipped CRNN, or PP-OCR with ``price_ocr = "ppocr"``);
-    ``text``: PP-OCR text lines (empty-slot tag names)."""
+    ``text``: PP-OCR text lines (empty-slot tag names); ``scene``: how much an image looks like each
+    model's domain (``edgecv.runtime.scene``)."""
 
     prices: Engine[PriceReader | PpocrPrices]
     text: Engine[TextReader]
+    scene: Engine[SceneCheck]
 
     @classmethod
     def from_config(cls, config: Config) -> Engines:
@@ -71,8 +75,10 @@ class Engines:
             prices: Engine = Engine(lambda: PpocrPrices(text.get()))
         else:
             prices = Engine(PriceReader, PriceReader.on_lanes)
-        return cls(prices=prices, text=text)
+        return cls(prices=prices, text=text, scene=Engine(SceneCheck))
 
     def for_lanes(self) -> Engines:
         """These engines for backlog lanes: each one's ``lanes`` engine (loaded once, shared by lanes)."""
-        return dataclasses.replace(self, **{f.name: getattr(self, f.name).lanes for f in dataclasses.fields(self)})
+        return dataclasses.replace(
+            self, **{f.name: getattr(self, f.name).lanes for f in dataclasses.fields(self)}
+        )

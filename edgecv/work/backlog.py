@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgecv.config import Config
+from edgecv.detections import Detections
 from edgecv.records import Job
 from edgecv.runtime.preprocess import LetterboxInfo
 from edgecv.threads import lane_slots, name_os_thread, start_thread
@@ -229,17 +230,18 @@ class _InFlight:
 
     loaded: Loaded
     tensor: np.ndarray | None  # the network input, kept until the job's inference is post-processed
-    letterbox: LetterboxInfo
+    letterbox: LetterboxInfo | None  # None for a refused image (never inferred)
     submitted_at: float = 0.0
 
 
-def _load_and_submit(
-    worker: JobSteps, detector, infer, submit_lock, done: queue.Queue, job: Job
-) -> None:
+def _load_and_submit(worker: JobSteps, detector, infer, submit_lock, done: queue.Queue, job: Job) -> None:
     """On a pool thread: decode, letterbox and start the inference (waiting while every request is
     busy), so inference never waits for the worker thread, which is busy post-processing."""
     try:
         loaded = worker.load(job, hint="THROUGHPUT", detector=detector)
+        if loaded.refused:  # not the model's domain: straight to the finishing threads, no inference
+            done.put((job, _InFlight(loaded, None, None), None, None))
+            return
         flight = _InFlight(loaded, *detector.preprocess(loaded.image, size=loaded.size))
         with submit_lock:  # one caller of the request queue at a time
             flight.submitted_at = time.perf_counter()
@@ -263,8 +265,10 @@ def _finisher(worker: JobSteps, done: queue.Queue, results: queue.Queue) -> None
 def _finish(worker: JobSteps, job: Job, flight: _InFlight | None, raw, error) -> Job:
     if error is not None or flight is None:
         return worker.fail(job, error)
-    ms = (time.perf_counter() - flight.submitted_at) * 1000.0
     loaded = flight.loaded
+    if loaded.refused:
+        return worker.complete(loaded, Detections.empty(), 0.0)
+    ms = (time.perf_counter() - flight.submitted_at) * 1000.0
     try:
         shape = loaded.image.shape if loaded.size is None else (loaded.size[1], loaded.size[0])
         detections = loaded.detector.postprocess(raw, flight.letterbox, shape)

@@ -17,6 +17,7 @@ from edgecv.detections import Detections
 from edgecv.records import Job, Observation
 from edgecv.runtime.detector import Detector
 from edgecv.runtime.engines import Engines
+from edgecv.runtime.scene import DomainVerdict
 from edgecv.work.pool import DetectorPool
 
 
@@ -29,6 +30,12 @@ class Loaded:
     image: np.ndarray  # what the detector gets: reduced for a large JPEG
     detector: Detector
     size: tuple[int, int] | None = None  # the original (width, height) when ``image`` is reduced
+    domain: DomainVerdict | None = None  # the scene check's verdict (None: not checked)
+
+    @property
+    def refused(self) -> bool:
+        """The image does not look like the model's domain: no detector, no detections."""
+        return self.domain is not None and not self.domain.in_domain
 
 
 @runtime_checkable

@@ -23,6 +23,8 @@ from edgecv.imageio import decode_file, decode_file_sized
 from edgecv.records import Job, Observation
 from edgecv.runtime.detector import Detector
 from edgecv.runtime.engines import Engines
+from edgecv.runtime.package import DomainSpec
+from edgecv.runtime.scene import DomainVerdict
 from edgecv.store import Store
 from edgecv.vision import PipelineInput, get_pipeline, needs_pixels
 from edgecv.work.backlog import run_backlog
@@ -132,7 +134,10 @@ class Worker:
             loaded = self.load(job, detector=detector)
             start = time.perf_counter()
             try:
-                detections = loaded.detector.detect(loaded.image, size=loaded.size)
+                if loaded.refused:
+                    detections = Detections.empty()
+                else:
+                    detections = loaded.detector.detect(loaded.image, size=loaded.size)
             except EdgecvError:
                 raise
             except Exception as exc:
@@ -145,8 +150,9 @@ class Worker:
 
     def load(self, job: Job, *, hint: str = "LATENCY", detector: Detector | None = None) -> Loaded:
         """The job's observation, decoded image and detector (``detector``, else the model's compile for
-        ``hint``). A large JPEG is decoded reduced for the model's input (``imageio.reduction_for``).
-        Raises EdgecvError with the job's error code."""
+        ``hint``), and the scene check's verdict when the model names a domain. A large JPEG is decoded
+        reduced for the model's input (``imageio.reduction_for``). Raises EdgecvError with the job's
+        error code."""
         observation = self.store.get_observation(job.observation_id)
         if detector is None:
             detector = self.detectors.get(job.model, hint=hint)
@@ -154,8 +160,20 @@ class Worker:
             self.spool_path(observation), max_pixels=self.config.max_image_pixels, fit=detector.input_size
         )
         return Loaded(
-            job, observation, decoded.image, detector, size=decoded.size if decoded.reduced else None
+            job,
+            observation,
+            decoded.image,
+            detector,
+            size=decoded.size if decoded.reduced else None,
+            domain=self.domain_verdict(detector.package.domain, decoded.image),
         )
+
+    def domain_verdict(self, domain: DomainSpec | None, image: np.ndarray) -> DomainVerdict | None:
+        """How much ``image`` looks like ``domain``'s scene (None: the model names none, or the check is
+        off in the config)."""
+        if domain is None or not self.config.domain_check:
+            return None
+        return self.engines.scene.get().verdict(image, domain, self.config.domain_threshold)
 
     def spool_path(self, observation: Observation) -> Path:
         return self.config.data_dir / observation.spool_path
@@ -194,6 +212,8 @@ class Worker:
                     engines=engines or self.engines,
                 )
             )
+            if loaded.domain is not None:
+                result["domain"] = loaded.domain.as_result()
         except Exception as exc:
             return self.fail(job, exc)
         finished = self.store.complete_job(
@@ -201,9 +221,22 @@ class Worker:
         )
         if self.metrics is not None:
             self.metrics.observe_inference(inference_ms, model=job.model)
-        log.info(
-            "job %s completed: %d detection(s) in %.1f ms", job.id, len(result["detections"]), inference_ms
-        )
+        if loaded.refused:
+            log.info(
+                "job %s completed without detections: the image does not look like a %s scene "
+                "(score %.2f < %.2f)",
+                job.id,
+                loaded.domain.scene,
+                loaded.domain.score,
+                loaded.domain.threshold,
+            )
+        else:
+            log.info(
+                "job %s completed: %d detection(s) in %.1f ms",
+                job.id,
+                len(result["detections"]),
+                inference_ms,
+            )
         return self._finished(finished)
 
     def fail(self, job: Job, exc: BaseException) -> Job:
