@@ -37,6 +37,19 @@ class AppContext:
         return self._config
 
 
+# The inference options of the commands that run models (``run``, ``agent``), defined once.
+device_option = click.option(
+    "--device",
+    type=click.Choice(["CPU", "GPU", "NPU", "AUTO"], case_sensitive=False),
+    help="Inference device (default: device in edgecv.toml, CPU). An absent GPU/NPU falls back to CPU.",
+)
+backend_option = click.option(
+    "--backend",
+    type=click.Choice(["auto", "openvino", "onnx"]),
+    help="Inference runtime (default: backend in edgecv.toml, auto: OpenVINO where the package has it).",
+)
+
+
 def fail(exc: EdgecvError) -> click.ClickException:
     """A known error → a click error whose text says what happened and how to fix it."""
     return click.ClickException(str(exc))

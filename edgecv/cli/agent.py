@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from edgecv.agent import Agent
-from edgecv.cli import AppContext, fail, main, pass_app
+from edgecv.cli import AppContext, backend_option, device_option, fail, main, pass_app
 from edgecv.errors import EdgecvError, PortInUse
 
 
@@ -19,16 +19,8 @@ from edgecv.errors import EdgecvError, PortInUse
     "--model", "default_model", help="Default model for images without a sidecar or folder mapping."
 )
 @click.option("--poll/--no-poll", default=None, help="Poll instead of inotify (network shares).")
-@click.option(
-    "--device",
-    type=click.Choice(["CPU", "GPU", "NPU", "AUTO"], case_sensitive=False),
-    help="Inference device (default: device in edgecv.toml, CPU). An absent GPU/NPU falls back to CPU.",
-)
-@click.option(
-    "--backend",
-    type=click.Choice(["auto", "openvino", "onnx"]),
-    help="Inference runtime (default: backend in edgecv.toml, auto: OpenVINO where the package has it).",
-)
+@device_option
+@backend_option
 @click.option(
     "--workers",
     type=click.IntRange(1, 64),

@@ -9,7 +9,7 @@ import click
 from tqdm import tqdm
 
 from edgecv.annotate import write_annotated
-from edgecv.cli import AppContext, fail, main, pass_app
+from edgecv.cli import AppContext, backend_option, device_option, fail, main, pass_app
 from edgecv.cli.jobs import job_line, open_store
 from edgecv.errors import EdgecvError
 from edgecv.oneshot import process_files
@@ -21,16 +21,8 @@ PROGRESS_FROM = 4  # show a progress bar from this many images on
 @main.command("run")
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--model", help="Model name (default: the configured default model).")
-@click.option(
-    "--device",
-    type=click.Choice(["CPU", "GPU", "NPU", "AUTO"], case_sensitive=False),
-    help="Inference device (default: device in edgecv.toml, CPU). An absent GPU/NPU falls back to CPU.",
-)
-@click.option(
-    "--backend",
-    type=click.Choice(["auto", "openvino", "onnx"]),
-    help="Inference runtime (default: backend in edgecv.toml, auto: OpenVINO where the package has it).",
-)
+@device_option
+@backend_option
 @click.option(
     "--json", "as_json", is_flag=True, help="Print a JSON array of the jobs as the API returns them."
 )
