@@ -117,8 +117,8 @@ class Agent:
         cfg = self.config
         check_startable(cfg)
         # a thread back from C (a lane's decode or inference) waits at most this long for one running
-        # Python (pipeline, JSON, SQLite) to hand over the GIL; the default is 5 ms. On the 2-core dev
-        # box, five alternating pairs of 500-shelf backlogs: +4 % throughput (docs/performance.md)
+        # Python (pipeline, JSON, SQLite) to hand over the GIL; the default is 5 ms. A shorter interval
+        # gives lanes more throughput (measured: docs/performance.md)
         switch = sys.getswitchinterval()
         sys.setswitchinterval(GIL_SWITCH_S)
         try:

@@ -130,7 +130,7 @@ def spool_file(
     """Put ``data`` at ``spool/ab/<sha256>.<ext>`` atomically; return the path relative to the data dir.
 
     With ``source`` (the inbox file the bytes were read from, on the same filesystem) the spool gets a
-    hard link to it: no copy, no extra fsync (≈ 4 ms saved per image here). Otherwise the bytes are
+    hard link to it: no copy, no extra fsync (the saving: docs/performance.md). Otherwise the bytes are
     written to a temporary file, fsynced, and renamed into place.
     """
     ext = {"image/jpeg": ".jpg", "image/png": ".png", "image/bmp": ".bmp", "image/webp": ".webp"}[media_type]

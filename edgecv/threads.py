@@ -73,8 +73,8 @@ def limit_blas_threads() -> None:
 
     The agent's matrix products are small (the tag box refiner's, row geometry), and OpenVINO owns the
     cores for inference. OpenBLAS would split the tag box refiner's 20 × 512 × 64 product over its own
-    threads, which then spin-wait for the next call on the cores the detector's threads need: on the
-    2-core dev box the shelf detector took 4.8 ms an image instead of 3.8 (docs/results.md, Shelf speed).
+    threads, which then spin-wait for the next call on the cores the detector's threads need and slow it
+    down (figures: docs/performance.md, "Figures behind the code").
     Called when detectors are opened (``DetectorPool``); once per process.
     """
     global _blas_limited

@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
-from sync_fixtures import make_jobs  # noqa: E402
+from helpers.sync_server import make_jobs  # noqa: E402
 
 from edgecv.config import Config  # noqa: E402
 from edgecv.store import Store, outbox  # noqa: E402

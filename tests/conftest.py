@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
-from runtime_fixtures import make_package, red_rectangle_image
+from helpers.runtime import make_package, red_rectangle_image
 
 from edgecv.config import load_config
 from edgecv.store import Store
@@ -19,22 +18,6 @@ def models_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("models")
     make_package(root, "rect", with_ir=True)
     return root
-
-
-def jpeg_bytes(width: int = 320, height: int = 240, box=(100, 60, 180, 140), quality: int = 95) -> bytes:
-    """A JPEG of a red rectangle at ``box`` (x1, y1, x2, y2) on a dark background."""
-    ok, buf = cv2.imencode(
-        ".jpg", red_rectangle_image(width, height, box), [cv2.IMWRITE_JPEG_QUALITY, quality]
-    )
-    assert ok
-    return buf.tobytes()
-
-
-def distinct_jpeg(i: int) -> bytes:
-    """Different bytes per ``i`` (the rectangle moves), so each is its own observation."""
-    x = 20 + (i * 7) % 200
-    y = 20 + (i * 3) % 120
-    return jpeg_bytes(box=(x, y, x + 60, y + 50))
 
 
 @pytest.fixture

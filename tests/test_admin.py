@@ -16,8 +16,8 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import CliRunner
-from conftest import jpeg_bytes
-from sync_fixtures import ReferenceServer, Settings, make_jobs
+from helpers.images import jpeg_bytes
+from helpers.sync_server import ReferenceServer, Settings, make_jobs
 
 from edgecv import doctor, service
 from edgecv.agent import data_dir_lock
@@ -218,6 +218,7 @@ def test_doctor_cli_lines_and_exit_status(config, tmp_path, models_root):
     assert {c["status"] for c in json.loads(ok.output)} <= {"OK", "WARN"}
 
 
+@pytest.mark.process
 def test_doctor_keeps_the_model_loaders_info_lines_out_of_its_report(tmp_path, models_root):
     env = {
         **os.environ,
@@ -345,6 +346,7 @@ def _with_sync(config: Config, url: str, key: str | None) -> Config:
     )
 
 
+@pytest.mark.process
 def test_doctor_upstream(config):
     assert doctor.check_upstream(config)[0].detail.startswith("sync disabled")
     with ReferenceServer(settings=Settings(api_keys={"right-key-123"})) as server:
@@ -519,6 +521,7 @@ SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
 OLD_SYSTEMD_KEYS = ("Unknown key 'RestartSteps'", "Unknown key 'RestartMaxDelaySec'")  # systemd < 254
 
 
+@pytest.mark.process
 @pytest.mark.skipif(SYSTEMD_ANALYZE is None, reason="systemd-analyze is not installed")
 def test_unit_passes_systemd_analyze_verify(tmp_path):
     report = service.install_service(tmp_path / "root")
@@ -578,6 +581,7 @@ def test_text_format_is_human_readable(capsys):
     assert capsys.readouterr().err.rstrip().endswith(" INFO edgecv.test: hello world")
 
 
+@pytest.mark.process
 def test_a_run_never_logs_the_api_key(tmp_path, models_root):
     """Real processes, both formats: a job, a refused sync and doctor, at DEBUG level."""
     key, token = "sk-live-0123456789abcdef", "local-token-fedcba987654"

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from agent_helpers import AgentThread, wait_until
-from conftest import distinct_jpeg
+import pytest
+from helpers.agent import AgentThread, wait_until
+from helpers.images import distinct_jpeg
 
 from edgecv.client import Client
+
+pytestmark = pytest.mark.process
 
 
 def test_upload_through_the_sdk_is_processed_by_the_running_agent(config, inbox):

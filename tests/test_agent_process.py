@@ -13,11 +13,13 @@ import time
 from pathlib import Path
 
 import pytest
-from agent_helpers import wait_until
 from click.testing import CliRunner
-from conftest import distinct_jpeg
+from helpers.agent import wait_until
+from helpers.images import distinct_jpeg
 
 from edgecv.cli import main
+
+pytestmark = pytest.mark.process
 
 
 def start_agent(

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from agent_helpers import AgentThread, wait_until
-from conftest import distinct_jpeg
-from sync_fixtures import API_KEY, TENANT, start_server
+import pytest
+from helpers.agent import AgentThread, wait_until
+from helpers.images import distinct_jpeg
+from helpers.sync_server import API_KEY, TENANT, start_server
 
 from edgecv.client import Client
+
+pytestmark = pytest.mark.process
 
 
 def test_results_reach_the_reference_upstream_exactly_once(config, inbox, tmp_path):

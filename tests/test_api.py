@@ -8,11 +8,13 @@ import socket
 
 import pytest
 import requests
-from api_fixtures import finish, live_api, queued_job
-from conftest import distinct_jpeg, jpeg_bytes
+from helpers.api import finish, live_api, queued_job
+from helpers.images import distinct_jpeg, jpeg_bytes
 
 from edgecv.api import Metrics, make_server
 from edgecv.errors import ConfigError
+
+pytestmark = pytest.mark.process
 
 
 @pytest.fixture

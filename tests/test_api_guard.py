@@ -7,8 +7,10 @@ import dataclasses
 
 import pytest
 import requests
-from api_fixtures import live_api, queued_job
-from conftest import distinct_jpeg
+from helpers.api import live_api, queued_job
+from helpers.images import distinct_jpeg
+
+pytestmark = pytest.mark.process
 
 TOKEN = "s3cret-token-0123456789"
 

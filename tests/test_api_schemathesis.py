@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 import schemathesis
-from api_fixtures import live_api
+from helpers.api import live_api
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
@@ -21,6 +21,8 @@ from schemathesis.specs.openapi.checks import (
 
 from edgecv.config import load_config
 from edgecv.store import Store
+
+pytestmark = pytest.mark.schemathesis
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 EXAMPLES = 15

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from conftest import distinct_jpeg, jpeg_bytes
+from helpers.images import distinct_jpeg, jpeg_bytes
 
 from edgecv.ingest import ingest_bytes
 from edgecv.store import Store

@@ -7,7 +7,7 @@ import json
 import click
 import pytest
 from click.testing import CliRunner
-from conftest import distinct_jpeg
+from helpers.images import distinct_jpeg
 
 from edgecv.cli import main
 
@@ -161,7 +161,7 @@ def test_agent_refuses_model_names_that_are_not_installed(cli, tmp_path):
 
 def _custom_export(tmp_path):
     import onnx
-    from runtime_fixtures import rect_detector
+    from helpers.runtime import rect_detector
 
     export = tmp_path / "best.onnx"
     meta = {"task": "detect", "imgsz": "[96, 128]", "names": "{0: 'carton', 1: 'crate'}", "stride": "32"}
@@ -277,7 +277,7 @@ def test_annotate_writes_pictures_from_run_and_show(cli, tmp_path):
 
 def test_models_add_installs_a_custom_ultralytics_export_that_jobs_can_use(cli, tmp_path):
     import onnx
-    from runtime_fixtures import rect_detector
+    from helpers.runtime import rect_detector
 
     export = tmp_path / "best.onnx"
     meta = {"task": "detect", "imgsz": "[96, 128]", "names": "{0: 'carton', 1: 'crate'}", "stride": "32"}

@@ -7,11 +7,13 @@ import threading
 import time
 
 import pytest
-from api_fixtures import RESULT, finish, live_api, queued_job
-from conftest import distinct_jpeg, jpeg_bytes
+from helpers.api import RESULT, finish, live_api, queued_job
+from helpers.images import distinct_jpeg, jpeg_bytes
 
 from edgecv.client import ApiAuthError, ApiError, ApiNotFound, Client, Detection, Job, WaitTimeout
 from sync.server import ReferenceServer, Settings, payload_hash
+
+pytestmark = pytest.mark.process
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ import time
 
 import cv2
 import numpy as np
-from conftest import distinct_jpeg
-from sync_fixtures import make_jobs
+from helpers.images import distinct_jpeg
+from helpers.sync_server import make_jobs
 
 from edgecv.store import outbox
 from edgecv.store.outbox import Ack

@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from runtime_fixtures import red_rectangle_image
+from helpers.runtime import red_rectangle_image
 
 from edgecv.detections import Detections
 from edgecv.evaluation import (

@@ -9,7 +9,7 @@ import zlib
 from pathlib import Path
 
 import pytest
-from conftest import distinct_jpeg, jpeg_bytes
+from helpers.images import distinct_jpeg, jpeg_bytes
 
 from edgecv.ingest import ingest_file
 from edgecv.logging_setup import configure_logging, log_name

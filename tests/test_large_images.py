@@ -6,7 +6,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from runtime_fixtures import red_rectangle_image
+from helpers.runtime import red_rectangle_image
 
 from edgecv.imageio import REDUCE_ABOVE_PIXELS, decode, decode_sized
 from edgecv.ingest import ingest_bytes

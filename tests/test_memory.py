@@ -11,7 +11,7 @@ from dataclasses import replace
 import numpy as np
 import openvino as ov
 import pytest
-from runtime_fixtures import make_package, red_rectangle_image
+from helpers.runtime import make_package, red_rectangle_image
 
 from edgecv import agent as agent_module
 from edgecv.runtime.detector import Detector
@@ -59,6 +59,7 @@ def test_infer_queue_is_reused_and_keeps_no_images(package):
     assert second == ["next batch"] and not first
 
 
+@pytest.mark.process
 def test_metrics_without_the_web_stack():
     code = (
         "import sys\n"
@@ -125,7 +126,7 @@ def test_load_and_pools_without_a_backlog_count_compile_as_asked(config):
 
 
 def test_agent_counts_a_models_backlog(store, config):
-    from conftest import distinct_jpeg
+    from helpers.images import distinct_jpeg
 
     from edgecv.ingest import ingest_bytes
 

@@ -9,7 +9,7 @@ import shutil
 import cv2
 import pytest
 from click.testing import CliRunner
-from runtime_fixtures import red_rectangle_image
+from helpers.runtime import red_rectangle_image
 
 from edgecv.cli import main
 

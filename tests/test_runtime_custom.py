@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from runtime_fixtures import rect_detector, red_rectangle_image
+from helpers.runtime import rect_detector, red_rectangle_image
 
 from edgecv.errors import ModelPackageError
 from edgecv.runtime.custom import (

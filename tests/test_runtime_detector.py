@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from runtime_fixtures import make_package, red_rectangle_image
+from helpers.runtime import make_package, red_rectangle_image
 
 from edgecv.errors import ModelPackageError
 from edgecv.runtime.backends import choose_device
@@ -222,6 +222,7 @@ print("both lanes done" if not (one.is_alive() or two.is_alive()) else "lanes st
 """
 
 
+@pytest.mark.process
 def test_first_inferences_on_two_threads_at_once_do_not_deadlock(tmp_path):
     import subprocess
     import sys

@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 import pytest
-from runtime_fixtures import LABELS, base_manifest, make_package, read_manifest_json
+from helpers.runtime import LABELS, base_manifest, make_package, read_manifest_json
 
 from edgecv.errors import ModelPackageError
 from edgecv.runtime.package import (

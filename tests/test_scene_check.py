@@ -120,7 +120,7 @@ def test_drawn_negatives_pass_no_model(kind, check):
 
 
 def test_bad_domain_entries_are_refused(tmp_path):
-    from runtime_fixtures import make_package, read_manifest_json
+    from helpers.runtime import make_package, read_manifest_json
 
     pkg = make_package(tmp_path, "rect")
     manifest = read_manifest_json(pkg)

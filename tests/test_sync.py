@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from sync_fixtures import (
+from helpers.sync_server import (
     API_KEY,
     REPO,
     TENANT,
@@ -30,6 +30,8 @@ from sync_fixtures import (
 from edgecv.store import Store, outbox
 from edgecv.upstream.relay import BACKING_OFF, OFFLINE, PAUSED_AUTH, Relay
 from edgecv.upstream.summary import sync_all, sync_status
+
+pytestmark = pytest.mark.process
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from sync_fixtures import API_KEY, TENANT, add_faults, device_config, free_port, make_jobs, start_server
+from helpers.sync_server import API_KEY, TENANT, add_faults, device_config, free_port, make_jobs, start_server
 
 from edgecv.cli import main
 from edgecv.store import Store, outbox
@@ -49,6 +49,7 @@ def _get(url: str, key: str | None = API_KEY):
         return json.loads(resp.read())
 
 
+@pytest.mark.process
 def test_cloud_view_of_a_synced_job_is_the_device_json(tmp_path, server):
     store = Store(tmp_path / "device" / "edgecv.db")
     ids = make_jobs(store, 5)
@@ -77,6 +78,7 @@ def _cli(tmp_path, url: str, *args: str):
     return CliRunner().invoke(main, ["--data-dir", str(tmp_path / "device"), "sync", *args], env=env)
 
 
+@pytest.mark.process
 def test_cli_sync_prints_summary_and_status(tmp_path, server):
     store = Store(tmp_path / "device" / "edgecv.db")
     make_jobs(store, 12, bad={3})
@@ -123,6 +125,7 @@ def _spool_images(data_dir, n: int, prefix: str = "img") -> None:
         cv2.imwrite(str(spool / f"{prefix}-{i}.png"), rng.integers(0, 255, (200, 200, 3), dtype=np.uint8))
 
 
+@pytest.mark.process
 def test_disk_budget_drops_synced_then_downscales_then_refuses(tmp_path, server):
     data_dir = tmp_path / "device"
     store = Store(data_dir / "edgecv.db")

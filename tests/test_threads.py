@@ -40,6 +40,7 @@ def test_name_os_thread_defaults_to_the_python_name():
     assert seen == ["edgecv-decode_0"]
 
 
+@pytest.mark.process
 def test_opening_detectors_keeps_numpy_blas_on_one_thread():
     """OpenVINO owns the cores; numpy's small products must not wake OpenBLAS threads that spin on them."""
     code = (

@@ -11,8 +11,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from agent_helpers import AgentThread, wait_until
-from conftest import distinct_jpeg, jpeg_bytes
+from helpers.agent import AgentThread, wait_until
+from helpers.images import distinct_jpeg, jpeg_bytes
 
 from edgecv.watcher import classify
 
@@ -52,6 +52,7 @@ def test_path_filter(tmp_path, rel, kind):
     assert classify(tmp_path / rel, tmp_path) == kind
 
 
+@pytest.mark.process
 def test_large_copy_slow_writer_and_temp_rename_each_give_one_complete_observation(config, inbox, tmp_path):
     source = big_jpeg(tmp_path)
     expected = source.read_bytes()
@@ -73,6 +74,7 @@ def test_large_copy_slow_writer_and_temp_rename_each_give_one_complete_observati
         assert list(inbox.iterdir()) == []
 
 
+@pytest.mark.process
 def test_ignored_files_stay_in_the_inbox(config, inbox):
     with AgentThread(config) as agent:
         for name in (".hidden.jpg", "x.jpg.tmp", "readme.txt"):
@@ -83,6 +85,7 @@ def test_ignored_files_stay_in_the_inbox(config, inbox):
         assert sorted(p.name for p in inbox.iterdir()) == [".hidden.jpg", "readme.txt", "x.jpg.tmp"]
 
 
+@pytest.mark.process
 def test_sidecar_is_consumed_whichever_arrives_first(config, inbox):
     with AgentThread(config) as agent:
         (inbox / "first.json").write_text('{"tags": ["sidecar-first"], "capturedAt": "2026-11-28T10:00:00Z"}')
@@ -102,6 +105,7 @@ def test_sidecar_is_consumed_whichever_arrives_first(config, inbox):
         assert list(inbox.iterdir()) == []
 
 
+@pytest.mark.process
 def test_files_present_at_start_are_picked_up_and_nothing_runs_twice(config, inbox):
     for i in range(3):
         (inbox / f"early-{i}.jpg").write_bytes(distinct_jpeg(10 + i))
@@ -117,6 +121,7 @@ def test_files_present_at_start_are_picked_up_and_nothing_runs_twice(config, inb
         assert agent.store.conn.execute("SELECT SUM(attempts) FROM jobs").fetchone()[0] == 4
 
 
+@pytest.mark.process
 def test_polling_mode_waits_for_a_stable_file(config, inbox):
     config.poll = True
     config.poll_interval_s = 0.2
@@ -132,6 +137,7 @@ def test_polling_mode_waits_for_a_stable_file(config, inbox):
         assert observations(agent)[0][2] == len(data)
 
 
+@pytest.mark.process
 def test_files_written_into_a_brand_new_folder_are_picked_up(config, inbox):
     with AgentThread(config) as agent:
         for i in range(3):
@@ -188,6 +194,7 @@ def _settle(agent, inbox: Path, marker_seed: int) -> None:
     wait_until(agent.agent.watcher.intake.idle)
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("how", ARRIVALS)
 def test_every_way_of_arriving_gives_exactly_one_job(config, inbox, tmp_path, caplog, how):
     caplog.set_level(logging.INFO, logger="edgecv.ingest")
@@ -206,6 +213,7 @@ def test_every_way_of_arriving_gives_exactly_one_job(config, inbox, tmp_path, ca
         assert not config.quarantine_dir.exists() or not any(config.quarantine_dir.iterdir())
 
 
+@pytest.mark.process
 def test_symlink_to_outside_made_while_running_is_quarantined(config, inbox, tmp_path):
     with AgentThread(config) as agent:
         _arrive("symlink_outside", inbox, tmp_path / "stage", distinct_jpeg(310))

@@ -10,7 +10,7 @@ import time
 
 import pytest
 import requests
-from api_fixtures import Receiver, finish, live_api, queued_job
+from helpers.api import Receiver, finish, live_api, queued_job
 
 from edgecv.client import verify_webhook
 from edgecv.errors import ConfigError, WebhookVerificationError
@@ -111,6 +111,7 @@ def test_a_rolled_back_completion_writes_no_delivery(config, store):
 # -- delivery ------------------------------------------------------------------------------------------
 
 
+@pytest.mark.process
 def test_delivery_is_signed_and_verifiable(config, store):
     with Receiver() as receiver:
         dispatcher = Dispatcher(store, settings_for(config, [receiver.url]))
@@ -126,6 +127,7 @@ def test_delivery_is_signed_and_verifiable(config, store):
     assert (row.state, row.attempts, row.last_status) == ("delivered", 1, 200)
 
 
+@pytest.mark.process
 def test_receiver_down_then_back_is_retried_across_a_restart(config, store):
     port = free_port()
     url = f"http://127.0.0.1:{port}/hook"
@@ -158,6 +160,7 @@ def test_receiver_down_then_back_is_retried_across_a_restart(config, store):
         restarted.close()
 
 
+@pytest.mark.process
 def test_delivery_gives_up_after_max_attempts(config, store):
     with Receiver(status=500) as receiver:
         dispatcher = Dispatcher(store, settings_for(config, [receiver.url], max_attempts=3))
@@ -169,6 +172,7 @@ def test_delivery_gives_up_after_max_attempts(config, store):
     assert len(receiver.requests) == 3
 
 
+@pytest.mark.process
 def test_run_forever_delivers_until_stopped(config, store):
     with Receiver() as receiver:
         dispatcher = Dispatcher(store, settings_for(config, [receiver.url]), poll_s=0.05)
@@ -185,6 +189,7 @@ def test_run_forever_delivers_until_stopped(config, store):
     assert receiver.bodies()[0]["type"] == "job.completed"
 
 
+@pytest.mark.process
 def test_a_hanging_receiver_does_not_hold_up_other_endpoints(config, store):
     gate = threading.Event()
     with Receiver(gate=gate) as slow, Receiver() as fast:
@@ -224,6 +229,7 @@ def test_a_hanging_receiver_does_not_hold_up_other_endpoints(config, store):
 # -- endpoints through the API ---------------------------------------------------------------------------
 
 
+@pytest.mark.process
 def test_register_list_and_delete_endpoints_through_the_api(config, store):
     settings = settings_for(config, ["http://127.0.0.1:9/from-config"], timeout_s=1.0)
     dispatcher = Dispatcher(store, settings)

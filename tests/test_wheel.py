@@ -20,8 +20,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import jpeg_bytes
-from runtime_fixtures import make_package
+from helpers.images import jpeg_bytes
+from helpers.runtime import make_package
 
 from edgecv.runtime.package import MANIFEST_NAMES, read_manifest
 

@@ -14,8 +14,8 @@ from edgecv.errors import InferenceError
 from edgecv.runtime.preprocess import LetterboxInfo
 
 # Candidates kept for NMS after the confidence filter, as in Ultralytics so results match. OpenCV's NMS
-# costs O(candidates × kept): a few ms for a dense shelf (300 objects, ~2400 candidates at conf 0.25) on
-# a 2-core Xeon, but ~0.6 s for 8400 unsuppressed candidates (conf 0.001, evaluation settings).
+# costs O(candidates × kept): cheap for a dense shelf at conf 0.25, but hundreds of times more for
+# thousands of unsuppressed candidates at evaluation settings (docs/performance.md, "Figures behind the code").
 MAX_NMS_CANDIDATES = 30000
 
 

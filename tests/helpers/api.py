@@ -8,11 +8,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from conftest import distinct_jpeg
-
 from edgecv.api import Metrics, make_server
 from edgecv.ingest import ingest_bytes
 from edgecv.records import Job
+from helpers.images import distinct_jpeg
 
 RESULT = {
     "detections": [

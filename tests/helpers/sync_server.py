@@ -12,7 +12,7 @@ from typing import Any
 from edgecv.config import Config
 from edgecv.store import Store
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:  # the reference upstream lives in the top-level sync/ folder
     sys.path.insert(0, str(REPO))
 
