@@ -152,11 +152,21 @@ def render(pkg_dir: Path) -> str:
         "",
         "## Training data",
         "",
-        f"**Synthetic images only**: {r['train_count']} images from `scripts/generate.py {r['domain']}` "
+        f"**Synthetic images**: {r['train_count']} images from `scripts/generate.py {r['domain']}` "
         "(seed 1000), rendered by edgecv's own generator (invented brands, OpenCV drawing; see "
-        "`docs/datasets.md`). No real photographs and no pretrained weights were used: the network was "
-        "trained from random initialisation on a 2-core CPU.",
+        "`docs/datasets.md`). No pretrained weights were used: the network was trained from random "
+        "initialisation on a 2-core CPU"
+        + (
+            ", and no real photograph holds any of its objects."
+            if r.get("negatives")
+            else ". No real photographs were used."
+        ),
         "",
+        *(
+            [f"**Negatives** (images without labels, none of the objects): {r['negatives']}", ""]
+            if r.get("negatives")
+            else []
+        ),
         "## Model",
         "",
         f"EdgeDet-n (see `docs/training.md`): CSP backbone + PAN neck + decoupled DFL heads at strides "
@@ -247,6 +257,7 @@ def render(pkg_dir: Path) -> str:
         f"python scripts/generate.py {r['domain']} --out data/{r['domain']}-val --count 60 --seed 2000",
         f"python scripts/generate.py {r['domain']} --out data/{r['domain']}-calib --count 200 --seed 3000",
         f"python scripts/generate.py {r['domain']} --out data/{r['domain']}-heldout --count {s['data']['images']} --seed 5000",
+        *r.get("prep", []),
         *[
             f"python scripts/train_model.py --data data/{r['domain']}-train --val data/{r['domain']}-val "
             f"--out runs/{r['domain']}{'' if i == 0 else i + 1} {args}"
