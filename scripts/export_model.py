@@ -185,6 +185,9 @@ def onnx_int8(
     pre.unlink(missing_ok=True)
 
 
+SYNTHETIC_ONLY = "synthetic images only (scripts/generate.py)"
+
+
 def write_package(
     pkg: Path,
     *,
@@ -198,6 +201,7 @@ def write_package(
     labels: list[str],
     conf: float,
     iou: float,
+    training_data: str = SYNTHETIC_ONLY,
     max_det: int,
     evaluation: dict | None = None,
 ) -> None:
@@ -239,7 +243,7 @@ def write_package(
         "evaluation": evaluation or {},
         "training": {
             "architecture": "EdgeDet (edgecv scripts/train), anchor-free, DFL, strides 8/16/32",
-            "data": "synthetic images only (scripts/generate.py)",
+            "data": training_data,
         },
     }
     write_manifest(pkg, manifest)
@@ -256,6 +260,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--name", required=True)
     ap.add_argument("--version", default="1.0.0")
     ap.add_argument("--description", default="")
+    ap.add_argument(
+        "--training-data",
+        default=SYNTHETIC_ONLY,
+        help="what the model was trained on (model.json training.data)",
+    )
     ap.add_argument("--use-case", default="")
     ap.add_argument("--pipeline", default="generic")
     ap.add_argument("--conf", type=float, default=0.25)
@@ -315,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         iou=a.iou,
         max_det=a.max_det,
         evaluation=old,
+        training_data=a.training_data,
     )
     for f in sorted(pkg.rglob("*")):
         if f.is_file():

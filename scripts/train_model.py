@@ -66,6 +66,18 @@ def main(argv: list[str] | None = None) -> int:
         default=0.0,
         help="oversample images with rare classes: weight (mean count / class count) ** BALANCE (0 = off)",
     )
+    ap.add_argument(
+        "--border-warp",
+        type=float,
+        default=0.0,
+        help="probability of a perspective warp leaving black/reflected border wedges (boxes follow)",
+    )
+    ap.add_argument(
+        "--exposure",
+        type=float,
+        default=0.0,
+        help="probability of an exposure gain x0.5-x1.6 (clipped), on top of the HSV jitter",
+    )
     a = ap.parse_args(argv)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -94,7 +106,9 @@ def main(argv: list[str] | None = None) -> int:
         init=str(Path(a.init) / "model-fp32.onnx") if a.init and Path(a.init).is_dir() else a.init,
         reg_lo=a.reg_lo,
         balance=a.balance,
-        aug=Augment(fliplr=a.fliplr, degrees=a.degrees, scale=a.scale),
+        aug=Augment(
+            fliplr=a.fliplr, degrees=a.degrees, scale=a.scale, border_warp=a.border_warp, exposure=a.exposure
+        ),
     )
     train(cfg)
     return 0

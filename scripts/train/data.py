@@ -101,6 +101,13 @@ class Augment:
     blur: float = 0.15
     jpeg: float = 0.15
     noise: float = 0.1
+    # probability of a random perspective warp (up to ``warp_frac`` of a side per corner) that leaves black
+    # (or reflected) wedges at the borders, as a rectifying warp does; boxes follow (envelopes)
+    border_warp: float = 0.0
+    warp_frac: float = 0.15
+    # probability of an exposure gain drawn from ``exposure_range`` (×0.5 … ×1.6, clipped as a camera does)
+    exposure: float = 0.0
+    exposure_range: tuple[float, float] = (0.5, 1.6)
 
     @classmethod
     def none(cls) -> Augment:
@@ -147,11 +154,16 @@ class YoloDataset:
             img, lab = random_affine(img, lab, aug, rng)
         else:
             img = img.copy()
+        if aug.border_warp and rng.random() < aug.border_warp:
+            img, lab = border_warp(img, lab, aug.warp_frac, rng)
         if aug.fliplr and rng.random() < aug.fliplr:
             img = img[:, ::-1].copy()
             lab[:, [1, 3]] = self.width - lab[:, [3, 1]]
         if aug.hsv_h or aug.hsv_s or aug.hsv_v:
             hsv_jitter(img, aug, rng)
+        if aug.exposure and rng.random() < aug.exposure:
+            gain = rng.uniform(*aug.exposure_range)
+            img = cv2.convertScaleAbs(img, alpha=gain)  # saturates at 255
         if aug.blur and rng.random() < aug.blur:
             k = rng.choice((3, 5))
             img = cv2.GaussianBlur(img, (k, k), 0)
@@ -186,6 +198,45 @@ def random_affine(img: np.ndarray, lab: np.ndarray, aug: Augment, rng: random.Ra
     out = cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=(PAD, PAD, PAD))
     if len(lab):
         lab = transform_boxes(lab, m, w, h)
+    return out, lab
+
+
+def border_warp(img: np.ndarray, lab: np.ndarray, frac: float, rng: random.Random):
+    """A random perspective warp of the whole image whose corners move inward by up to ``frac`` of a side
+    (keystone-like: often one edge narrowed), filling the uncovered wedges with black (70 %) or a reflection
+    of the image. Boxes become the clipped envelopes of their warped corners."""
+    h, w = img.shape[:2]
+    src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+    d = [[rng.uniform(0, frac) * w, rng.uniform(0, frac) * h] for _ in range(4)]
+    if rng.random() < 0.5:  # keystone: the wedges on one edge only
+        edge = rng.randrange(4)
+        for k in range(4):
+            if k not in (edge, (edge + 1) % 4):
+                d[k] = [rng.uniform(0, 0.02) * w, rng.uniform(0, 0.02) * h]
+    sx = (1, -1, -1, 1)
+    sy = (1, 1, -1, -1)
+    dst = np.float32([[src[k][0] + sx[k] * d[k][0], src[k][1] + sy[k] * d[k][1]] for k in range(4)])
+    m = cv2.getPerspectiveTransform(src, dst)
+    black = rng.random() < 0.7
+    out = cv2.warpPerspective(
+        img,
+        m,
+        (w, h),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT if black else cv2.BORDER_REFLECT_101,
+        borderValue=(0, 0, 0),
+    )
+    if len(lab):
+        x1, y1, x2, y2 = lab[:, 1], lab[:, 2], lab[:, 3], lab[:, 4]
+        corners = np.stack(
+            (np.stack((x1, y1), 1), np.stack((x2, y1), 1), np.stack((x2, y2), 1), np.stack((x1, y2), 1)), 1
+        ).astype(np.float32)
+        pts = cv2.perspectiveTransform(corners.reshape(-1, 1, 2), m).reshape(-1, 4, 2)
+        nx1, ny1, nx2, ny2 = pts[..., 0].min(1), pts[..., 1].min(1), pts[..., 0].max(1), pts[..., 1].max(1)
+        area0 = (nx2 - nx1) * (ny2 - ny1)
+        cx1, cy1, cx2, cy2 = np.clip(nx1, 0, w), np.clip(ny1, 0, h), np.clip(nx2, 0, w), np.clip(ny2, 0, h)
+        keep = ((cx2 - cx1) * (cy2 - cy1) > 0.4 * np.maximum(area0, 1e-6)) & (cx2 - cx1 > 2) & (cy2 - cy1 > 2)
+        lab = np.stack((lab[:, 0], cx1, cy1, cx2, cy2), 1)[keep].astype(np.float32)
     return out, lab
 
 
