@@ -3,15 +3,14 @@ refuses images with none of it, and a refused job completes with no detections a
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from helpers.scripts import load_script
 
 from edgecv.config import load_config
 from edgecv.errors import ConfigError, ModelPackageError
@@ -23,7 +22,6 @@ from edgecv.work.worker import Worker
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "models"
-SCRIPTS = ROOT / "scripts"
 TEST_SEED = 424242  # never used for training the scene check or the detectors
 DOMAINS = {  # package -> (generator domain, scene)
     "shelf-detection-v2": ("shelves", "retail"),
@@ -34,12 +32,7 @@ DOMAINS = {  # package -> (generator domain, scene)
 
 @pytest.fixture(scope="module")
 def generate():
-    if str(SCRIPTS) not in sys.path:
-        sys.path.insert(0, str(SCRIPTS))
-    spec = importlib.util.spec_from_file_location("edgecv_generate_for_scene", SCRIPTS / "generate.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("generate")
 
 
 @pytest.fixture(scope="module")

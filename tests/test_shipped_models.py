@@ -3,14 +3,13 @@ generated images (a real check: garbage weights fail it). No training here; a fe
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from helpers.scripts import load_script
 
 from edgecv.detections import box_iou
 from edgecv.errors import ModelPackageError
@@ -19,7 +18,6 @@ from edgecv.runtime.package import load_package
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "models"
-SCRIPTS = ROOT / "scripts"
 
 # package -> (generator domain, pipeline, minimum recall, minimum precision) at IoU 0.5, class-aware,
 # on images from seed 424242 (never used for training, calibration or the eval report).
@@ -29,16 +27,6 @@ SHIPPED = {
     "damage-assessment-v1": ("damage", "damage", 0.70, 0.70),
 }
 TEST_SEED = 424242
-
-
-def _script(name: str):
-    """A module from ``scripts/`` (``generate``, ``export_model``), loaded by path."""
-    if str(SCRIPTS) not in sys.path:
-        sys.path.insert(0, str(SCRIPTS))
-    spec = importlib.util.spec_from_file_location(f"edgecv_{name}_for_models", SCRIPTS / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _match(truth_boxes, truth_cls, det) -> tuple[int, int]:
@@ -61,7 +49,7 @@ def _match(truth_boxes, truth_cls, det) -> tuple[int, int]:
 
 @pytest.fixture(scope="module")
 def generate():
-    return _script("generate")
+    return load_script("generate")
 
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))
@@ -72,7 +60,7 @@ def test_package_loads_and_verifies(name):
     assert pkg.pipeline == pipeline
     assert (pkg.default_backend, pkg.default_precision) == ("openvino", "int8")
     assert {w.key for w in pkg.weights} == {"openvino/int8", "openvino/fp32", "onnx/int8", "onnx/fp32"}
-    assert pkg.labels == [ln for ln in _script("generate").domain_module(domain).NAMES]
+    assert pkg.labels == [ln for ln in load_script("generate").domain_module(domain).NAMES]
     int8_bytes = sum(
         (pkg.path / f).stat().st_size for w in pkg.weights if w.precision == "int8" for f in w.files
     )
@@ -118,7 +106,7 @@ def test_careful_onnx_int8_recipe_quantizes_only_convs_and_stays_close(tmp_path,
     onnx = pytest.importorskip("onnx")
     import onnxruntime as ort
 
-    export = _script("export_model")
+    export = load_script("export_model")
     for folder, indices in (("calib", range(3, 6)), ("check", [6])):  # checked on an unseen image
         (tmp_path / folder / "images").mkdir(parents=True)
         for i in indices:
