@@ -202,7 +202,7 @@ def _run_queue(worker: JobSteps, jobs: list[Job]) -> list[Job]:
         with ThreadPoolExecutor(
             decode_threads(), thread_name_prefix="edgecv-decode", initializer=name_os_thread
         ) as pool:
-            while pending or in_flight:
+            while True:
                 if pending and worker.stopping():  # shutting down: finish what is in flight, return the rest
                     worker.release(pending)
                     pending = []
@@ -213,8 +213,10 @@ def _run_queue(worker: JobSteps, jobs: list[Job]) -> list[Job]:
                             break
                     pool.submit(_load_and_submit, worker, detector, infer, submit_lock, done, pending.pop(0))
                     in_flight += 1
-                if in_flight:
-                    in_flight -= _collect(results, finished)
+                if not in_flight:  # nothing in flight and nothing more to claim (or stopping)
+                    break
+                # collecting may empty the pipeline at once: the loop claims again before it ends
+                in_flight -= _collect(results, finished)
             infer.wait_all()
     finally:
         for _ in finishers:
