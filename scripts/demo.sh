@@ -13,6 +13,16 @@ for kind in shelves facades damage; do
     cp ".demo/generated/$kind/images/"*.jpg ".demo/inbox/$kind/"
   fi
 done
+if [ ! -f .demo/inbox/shelves/not-a-shelf.jpg ]; then
+  # a text page sent to the shelf model: the scene check refuses it (no detections, result.domain)
+  .venv/bin/python -c "
+import cv2, numpy as np
+page = np.full((720, 1280, 3), 238, np.uint8)
+for y in range(40, 720, 30):
+    cv2.putText(page, 'Minutes of the meeting, item %d: nothing on these pages is a shelf.' % (y // 30), (30, y),
+                cv2.FONT_HERSHEY_SIMPLEX, 0.8, (30, 30, 30), 2, cv2.LINE_AA)
+cv2.imwrite('.demo/inbox/shelves/not-a-shelf.jpg', page)"
+fi
 mode="--once"
 [ "${1:-}" = "--watch" ] && mode=""
 .venv/bin/edgecv --config scripts/demo.toml agent $mode
