@@ -225,5 +225,7 @@ def test_symlink_to_outside_made_while_running_is_quarantined(config, inbox, tmp
         reasons = list(config.quarantine_dir.glob("*.reason"))
         assert len(reasons) == 1
         assert "code: symlink_outside" in reasons[0].read_text()
-        assert len(agent.done_jobs()) == 1  # the marker only
+        # the marker is queued once ingested and done a moment later (a loaded run checked in between)
+        wait_until(lambda: len(agent.done_jobs()) == 1)  # the marker only
+        assert len(agent.done_jobs()) == 1
         assert (tmp_path / "stage" / "target.jpg").exists()  # the link's target is left alone
