@@ -117,6 +117,11 @@ class Config:
     domain_threshold: float | None = None
     # The price reader: the shipped CRNN ("price-rec"), or PP-OCR ("ppocr"; slower, a fallback)
     price_ocr: str = "price-rec"
+    # The product catalogue (edgecv.catalog): catalog/<SKU id>/*.jpg|png (+ sku.json). Shelf products are
+    # named by matching them against its reference images; a product like none of them is "unknown
+    # product". Unset: <data dir>/catalog. A catalogue with no SKU: products keep the detector's labels.
+    catalog: Path | None = None
+    catalog_threshold: float = 0.80  # similarity a product needs to be named (edgecv.catalog.matching)
     sync: SyncSettings = field(default_factory=SyncSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
@@ -133,6 +138,10 @@ class Config:
     @property
     def quarantine_dir(self) -> Path:
         return self.data_dir / "quarantine"
+
+    @property
+    def catalog_dir(self) -> Path:
+        return self.catalog if self.catalog is not None else self.data_dir / "catalog"
 
     @property
     def cache_dir(self) -> Path:
@@ -301,6 +310,8 @@ def load_config(
             cfg.data_dir = (path.parent / cfg.data_dir).resolve()
         if "inbox" in raw and cfg.inbox is not None and not cfg.inbox.is_absolute():
             cfg.inbox = (path.parent / cfg.inbox).resolve()
+        if "catalog" in raw and cfg.catalog is not None and not cfg.catalog.is_absolute():
+            cfg.catalog = (path.parent / cfg.catalog).resolve()
         cfg.planograms = {
             k: v if v.is_absolute() else (path.parent / v).resolve() for k, v in cfg.planograms.items()
         }
@@ -369,6 +380,8 @@ def validate(cfg: Config) -> None:
     if not (0 <= cfg.api.port < 65536):
         raise _invalid("api.port", cfg.api.port, "expected 0..65535 (0 = any free port)", str(cfg.api.port))
     cfg.api.allowed_hosts = [_allowed_host(name) for name in cfg.api.allowed_hosts]
+    if not 0.0 <= cfg.catalog_threshold <= 1.0:
+        raise _invalid("catalog_threshold", cfg.catalog_threshold, "expected a number in 0..1")
     if cfg.domain_threshold is not None and not 0.0 <= cfg.domain_threshold <= 1.0:
         raise _invalid("domain_threshold", cfg.domain_threshold, "expected a number in 0..1")
     for folder, path in cfg.planograms.items():

@@ -103,6 +103,16 @@ class WebhookVerificationError(EdgecvError):
     code = "webhook_invalid"
 
 
+class CatalogError(EdgecvError):
+    """A catalogue operation cannot be done as asked (bad SKU id, unusable image, malformed sku.json)."""
+
+    code = "catalog_invalid"
+
+
+class SkuNotFound(CatalogError):
+    code = "sku_not_found"
+
+
 class ApiError(EdgecvError):
     """An HTTP API answered with an error. ``status`` is the HTTP status, ``code`` the body's code."""
 

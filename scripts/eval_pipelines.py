@@ -31,6 +31,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from edgecv.catalog.folder import scan  # noqa: E402
 from edgecv.config import Config  # noqa: E402
 from edgecv.detections import Detections  # noqa: E402
 from edgecv.runtime.engines import Engines  # noqa: E402
@@ -136,9 +137,12 @@ def tag_band(height: float) -> str:
     return next(name for upper, name in TAG_BANDS if height < upper)
 
 
-def score_shelf(t: Tally, truth: dict, res: dict, res_noplan: dict) -> None:
+def score_shelf(t: Tally, truth: dict, res: dict, res_noplan: dict, names_of: dict | None = None) -> None:
+    """``names_of``: catalogue SKU id -> name, when a catalogue named the products (its outOfStock lists ids)."""
     preds = res["detections"]
     m = match(preds, truth["products"], "sku")
+    for i, _p in enumerate(truth["products"]):
+        t.add("named", i in m)  # found and named right (a catalogue's naming, or the detector's class)
     for i, p in enumerate(truth["products"]):
         got = m.get(i)
         t.add(
@@ -162,8 +166,14 @@ def score_shelf(t: Tally, truth: dict, res: dict, res_noplan: dict) -> None:
         tag_h = tag_height.get(run["runId"])
         if tag_h is not None:
             t.add(f"priceTag {tag_band(tag_h)}", good)
-    want, have = set(truth["summary"]["outOfStock"]), set(res["summary"]["outOfStock"])
-    for key, got in (("oos", have), ("oosNoPlan", set(res_noplan["summary"]["outOfStock"]))):
+        if names_of is not None and got and run.get("priceTag") is not None:
+            expected = got[0].get("expectedPrice")
+            if expected is not None and got[0].get("priceMatch") is not None:
+                truly = abs(float(run["priceTag"]) - expected) < 0.005
+                t.add("priceMatch", got[0]["priceMatch"] == truly)
+    rename = (lambda ids: {names_of.get(i, i) for i in ids}) if names_of is not None else set
+    want, have = set(truth["summary"]["outOfStock"]), rename(res["summary"]["outOfStock"])
+    for key, got in (("oos", have), ("oosNoPlan", rename(res_noplan["summary"]["outOfStock"]))):
         t.value(key + "_tp", len(want & got))
         t.value(key + "_fp", len(got - want))
         t.value(key + "_fn", len(want - got))
@@ -208,7 +218,9 @@ def evaluate(domain: str, args) -> None:
     labels = list(detector.package.labels) if detector else names
     options = dict(detector.package.pipeline_options) if detector else {}  # as the agent passes them
     pipeline = get_pipeline(PIPELINES[domain])
-    engines = Engines.from_config(Config())  # the readers the agent hands its pipelines
+    # the readers the agent hands its pipelines; with --catalog, shelf products are named by the catalogue
+    engines = Engines.from_config(Config(catalog=args.catalog or Path(tempfile.mkdtemp()) / "none"))
+    names_of = {sku.id: sku.name for sku in scan(args.catalog)[0]} if args.catalog else None
     tally, det_s, pipe_s = Tally(), [], []
     for truth in truths:
         image = cv2.imread(str(data / "images" / truth["image"]))
@@ -226,7 +238,7 @@ def evaluate(domain: str, args) -> None:
             no_plan = PipelineInput(
                 image, dets, labels, {}, {**options, "read_tag_names": True}, engines=engines
             )
-            score_shelf(tally, truth, res, pipeline(no_plan))
+            score_shelf(tally, truth, res, pipeline(no_plan), names_of)
         elif domain == "facades":
             score_facades(tally, truth, res)
         else:
@@ -236,6 +248,10 @@ def evaluate(domain: str, args) -> None:
     )
     if domain == "shelves":
         s = {k: sum(tally.sums.get(k, [0])) for k in tally.sums}
+        how = "catalogue" if args.catalog else "detector classes"
+        print(f"products found and named ({how}) {tally.pct('named')}")
+        if args.catalog:
+            print(f"priceMatch right (runs with a read tag) {tally.pct('priceMatch')}")
         print(f"facings exact (SKU runs)      {tally.pct('facings')}   target >= 95%")
         print(f"shelfPosition correct         {tally.pct('shelfPosition')}   target >= 98%")
         print(f"priceTag exact (tags)         {tally.pct('priceTag')}   target >= 95%")
@@ -294,6 +310,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=900000)
     ap.add_argument("--size", default="1280x720", help="generated image size WIDTHxHEIGHT")
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "edgecv-eval-data")
+    ap.add_argument("--catalog", type=Path, default=None, help="name shelf products from this catalogue folder")
     ap.add_argument("--models-dir", type=Path, default=None, help="extra model packages folder (e.g. models)")
     args = ap.parse_args(argv)
     for domain in args.domains.split(","):

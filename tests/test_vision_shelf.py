@@ -168,9 +168,17 @@ class _FakeText:
         return [" fanta "] * len(boxes)
 
 
+class _NoCatalog:
+    threshold = 0.8
+
+    def get(self):
+        return None  # a catalogue with no SKU: the detector's labels name the products
+
+
 class _Engines:
     prices = _Loaded(_FakePrices())
     text = _Loaded(_FakeText())
+    catalog = _Loaded(_NoCatalog())
 
 
 def test_prices_and_tag_names_come_from_the_engines_it_is_given(caplog):

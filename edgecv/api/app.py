@@ -24,12 +24,14 @@ from edgecv.api.state import ApiState, ModelsProvider, error_response
 from edgecv.config import ApiSettings, Config
 from edgecv.errors import (
     ApiError,
+    CatalogError,
     ConfigError,
     EdgecvError,
     JobNotFound,
     ModelNotFound,
     ObservationNotFound,
     RejectedFile,
+    SkuNotFound,
     StoreError,
     WebhookNotFound,
 )
@@ -43,6 +45,8 @@ _STATUS_FOR: list[tuple[type[EdgecvError], int]] = [
     (JobNotFound, 404),
     (ObservationNotFound, 404),
     (WebhookNotFound, 404),
+    (SkuNotFound, 404),
+    (CatalogError, 422),
     (ModelNotFound, 422),
     (RejectedFile, 422),
     (ConfigError, 422),

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
+from fastapi import Path as Path_
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -317,6 +318,159 @@ def list_models(st: Tenant) -> JSONResponse:
     for name in sorted(st.models()):
         info = st.models()[name].to_dict()
         data.append({k: v for k, v in info.items() if k not in _PRIVATE_MODEL_KEYS})
+    return JSONResponse({"data": data})
+
+
+# -- catalogue -----------------------------------------------------------------------------------------
+
+SKU_PATH = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$"
+MAX_CATALOG_FILES = 20
+_SKU_FIELDS = {"name": str, "currency": str, "gtin": str, "size": str, "expectedPrice": float, "heightMm": float}
+_CATALOG_UPLOAD_DOC = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "file": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "description": "Reference images (JPEG, PNG, WebP), repeat the part for several",
+                        },
+                        **{k: {"type": "number" if t is float else "string"} for k, t in _SKU_FIELDS.items()},
+                    },
+                }
+            }
+        },
+    }
+}
+_MATCH_DOC = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "description": "Product photos; one result per part, in order",
+                        },
+                        "top": {"type": "integer", "minimum": 1, "maximum": 100, "default": 5},
+                        "model": {"type": "string", "description": "Detector that finds the product"},
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+async def _catalog_form(st: ApiState, request: Request, fields: dict[str, type]) -> tuple[list, dict]:
+    """(files [(name, bytes)], field values) of a multipart catalogue request; ApiError on a bad one."""
+    content_type = request.headers.get("content-type", "")
+    if not content_type.lower().startswith("multipart/form-data"):
+        raise ApiError(
+            f"expected multipart/form-data with 'file' parts, got {content_type or 'no content type'!r}",
+            status=415,
+            code="unsupported_media_type",
+        )
+    max_part = st.config.api.max_upload_mb * 1024 * 1024
+    files, values = [], {}
+    async with request.form(max_files=MAX_CATALOG_FILES, max_fields=16, max_part_size=max_part) as form:
+        for key, value in form.multi_items():
+            if key == "file":
+                if not isinstance(value, UploadFile):
+                    raise ApiError("'file' parts must be files", status=422, code="invalid_request")
+                files.append((_safe_name(value.filename), await value.read()))
+            elif key in fields:
+                if not isinstance(value, str) or len(value) > 256:
+                    raise ApiError(f"{key} must be a text field of at most 256 characters", status=422, code="invalid_request")
+                typ = fields[key]
+                try:
+                    values[key] = typ(value)
+                except ValueError:
+                    raise ApiError(f"{key} must be a number, got {value!r}", status=422, code="invalid_request") from None
+                if typ is float and not (0 <= values[key] < 1e9):
+                    raise ApiError(f"{key} must be a non-negative number", status=422, code="invalid_request")
+    return files, values
+
+
+@tenant_router.get("/catalog", response_model=schemas.CatalogList)
+def get_catalog(st: Tenant) -> JSONResponse:
+    """The catalogue's SKUs (id, name, reference images, expected price …) and its version."""
+    from edgecv.catalog import service
+
+    index, skus = service.list_skus(st.config)
+    return JSONResponse({**index.describe(), "data": skus})
+
+
+@tenant_router.get("/catalog/check", response_model=schemas.CatalogCheck)
+def check_catalog(st: Tenant) -> JSONResponse:
+    """Unusable images, malformed sku.json, duplicates and SKUs that look alike."""
+    from edgecv.catalog import service
+
+    index, problems = service.check_catalog(st.config)
+    return JSONResponse({**index.describe(), "problems": [p.to_dict() for p in problems]})
+
+
+@tenant_router.get("/catalog/skus/{sku}", response_model=schemas.CatalogSku)
+def get_sku(st: Tenant, sku: Annotated[str, Path_(pattern=SKU_PATH)]) -> JSONResponse:
+    from edgecv.catalog import service
+
+    body = service.show_sku(st.config, sku)
+    body.pop("folder", None)
+    return JSONResponse(body)
+
+
+@tenant_router.post(
+    "/catalog/skus/{sku}/images",
+    status_code=201,
+    response_model=schemas.CatalogSku,
+    openapi_extra=_CATALOG_UPLOAD_DOC,
+    responses={413: _ERR, 415: _ERR},
+)
+async def add_sku_images(st: Tenant, sku: Annotated[str, Path_(pattern=SKU_PATH)], request: Request) -> JSONResponse:
+    """Add reference images to SKU (created when new) and/or set its details (multipart fields). A running
+    agent uses them within seconds."""
+    from edgecv.catalog import service
+
+    files, meta = await _catalog_form(st, request, _SKU_FIELDS)
+    entry = await run_in_threadpool(service.add_sku, st.config, sku, files, meta)
+    body = service.show_sku(st.config, entry.id)
+    body.pop("folder", None)
+    return JSONResponse(body, status_code=201)
+
+
+@tenant_router.delete("/catalog/skus/{sku}", status_code=204, response_class=Response)
+def delete_sku(st: Tenant, sku: Annotated[str, Path_(pattern=SKU_PATH)]) -> Response:
+    from edgecv.catalog import service
+
+    service.remove_sku(st.config, sku)
+    return Response(status_code=204)
+
+
+@tenant_router.post("/catalog/match", response_model=schemas.CatalogMatches, openapi_extra=_MATCH_DOC, responses={413: _ERR, 415: _ERR})
+async def match_catalog(st: Tenant, request: Request) -> JSONResponse:
+    """The catalogue SKUs most like the product in each photo, best first, or "unknown product"."""
+    from edgecv.catalog import service
+
+    files, values = await _catalog_form(st, request, {"top": int, "model": str})
+    if not files:
+        raise ApiError("at least one multipart part 'file' with a photo is required", status=422, code="file_missing")
+    top = values.get("top", 5)
+    if not 1 <= top <= 100:
+        raise ApiError("top must be 1..100", status=422, code="invalid_request")
+    model = values.get("model")
+    if model is not None:
+        _check_model(st, model)
+    data = await run_in_threadpool(
+        service.match_files, st.config, files, top=top, model=model, detectors=st.detector_pool()
+    )
     return JSONResponse({"data": data})
 
 

@@ -132,3 +132,53 @@ class WebhookList(BaseModel):
 class Health(BaseModel):
     status: str
     checks: dict[str, str] = {}
+
+
+class CatalogSku(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: str
+    name: str
+    images: list[str]
+    expectedPrice: float | None = None
+    currency: str | None = None
+
+
+class CatalogList(BaseModel):
+    version: str
+    skus: int
+    references: int
+    data: list[CatalogSku]
+
+
+class CatalogProblem(BaseModel):
+    sku: str | None
+    path: str | None
+    message: str
+    severity: Literal["error", "warning"]
+
+
+class CatalogCheck(BaseModel):
+    version: str
+    skus: int
+    references: int
+    problems: list[CatalogProblem]
+
+
+class CatalogCandidate(BaseModel):
+    sku: str
+    name: str
+    score: float
+
+
+class CatalogMatch(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    file: str
+    sku: str | None = None
+    name: str | None = None
+    score: float | None = None
+    candidates: list[CatalogCandidate] = []
+    error: ErrorDetail | None = None
+
+
+class CatalogMatches(BaseModel):
+    data: list[CatalogMatch]

@@ -33,8 +33,16 @@ class ApiState:
     models_provider: ModelsProvider
     budget: DiskBudget | None = None  # the agent's one disk-budget owner; None = uploads unlimited
     models_ttl_s: float = 5.0
+    detectors: Any = None  # a DetectorPool for `catalog/match` (the API's own, opened on first use)
     _models: dict[str, Any] = field(default_factory=dict)
     _models_at: float = -1e9
+
+    def detector_pool(self) -> Any:
+        if self.detectors is None:
+            from edgecv.work.pool import DetectorPool
+
+            self.detectors = DetectorPool(self.config)
+        return self.detectors
 
     def models(self) -> dict[str, Any]:
         """Installed model packages by name, re-scanned at most every ``models_ttl_s`` seconds."""

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from edgecv.catalog.index import LiveCatalog
 from edgecv.config import Config
 from edgecv.runtime.scene import SceneCheck
 from edgecv.runtime.text import PpocrPrices, PriceReader, TextReader
@@ -60,11 +61,13 @@ class Engines:
 
     ``prices``: the price on tag boxes (the shipped CRNN, or PP-OCR with ``price_ocr = "ppocr"``);
     ``text``: PP-OCR text lines (empty-slot tag names); ``scene``: how much an image looks like each
-    model's domain (``edgecv.runtime.scene``)."""
+    model's domain (``edgecv.runtime.scene``); ``catalog``: the product catalogue that names shelf products
+    (``edgecv.catalog``; its ``get()`` is None while the catalogue holds no SKU)."""
 
     prices: Engine[PriceReader | PpocrPrices]
     text: Engine[TextReader]
     scene: Engine[SceneCheck]
+    catalog: Engine[LiveCatalog]
 
     @classmethod
     def from_config(cls, config: Config) -> Engines:
@@ -75,7 +78,12 @@ class Engines:
             prices: Engine = Engine(lambda: PpocrPrices(text.get()))
         else:
             prices = Engine(PriceReader, PriceReader.on_lanes)
-        return cls(prices=prices, text=text, scene=Engine(SceneCheck))
+        catalog = Engine(
+            lambda: LiveCatalog(
+                config.catalog_dir, config.cache_dir, config.catalog_threshold, config.max_image_pixels
+            )
+        )
+        return cls(prices=prices, text=text, scene=Engine(SceneCheck), catalog=catalog)
 
     def for_lanes(self) -> Engines:
         """These engines for backlog lanes: each one's ``lanes`` engine (loaded once, shared by lanes)."""

@@ -49,6 +49,16 @@ class RegionReading(Protocol):
         ...
 
 
+class CatalogReading(Protocol):
+    threshold: float  # the similarity a product needs to be named
+
+    def get(self) -> Any:
+        """The current catalogue (``edgecv.catalog.index.CatalogIndex``: ``recognise(image, boxes,
+        threshold, confidence)``, ``skus``, ``by_id``, ``by_name``, ``describe()``), or None while it holds
+        no SKU."""
+        ...
+
+
 class PipelineEngines(Protocol):
     """What a pipeline may call besides the detector."""
 
@@ -57,6 +67,9 @@ class PipelineEngines(Protocol):
 
     @property
     def text(self) -> Engine[RegionReading]: ...
+
+    @property
+    def catalog(self) -> Engine[CatalogReading]: ...
 
 
 @dataclass
@@ -80,9 +93,10 @@ class PipelineInput:
 
 def needs_pixels(pipeline: str, options: dict[str, Any]) -> bool:
     """Whether pipeline ``pipeline`` reads the image's pixels (at original resolution): the shelf
-    pipeline's price-tag reader (unless ``ocr`` is off) and the damage pipeline's crack measurements."""
+    pipeline's price-tag reader (unless ``ocr`` is off) and catalogue recognition (``catalog``: the worker
+    sets it when the catalogue holds SKUs), and the damage pipeline's crack measurements."""
     if pipeline == "shelf":
-        return bool(options.get("ocr", True))
+        return bool(options.get("ocr", True) or options.get("catalog", False))
     return pipeline == "damage"
 
 

@@ -4,6 +4,11 @@ Definitions live in docs/results.md. In short: rows come from the products' bott
 a maximal left-to-right sequence of one SKU in a row, a run's price is read from the tag whose slot holds
 it, and compliance is scored against a planogram when one is given (sidecar ``planogram`` or
 ``options["planogram"]``), otherwise from the tags: the share of tagged slots with their product present.
+
+With a product catalogue (``edgecv.catalog``; ``engines.catalog`` holds at least one SKU) the detector's
+own class names are not used: every product box (one per product, class-agnostic) is named by matching its
+pixels against the catalogue's reference images; runs, ``uniqueSKUs``, planograms and ``outOfStock`` count
+catalogue SKU ids, and a run's tag price is compared with the SKU's ``expectedPrice``.
 """
 
 from __future__ import annotations
@@ -31,20 +36,42 @@ def run(inp: PipelineInput) -> dict:
     class_names = [label_of(inp.labels, c) for c in classes.tolist()]  # one look-up per class, not per box
     is_tag = np.array([n == tag_label for n in class_names], bool)[class_of.reshape(-1)]
     prod_idx, tag_idx = np.flatnonzero(~is_tag), np.flatnonzero(is_tag)
-    products, tags = det.xyxy[prod_idx], det.xyxy[tag_idx]
-    shelf = layout(products, det.class_id[prod_idx], tags)
-    prod_names = [class_names[k] for k in class_of.reshape(-1)[prod_idx].tolist()]
+    catalogue = _catalogue(inp)
+    tags = det.xyxy[tag_idx]
+    if catalogue is not None:
+        # one box per product (the detector's SKU guess no longer matters), each named by the catalogue
+        index, threshold = catalogue
+        rec = index.recognise(inp.image, det.xyxy[prod_idx], threshold, det.confidence[prod_idx])
+        prod_idx = prod_idx[rec.keep]
+        products = det.xyxy[prod_idx]
+        prod_names = rec.name
+        # what runs, planograms and uniqueSKUs count: the SKU id ("unknown product" for an unknown one)
+        keys = [sku if sku is not None else name for sku, name in zip(rec.sku, rec.name, strict=True)]
+        unknown = {name for sku, name in zip(rec.sku, rec.name, strict=True) if sku is None}
+        shelf = layout(products, rec.group, tags)
+        extra = [{"sku": sku, "recognitionScore": sc} for sku, sc in zip(rec.sku, rec.score, strict=True)]
+    else:
+        index, unknown = None, set()
+        products = det.xyxy[prod_idx]
+        prod_names = [class_names[k] for k in class_of.reshape(-1)[prod_idx].tolist()]
+        keys = prod_names
+        shelf = layout(products, det.class_id[prod_idx], tags)
+        extra = [{} for _ in prod_idx]
 
     read = inp.options.get("ocr", True) and inp.image is not None and inp.image.size > 0
     prices = _read_prices(inp, tags, shelf) if read else [None] * len(tags)
-    detections = _detections(inp, prod_idx, prod_names, shelf, prices)
+    price_check = _compare_prices(index, shelf, keys, prices, extra) if index is not None else None
+    detections = _detections(inp, prod_idx, prod_names, shelf, prices, extra)
 
     by_row = [Counter() for _ in range(shelf.row_count)]
-    for name, r in zip(prod_names, shelf.row_of_product.tolist(), strict=True):
-        by_row[r][name] += 1
+    for key, r in zip(keys, shelf.row_of_product.tolist(), strict=True):
+        by_row[r][key] += 1
     raw_plan = inp.options.get("planogram") or inp.metadata.get("planogram")
     if raw_plan:
-        score, out_of_stock = planogram.score(planogram.parse(raw_plan), by_row)
+        slots = planogram.parse(raw_plan)
+        if index is not None:  # a planogram may list catalogue names or ids; count ids
+            slots = [planogram.Slot(s.row, index.by_name.get(s.sku, s.sku), s.facings) for s in slots]
+        score, out_of_stock = planogram.score(slots, by_row)
         basis = "planogram"
     else:
         read_names = read and inp.options.get("read_tag_names", False)  # opt-in: PP-OCR, ~8 ms per tag
@@ -55,18 +82,68 @@ def run(inp: PipelineInput) -> dict:
         seen = set(prod_names)
         out_of_stock = sorted({s for s in empty_skus if s and s not in seen})
         basis = "priceTags"
+    summary = {
+        "totalProducts": len(prod_idx),
+        "uniqueSKUs": len(set(keys) - unknown),
+        "outOfStock": out_of_stock,
+        "complianceScore": score,
+        "complianceBasis": basis,
+        "shelfRows": shelf.row_count,
+        "priceTags": len(tag_idx),
+        "emptyTagSlots": len(shelf.empty_tags),
+    }
+    out = {"detections": detections, "summary": summary}
+    if index is not None:
+        summary["unknownProducts"] = sum(1 for k in keys if k in unknown)
+        summary.update(price_check or {})
+        out["catalog"] = index.describe()
+    return out
+
+
+def _catalogue(inp: PipelineInput):
+    """(CatalogIndex, threshold) when a catalogue with SKUs names the products, else None."""
+    if not inp.options.get("catalog", True) or inp.engines is None or inp.image is None or inp.image.size == 0:
+        return None
+    try:
+        live = inp.engines.catalog.get()
+        index = live.get()
+    except EdgecvError as exc:
+        log.warning("catalogue not used: %s", exc)
+        return None
+    return (index, live.threshold) if index is not None else None
+
+
+def _as_price(text: str | None) -> float | None:
+    try:
+        return float(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+def _compare_prices(index, shelf: ShelfLayout, keys: list[str], prices, extra: list[dict]) -> dict:
+    """Each run's tag price against its SKU's ``expectedPrice``: per-product ``expectedPrice`` and
+    ``priceMatch`` (None when the tag was not read), and the summary's ``priceCompliance`` (share of the runs
+    with both prices that match; None when none could be compared) and ``mispricedSKUs``."""
+    compared = matched = 0
+    mispriced: set[str] = set()
+    for run in shelf.runs:
+        key = keys[run.members[0]]
+        sku = index.skus[index.by_id[key]] if key in index.by_id else None
+        expected = sku.expected_price if sku is not None else None
+        if expected is None:
+            continue
+        read = _as_price(prices[run.tag]) if run.tag is not None else None
+        match = None if read is None else abs(read - expected) < 0.005
+        for m in run.members:
+            extra[m].update({"expectedPrice": expected, "priceMatch": match})
+        if match is not None:
+            compared += 1
+            matched += int(match)
+            if not match:
+                mispriced.add(key)
     return {
-        "detections": detections,
-        "summary": {
-            "totalProducts": len(prod_idx),
-            "uniqueSKUs": len(set(prod_names)),
-            "outOfStock": out_of_stock,
-            "complianceScore": score,
-            "complianceBasis": basis,
-            "shelfRows": shelf.row_count,
-            "priceTags": len(tag_idx),
-            "emptyTagSlots": len(shelf.empty_tags),
-        },
+        "priceCompliance": round(matched / compared, 4) if compared else None,
+        "mispricedSKUs": sorted(mispriced),
     }
 
 
@@ -109,9 +186,10 @@ def _empty_tag_skus(inp: PipelineInput, tags: np.ndarray, shelf: ShelfLayout) ->
 
 
 def _detections(
-    inp: PipelineInput, prod_idx: np.ndarray, names: list[str], shelf: ShelfLayout, prices
+    inp: PipelineInput, prod_idx: np.ndarray, names: list[str], shelf: ShelfLayout, prices, extra: list[dict]
 ) -> list[dict]:
-    """Product detections, top row first, each row left to right; ``names[m]`` is product m's label."""
+    """Product detections, top row first, each row left to right; ``names[m]`` is product m's label and
+    ``extra[m]`` its own attributes (catalogue SKU id, recognition score, price match)."""
     w, h = inp.image_size
     det = inp.detections
     order: list[int] = []
@@ -123,7 +201,7 @@ def _detections(
             "priceTag": prices[run.tag] if run.tag is not None else None,
         }
         order += run.members
-        attrs += [a] * len(run.members)
+        attrs += [{**a, **extra[m]} for m in run.members]
     if not order:
         return []
     rows = np.asarray(prod_idx)[order]

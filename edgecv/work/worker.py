@@ -199,7 +199,11 @@ class Worker:
         try:
             name = detector.package.pipeline
             pipeline = get_pipeline(name)
-            options = {**detector.package.pipeline_options, "read_tag_names": self.config.read_tag_names}
+            options = {
+                **detector.package.pipeline_options,
+                "read_tag_names": self.config.read_tag_names,
+                "catalog": name == "shelf" and self._catalogue_has_skus(engines or self.engines),
+            }
             image, size = self.pipeline_image(loaded, name, options)
             result = pipeline(
                 PipelineInput(
@@ -238,6 +242,15 @@ class Worker:
                 inference_ms,
             )
         return self._finished(finished)
+
+    @staticmethod
+    def _catalogue_has_skus(engines: Engines) -> bool:
+        """Whether shelf products are named by the catalogue (it then needs the full-size pixels)."""
+        try:
+            return engines.catalog.get().get() is not None
+        except EdgecvError as exc:
+            log.warning("catalogue not used: %s", exc)
+            return False
 
     def fail(self, job: Job, exc: BaseException) -> Job:
         """Record a failure with a stable code; a bug or runtime crash never takes the worker down."""
