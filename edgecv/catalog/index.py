@@ -99,7 +99,7 @@ def recognise(
 class CatalogIndex:
     root: Path
     skus: list[Sku]
-    emb: np.ndarray  # float32 [m, D]
+    emb: np.ndarray  # float32 [m, D] (the cache file holds them as float16)
     owner: np.ndarray  # int [m]: SKU index of each row
     source: list[tuple[int, int]]  # (SKU index, image index) of each row
     version: str
@@ -108,6 +108,7 @@ class CatalogIndex:
 
     def __post_init__(self) -> None:
         self.matcher = Matcher(self.emb, self.owner, len(self.skus))
+        self.emb = self.matcher.emb  # one copy: rows are already grouped by SKU
         self.by_id = {s.id: i for i, s in enumerate(self.skus)}
         self.by_name = {s.name: s.id for s in self.skus}
         self.height_mm = np.array([s.height_mm or np.nan for s in self.skus], np.float64)
