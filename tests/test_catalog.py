@@ -169,12 +169,13 @@ def test_look_alikes_in_two_sizes_are_told_apart_by_height(cat_config):
     assert rec.sku == ["sku-0", "short", "sku-1", "tall", "sku-2"]
 
 
-def test_match_uses_the_whole_photo_when_no_detector_is_given(cat_config):
+def test_match_uses_the_photo_itself_when_no_detector_is_given(cat_config):
     _fill(cat_config, 4)
     index = build(cat_config.catalog_dir)
     photo = cv2.copyMakeBorder(pack(2, 300), 20, 20, 30, 30, cv2.BORDER_CONSTANT, value=(235, 235, 235))
     out = match_image(photo, index, 0.8, detector=None, top=3)
-    assert out["sku"] == "sku-2" and out["source"] == "whole image" and len(out["candidates"]) == 3
+    assert out["sku"] == "sku-2" and len(out["candidates"]) == 3
+    assert out["source"] in ("whole image", "centre 70 %", "centre 50 %")
     assert out["candidates"][0]["score"] >= out["candidates"][1]["score"]
 
 

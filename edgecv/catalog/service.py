@@ -21,6 +21,7 @@ from edgecv.imageio import decode
 from edgecv.vision.common import label_of
 
 TAG_LABEL = "price-tag"
+CENTRE_CROPS = (0.7, 0.5)  # shares of the photo's width and height tried besides the whole photo
 
 
 def _index(config: Config) -> CatalogIndex:
@@ -90,8 +91,11 @@ def match_image(
     whole image are both tried and the better match is kept (a close-up of one pack fills the frame, and
     a shelf detector may see nothing in it); without one, the whole image."""
     h, w = image.shape[:2]
-    boxes = [np.array([0.0, 0.0, w, h])]
-    sources = ["whole image"]
+    # the whole photo and its centre (a pack held up to the camera fills the middle, not the corners)
+    boxes = [np.array([0.0, 0.0, w, h])] + [
+        np.array([w * (1 - f) / 2, h * (1 - f) / 2, w * (1 + f) / 2, h * (1 + f) / 2]) for f in CENTRE_CROPS
+    ]
+    sources = ["whole image"] + [f"centre {round(f * 100)} %" for f in CENTRE_CROPS]
     if detector is not None:
         det = detector.detect(image)
         labels = list(detector.package.labels)
