@@ -262,9 +262,7 @@ def check_database(config: Config) -> list[Check]:
     if health.integrity == "ok":
         out.append(
             Check(
-                "job log",
-                OK,
-                f"{path} integrity ok, {format_size(health.size_bytes)}, schema {health.user_version}",
+                "job log", OK, f"{path} integrity ok, {format_size(health.size_bytes)}, schema {health.user_version}"
             )
         )
     else:

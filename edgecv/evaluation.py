@@ -569,9 +569,7 @@ def false_detections(
     pkg, det = _open(package, backend, precision, None)
     rows = []
     for name, kind, img in images:
-        refused = (
-            scene is not None and pkg.domain is not None and not scene.verdict(img, pkg.domain).in_domain
-        )
+        refused = scene is not None and pkg.domain is not None and not scene.verdict(img, pkg.domain).in_domain
         d = Detections.empty() if refused else det.detect(img)
         top = [pkg.labels[c] for c in d.class_id[np.argsort(-d.confidence)][:3]]
         rows.append((name, kind, len(d), float(d.confidence.max()) if len(d) else 0.0, top, refused))
