@@ -89,7 +89,7 @@ def agent_document(base: dict[str, Any], config: Config, models: list[str]) -> d
         if isinstance(op, dict) and "operationId" in op
     }
     _security(doc, operations.values(), token=bool(config.api.token))
-    _examples(doc, operations, config.tenant_id, models)
+    _examples(doc, operations, config, models)
     for (operation_id, status), links in LINKS.items():
         response = operations.get(operation_id, {}).get("responses", {}).get(status)
         if response is not None:
@@ -114,7 +114,8 @@ def _security(doc: dict[str, Any], operations, *, token: bool) -> None:
             op["security"] = [{}, {SCHEME: []}]
 
 
-def _examples(doc: dict[str, Any], operations: dict[str, Any], tenant: str, models: list[str]) -> None:
+def _examples(doc: dict[str, Any], operations: dict[str, Any], config: Config, models: list[str]) -> None:
+    tenant = config.tenant_id
     for op in operations.values():
         for param in op.get("parameters", []):
             if param.get("in") == "path" and param.get("name") == "tenantId":
@@ -125,7 +126,7 @@ def _examples(doc: dict[str, Any], operations: dict[str, Any], tenant: str, mode
                 param["example"] = tenant
                 param["schema"]["examples"] = [tenant]
     schemas = doc.get("components", {}).get("schemas", {})
-    model = models[0] if models else None
+    model = config.default_model if config.default_model in models else (models[0] if models else None)
     upload = operations.get("createObservation", {}).get("requestBody", {}).get("content", {})
     form = upload.get("multipart/form-data")
     model_fields = [schemas.get("StartJob", {}).get("properties", {}).get("model")]
