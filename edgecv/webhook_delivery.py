@@ -192,7 +192,11 @@ class Dispatcher:
 
 
 def check_url(url: str) -> None:
-    """Raise ConfigError unless ``url`` is an absolute http(s) URL."""
-    parts = urlsplit(url)
+    """Raise ConfigError unless ``url`` is an absolute http(s) URL with a host and a valid port."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not 0..65535
+    except ValueError as exc:
+        raise ConfigError(f"webhook URL {url!r} cannot be parsed ({exc})") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"webhook URL must be an absolute http:// or https:// URL, got {url!r}")

@@ -143,6 +143,15 @@ def _validate_job(job: dict[str, Any]) -> None:
             raise ItemInvalid("invalid_result", f"result.detections[{n}].confidence: expected 0..1")
 
 
+def parse_limit(value: str | None) -> int:
+    """The ``limit`` query parameter: 1..1000, default 50. Raises ValueError naming the problem."""
+    if value is None:
+        return 50
+    if not value.isascii() or not value.isdigit() or not 1 <= int(value) <= 1000:
+        raise ValueError(f"limit: expected an integer from 1 to 1000, got {value!r}")
+    return int(value)
+
+
 # -- storage ---------------------------------------------------------------------------------------
 
 
@@ -236,6 +245,8 @@ class Upstream:
 
     def list_jobs(self, tenant: str, query: dict[str, str]) -> dict[str, Any]:
         """Newest job id first, keyset cursor = last job id of the previous page (as on the device)."""
+        if query.get("status") not in (None, "completed", "failed"):
+            raise ValueError(f"status: expected completed or failed, got {query['status']!r}")
         clauses, params = ["tenant = ?"], [tenant]
         for name, column in (("status", "status"), ("model", "model"), ("deviceId", "device_id")):
             if query.get(name):
@@ -244,7 +255,7 @@ class Upstream:
         if query.get("cursor"):
             clauses.append("job_id < ?")
             params.append(query["cursor"])
-        limit = max(1, min(int(query.get("limit") or 50), 1000))
+        limit = parse_limit(query.get("limit"))
         with self.lock:
             rows = self.conn.execute(
                 f"SELECT job FROM results WHERE {' AND '.join(clauses)} ORDER BY job_id DESC LIMIT ?",
@@ -376,6 +387,9 @@ class Settings:
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # headers and body leave in two writes; with Nagle on, a keep-alive client's delayed ACK holds the
+    # body back ~40 ms per request
+    disable_nagle_algorithm = True
     server: ReferenceHTTPServer
 
     def log_message(self, format: str, *args: Any) -> None:  # request line only, never headers
@@ -397,9 +411,16 @@ class Handler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self._dispatch("DELETE")
 
+    def __getattr__(self, name: str) -> Any:
+        """Any other method (OPTIONS, PATCH, TRACE, QUERY, …): 405 with Allow on an API path, 404
+        elsewhere, in the API's JSON shape (http.server would answer 501 in HTML)."""
+        if name.startswith("do_"):
+            return lambda: self._dispatch(name[3:])
+        raise AttributeError(name)
+
     def _dispatch(self, method: str) -> None:
         url = urlsplit(self.path)
-        path, query = url.path, {k: v[-1] for k, v in parse_qs(url.query).items()}
+        path, query = url.path, {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
         try:
             if path.startswith("/_admin/"):
                 return self._admin(method, path, query)
@@ -427,10 +448,24 @@ class Handler(BaseHTTPRequestHandler):
             ("GET", JOB_RE, self._get_job),
             ("GET", JOBS_RE, self._list_jobs),
         )
+        allowed = []
         for verb, pattern, handler in routes:
             match = pattern.match(path)
             if match and verb == method:
                 return handler(*match.groups(), body=body, query=query, fault=fault)
+            if match:
+                allowed.append(verb)
+        if allowed:
+            return self._json(
+                405,
+                {
+                    "error": {
+                        "code": "method_not_allowed",
+                        "message": f"{method} {path}: use {' or '.join(allowed)}",
+                    }
+                },
+                {"Allow": ", ".join(allowed)},
+            )
         self._json(404, {"error": {"code": "not_found", "message": f"no route for {method} {path}"}})
 
     def _read_body(self) -> bytes | None:
@@ -497,6 +532,11 @@ class Handler(BaseHTTPRequestHandler):
             items = doc["items"]
             if not isinstance(items, list) or not items:
                 raise ValueError("items must be a non-empty list")
+            for n, item in enumerate(items):
+                if not isinstance(item, dict) or not isinstance(item.get("idempotencyKey"), str):
+                    raise ValueError(f"items[{n}] is not an object with an idempotencyKey string")
+                if not item["idempotencyKey"]:
+                    raise ValueError(f"items[{n}].idempotencyKey is empty")
         except (ValueError, KeyError, TypeError) as exc:
             return self._json(
                 400, {"error": {"code": "invalid_batch", "message": f"expected {{'items': [...]}}: {exc}"}}

@@ -333,3 +333,22 @@ def test_unknown_path_is_a_json_404(api):
 def test_port_in_use_is_a_clear_error(config, store, api):
     with pytest.raises(ConfigError, match="port in use"):
         make_server(config, store, port=api.port).start(timeout_s=5)
+
+
+def test_405_allow_lists_every_method_of_the_path(api):
+    for path, allowed in (
+        ("/cv/jobs", "GET, POST"),
+        ("/webhooks", "GET, POST"),
+        ("/webhooks/wh_x", "GET, DELETE"),
+    ):
+        resp = requests.request("OPTIONS", url(api, path), timeout=5)
+        assert resp.status_code == 405 and resp.headers["allow"] == allowed
+        assert resp.json()["error"]["code"] == "method_not_allowed"
+    assert requests.put(f"{api.url}/metrics", timeout=5).headers["allow"] == "GET"
+
+
+def test_unknown_upload_field_and_bad_webhook_port_are_refused(api):
+    resp = upload(api, jpeg_bytes(), metdata="{}")
+    assert resp.status_code == 422 and "'metdata'" in resp.json()["error"]["message"]
+    resp = requests.post(url(api, "/webhooks"), json={"url": "http://hooks.example.com:99999/h"}, timeout=5)
+    assert resp.status_code == 422, resp.text

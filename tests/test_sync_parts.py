@@ -157,3 +157,29 @@ def test_disk_budget_drops_synced_then_downscales_then_refuses(tmp_path, server)
     budget.budget_bytes = 10 * 2**30
     assert budget.may_accept_image(50_000) == (True, None)
     store.close()
+
+
+def _request(url: str, method: str = "GET", body: bytes | None = None) -> tuple[int, dict, dict]:
+    req = urllib.request.Request(
+        url, data=body, method=method, headers={"Authorization": f"Bearer {API_KEY}"}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return resp.status, dict(resp.headers), json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as err:
+        return err.code, dict(err.headers), json.loads(err.read() or b"null")
+
+
+@pytest.mark.process
+def test_reference_server_refuses_what_its_contract_refuses(server):
+    base = f"{server.url}/v1/tenants/{TENANT}"
+    for query in ("status=queued", "status=", "limit=0", "limit=1001", "limit=x"):
+        status, _, body = _request(f"{base}/cv/jobs?{query}")
+        assert (status, body["error"]["code"]) == (400, "invalid_query"), query
+    status, headers, body = _request(f"{base}/sync/results", method="QUERY")
+    assert (status, headers["Allow"], body["error"]["code"]) == (405, "POST", "method_not_allowed")
+    status, headers, _ = _request(f"{base}/sync/images/{'0' * 64}", method="OPTIONS")
+    assert (status, headers["Allow"]) == (405, "HEAD, PUT")
+    for items in ([{"deviceId": "d"}], [{"idempotencyKey": ""}], [3]):
+        status, _, body = _request(f"{base}/sync/results", "POST", json.dumps({"items": items}).encode())
+        assert (status, body["error"]["code"]) == (400, "invalid_batch"), items

@@ -7,6 +7,7 @@ business rules. Every error leaves as ``{"error": {"code": "â€¦", "message": "â€
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -86,9 +87,30 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     codes = {404: "not_found", 405: "method_not_allowed", 400: "bad_request", 413: "too_large"}
     message = exc.detail if isinstance(exc.detail, str) else "request failed"
+    headers = exc.headers
     if exc.status_code == 404 and message == "Not Found":
         message = f"no such path {request.url.path}; the API is described at /openapi.json"
-    return error_response(exc.status_code, codes.get(exc.status_code, "http_error"), message, exc.headers)
+    if exc.status_code == 405:
+        allowed = _allowed_methods(request, (headers or {}).get("Allow"))
+        headers = {**(headers or {}), "Allow": ", ".join(allowed)}
+        message = f"{request.method} is not allowed on {request.url.path}; use {' or '.join(allowed)}"
+    return error_response(exc.status_code, codes.get(exc.status_code, "http_error"), message, headers)
+
+
+_METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _allowed_methods(request: Request, starlette_allow: str | None) -> list[str]:
+    """Every method the API serves on the request's path: FastAPI has one route per method, and
+    Starlette's 405 names only the methods of the first route whose path matched. The path templates
+    of the OpenAPI document are the public list of routes (``/openapi.json`` itself is not in it)."""
+    methods = {m.strip() for m in (starlette_allow or "").split(",") if m.strip() in _METHOD_ORDER}
+    path = request.url.path
+    for template, item in request.app.openapi().get("paths", {}).items():
+        pattern = "^" + re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(template)) + "$"
+        if re.match(pattern, path):
+            methods.update(m.upper() for m in item if m.upper() in _METHOD_ORDER)
+    return sorted(methods, key=_METHOD_ORDER.index)
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:

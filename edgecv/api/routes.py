@@ -18,6 +18,7 @@ from starlette.datastructures import UploadFile
 
 from edgecv.api import schemas
 from edgecv.api.auth import token_matches
+from edgecv.api.document import agent_document
 from edgecv.api.state import ApiState, error_response, state
 from edgecv.errors import ApiAuthError, ApiError, ApiNotFound, JobNotFound, ModelNotFound, ObservationNotFound
 from edgecv.signing import generate_secret
@@ -27,6 +28,7 @@ from edgecv.webhook_delivery import check_url
 log = logging.getLogger(__name__)
 
 JOB_ID = r"^job_[0-9A-HJKMNP-TV-Z]{26}$"
+UPLOAD_FIELDS = ("file", "metadata", "model")
 UPLOAD_TYPES = ("image/jpeg", "image/png", "image/bmp", "image/webp", "application/octet-stream")
 MAX_METADATA_BYTES = 64 * 1024
 MAX_METADATA_DEPTH = 32  # nested objects/arrays; deeper JSON would exhaust the parser's recursion
@@ -91,6 +93,7 @@ def _check_model(st: ApiState, model: str) -> None:
 
 @tenant_router.post(
     "/cv/jobs",
+    operation_id="startJob",
     status_code=201,
     response_model=schemas.JobOut,
     responses={200: {"model": schemas.JobOut}},
@@ -109,7 +112,7 @@ def start_job(st: Tenant, body: schemas.StartJob) -> JSONResponse:
     return JSONResponse(job.to_dict(), status_code=201 if created else 200)
 
 
-@tenant_router.get("/cv/jobs/{id}", response_model=schemas.JobOut)
+@tenant_router.get("/cv/jobs/{id}", operation_id="getJob", response_model=schemas.JobOut)
 def get_job(st: Tenant, id: str) -> JSONResponse:
     try:
         job = st.store.get_job(id)
@@ -118,7 +121,7 @@ def get_job(st: Tenant, id: str) -> JSONResponse:
     return JSONResponse(job.to_dict())
 
 
-@tenant_router.get("/cv/jobs", response_model=schemas.JobPage)
+@tenant_router.get("/cv/jobs", operation_id="listJobs", response_model=schemas.JobPage)
 def list_jobs(
     st: Tenant,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
@@ -145,6 +148,7 @@ _UPLOAD_DOC = {
                 "schema": {
                     "type": "object",
                     "required": ["file"],
+                    "additionalProperties": False,
                     "properties": {
                         "file": {
                             "type": "string",
@@ -220,6 +224,7 @@ def _parse_metadata(raw: Any) -> dict[str, Any]:
 
 @tenant_router.post(
     "/observations",
+    operation_id="createObservation",
     status_code=201,
     response_model=schemas.ObservationCreated,
     openapi_extra=_UPLOAD_DOC,
@@ -246,6 +251,13 @@ async def create_observation(st: Tenant, request: Request) -> JSONResponse:
         if not isinstance(upload, UploadFile):
             raise ApiError(
                 "multipart part 'file' with the image is required", status=422, code="file_missing"
+            )
+        unknown = sorted(set(form.keys()) - set(UPLOAD_FIELDS))
+        if unknown:
+            raise ApiError(
+                f"unknown form field(s) {', '.join(map(repr, unknown))}; send {', '.join(UPLOAD_FIELDS)}",
+                status=422,
+                code="invalid_request",
             )
         part_type = (upload.content_type or "application/octet-stream").split(";")[0].strip().lower()
         if part_type not in UPLOAD_TYPES:
@@ -287,13 +299,14 @@ def _observation(st: ApiState, id: str) -> Any:
         raise ObservationNotFound(f"observation {id!r} does not exist") from None
 
 
-@tenant_router.get("/observations/{id}", response_model=schemas.ObservationOut)
+@tenant_router.get("/observations/{id}", operation_id="getObservation", response_model=schemas.ObservationOut)
 def get_observation(st: Tenant, id: str) -> JSONResponse:
     return JSONResponse(_observation_dict(st, _observation(st, id)))
 
 
 @tenant_router.get(
     "/observations/{id}/image",
+    operation_id="getObservationImage",
     response_class=Response,
     responses={200: {"content": {"image/*": {}}, "description": "The image bytes as uploaded."}, 410: _ERR},
 )
@@ -311,7 +324,7 @@ def get_observation_image(st: Tenant, id: str) -> Response:
 _PRIVATE_MODEL_KEYS = ("path",)
 
 
-@tenant_router.get("/cv/models", response_model=schemas.ModelList)
+@tenant_router.get("/cv/models", operation_id="listModels", response_model=schemas.ModelList)
 def list_models(st: Tenant) -> JSONResponse:
     """The model packages installed on this device (name, version, description, use case, labels …)."""
     data = []
@@ -478,7 +491,11 @@ async def match_catalog(st: Tenant, request: Request) -> JSONResponse:
 
 
 @tenant_router.post(
-    "/webhooks", status_code=201, response_model=schemas.WebhookOut, dependencies=[Depends(require_json)]
+    "/webhooks",
+    operation_id="createWebhook",
+    status_code=201,
+    response_model=schemas.WebhookOut,
+    dependencies=[Depends(require_json)],
 )
 def create_webhook(st: Tenant, body: schemas.WebhookIn) -> JSONResponse:
     """Register an endpoint for job events. The response carries its ``whsec_`` secret, once."""
@@ -490,17 +507,19 @@ def create_webhook(st: Tenant, body: schemas.WebhookIn) -> JSONResponse:
     return JSONResponse(endpoint.to_dict(with_secret=True), status_code=201)
 
 
-@tenant_router.get("/webhooks", response_model=schemas.WebhookList)
+@tenant_router.get("/webhooks", operation_id="listWebhooks", response_model=schemas.WebhookList)
 def list_webhooks(st: Tenant) -> JSONResponse:
     return JSONResponse({"data": [e.to_dict() for e in webhook_sql.list_endpoints(st.store)]})
 
 
-@tenant_router.get("/webhooks/{id}", response_model=schemas.WebhookOut)
+@tenant_router.get("/webhooks/{id}", operation_id="getWebhook", response_model=schemas.WebhookOut)
 def get_webhook(st: Tenant, id: str) -> JSONResponse:
     return JSONResponse(webhook_sql.get_endpoint(st.store, id).to_dict())
 
 
-@tenant_router.delete("/webhooks/{id}", status_code=204, response_class=Response)
+@tenant_router.delete(
+    "/webhooks/{id}", operation_id="deleteWebhook", status_code=204, response_class=Response
+)
 def delete_webhook(st: Tenant, id: str) -> Response:
     webhook_sql.delete_endpoint(st.store, id)
     return Response(status_code=204)
@@ -509,13 +528,18 @@ def delete_webhook(st: Tenant, id: str) -> Response:
 # -- operations ----------------------------------------------------------------------------------------
 
 
-@ops_router.get("/healthz", response_model=schemas.Health)
+@ops_router.get("/healthz", operation_id="healthz", response_model=schemas.Health)
 def healthz() -> dict[str, Any]:
     """The process is up."""
     return {"status": "ok", "checks": {}}
 
 
-@ops_router.get("/readyz", response_model=schemas.Health, responses={503: {"model": schemas.Health}})
+@ops_router.get(
+    "/readyz",
+    operation_id="readyz",
+    response_model=schemas.Health,
+    responses={503: {"model": schemas.Health}},
+)
 def readyz(request: Request) -> JSONResponse:
     """The job log answers and has this build's schema."""
     from edgecv.store import schema_version
@@ -541,6 +565,7 @@ def readyz(request: Request) -> JSONResponse:
 
 @ops_router.get(
     "/metrics",
+    operation_id="metrics",
     response_class=Response,
     dependencies=[Depends(require_token)],
     responses={200: {"content": {"text/plain": {}}}, 401: _ERR},
@@ -554,7 +579,8 @@ def metrics(request: Request) -> Response:
 @ops_router.get("/openapi.json", include_in_schema=False, dependencies=[Depends(require_token)])
 def openapi_document(request: Request) -> JSONResponse:
     """The OpenAPI document; with an ``api.token`` it needs the token like the rest of the API."""
-    return JSONResponse(request.app.openapi())
+    st = state(request)
+    return JSONResponse(agent_document(request.app.openapi(), st.config, sorted(st.models())))
 
 
 def register(app: FastAPI) -> None:

@@ -11,6 +11,13 @@ JobStatus = Literal["queued", "processing", "completed", "failed"]
 EventName = Literal["job.completed", "job.failed"]
 
 ID_PATTERN = r"^[a-z]+_[0-9A-HJKMNP-TV-Z]{26}$"
+_PORT = r"(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4})"
+# what edgecv.webhook_delivery.check_url accepts, as a pattern a client or fuzzer can see: http(s), an
+# ASCII user part, a host name or IPv4 address (IPv6 literals are not accepted here), a port 0..65535
+WEBHOOK_URL_PATTERN = (
+    r"^[Hh][Tt][Tt][Pp][Ss]?://([A-Za-z0-9._~%!$&'()*+,;=:-]*@)?[A-Za-z0-9][A-Za-z0-9.-]*"
+    rf"(:{_PORT})?([/?#][^\s]*)?$"
+)
 
 
 class ErrorDetail(BaseModel):
@@ -111,7 +118,10 @@ class ModelList(BaseModel):
 class WebhookIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     url: str = Field(
-        min_length=8, max_length=2048, description="Absolute http(s) URL that receives the events."
+        min_length=8,
+        max_length=2048,
+        pattern=WEBHOOK_URL_PATTERN,
+        description="Absolute http(s) URL that receives the events.",
     )
     events: list[EventName] = Field(default=["job.completed", "job.failed"], min_length=1)
 
