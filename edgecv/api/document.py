@@ -7,7 +7,8 @@ knows, so that generated clients and contract fuzzers (schemathesis) reach the r
   for the upload and a webhook URL; ``model`` fields list the installed models (``enum``): the server
   refuses any other with ``422 model_not_found``.
 - **links**: how ids flow from one call to the next (upload → observation, image, start job → get job
-  → its observation; webhook created → get, delete). An upload's own ``job`` is null without ``model``,
+  → its observation; webhook created → get, delete; SKU images added → get, delete the SKU). An upload's
+  own ``job`` is null without ``model``,
   so the link to a job goes through ``startJob`` (which returns the same job for the same model).
 """
 
@@ -28,6 +29,13 @@ EXAMPLE_BMP = (
     + struct.pack("<IiiHHIIiiII", 40, 4, 4, 1, 24, 0, 48, 0, 0, 0, 0)
 ) + b"\x40" * 48
 EXAMPLE_WEBHOOK_URL = "https://hooks.example.com/edgecv"
+# A 16x16 grey BMP, also all ASCII: catalogue references must be 8 px or more on each side.
+EXAMPLE_BMP_16 = (
+    b"BM"
+    + struct.pack("<IHHI", 54 + 768, 0, 0, 54)
+    + struct.pack("<IiiHHIIiiII", 40, 16, 16, 1, 24, 0, 768, 0, 0, 0, 0)
+) + b"\x40" * 768
+EXAMPLE_SKU = "example-sku"
 
 
 def _link(operation_id: str, description: str, *, body: dict | None = None, **params: str) -> dict:
@@ -74,6 +82,13 @@ LINKS: dict[tuple[str, str], dict[str, Any]] = {
     },
     ("getWebhook", "200"): {
         "deleteWebhook": _link("deleteWebhook", "Remove it.", id="$response.body#/id"),
+    },
+    ("addSkuImages", "201"): {
+        "getSku": _link("getSku", "The SKU just added to.", sku="$response.body#/id"),
+        "deleteSku": _link("deleteSku", "Remove it.", sku="$response.body#/id"),
+    },
+    ("getSku", "200"): {
+        "deleteSku": _link("deleteSku", "Remove it.", sku="$response.body#/id"),
     },
 }
 
@@ -139,6 +154,34 @@ def _examples(doc: dict[str, Any], operations: dict[str, Any], config: Config, m
         )
         if models:
             field["enum"] = list(models)
+    for op in operations.values():
+        for param in op.get("parameters", []):
+            if param.get("in") == "path" and param.get("name") == "sku":
+                param["example"] = EXAMPLE_SKU
+    match = (
+        operations.get("matchCatalog", {})
+        .get("requestBody", {})
+        .get("content", {})
+        .get("multipart/form-data")
+    )
+    if match is not None:
+        field = match["schema"]["properties"]["model"]
+        field["description"] = "An installed detector (GET …/cv/models); default: the agent's default_model."
+        if models:
+            field["enum"] = list(models)
+        match["example"] = {"file": [EXAMPLE_BMP_16.decode("ascii")], "top": 3}
+    images = (
+        operations.get("addSkuImages", {})
+        .get("requestBody", {})
+        .get("content", {})
+        .get("multipart/form-data")
+    )
+    if images is not None:
+        images["example"] = {
+            "file": [EXAMPLE_BMP_16.decode("ascii")],
+            "name": "Example pack",
+            "expectedPrice": 1.25,
+        }
     if "WebhookIn" in schemas:
         schemas["WebhookIn"]["properties"]["url"]["examples"] = [EXAMPLE_WEBHOOK_URL]
     if form is not None:

@@ -338,7 +338,20 @@ def list_models(st: Tenant) -> JSONResponse:
 
 SKU_PATH = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$"
 MAX_CATALOG_FILES = 20
-_SKU_FIELDS = {"name": str, "currency": str, "gtin": str, "size": str, "expectedPrice": float, "heightMm": float}
+_SKU_FIELDS = {
+    "name": str,
+    "currency": str,
+    "gtin": str,
+    "size": str,
+    "expectedPrice": float,
+    "heightMm": float,
+}
+_FILES = {
+    "type": "array",
+    "items": {"type": "string", "format": "binary"},
+    "minItems": 1,
+    "maxItems": MAX_CATALOG_FILES,
+}
 _CATALOG_UPLOAD_DOC = {
     "requestBody": {
         "required": True,
@@ -346,13 +359,16 @@ _CATALOG_UPLOAD_DOC = {
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
+                    "required": ["file"],
+                    "additionalProperties": False,
                     "properties": {
-                        "file": {
-                            "type": "array",
-                            "items": {"type": "string", "format": "binary"},
-                            "description": "Reference images (JPEG, PNG, WebP), repeat the part for several",
+                        "file": {**_FILES, "description": "Reference images (JPEG, PNG, WebP; 8 px or more)"},
+                        **{
+                            k: {"type": "number", "minimum": 0, "maximum": 1e8}
+                            if t is float
+                            else {"type": "string", "maxLength": 256}
+                            for k, t in _SKU_FIELDS.items()
                         },
-                        **{k: {"type": "number" if t is float else "string"} for k, t in _SKU_FIELDS.items()},
                     },
                 }
             }
@@ -367,12 +383,9 @@ _MATCH_DOC = {
                 "schema": {
                     "type": "object",
                     "required": ["file"],
+                    "additionalProperties": False,
                     "properties": {
-                        "file": {
-                            "type": "array",
-                            "items": {"type": "string", "format": "binary"},
-                            "description": "Product photos; one result per part, in order",
-                        },
+                        "file": {**_FILES, "description": "Product photos; one result per part, in order"},
                         "top": {"type": "integer", "minimum": 1, "maximum": 100, "default": 5},
                         "model": {"type": "string", "description": "Detector that finds the product"},
                     },
@@ -395,6 +408,13 @@ async def _catalog_form(st: ApiState, request: Request, fields: dict[str, type])
     max_part = st.config.api.max_upload_mb * 1024 * 1024
     files, values = [], {}
     async with request.form(max_files=MAX_CATALOG_FILES, max_fields=16, max_part_size=max_part) as form:
+        unknown = sorted(set(form.keys()) - set(fields) - {"file"})
+        if unknown:
+            raise ApiError(
+                f"unknown form field(s) {', '.join(map(repr, unknown))}; send file, {', '.join(fields)}",
+                status=422,
+                code="invalid_request",
+            )
         for key, value in form.multi_items():
             if key == "file":
                 if not isinstance(value, UploadFile):
@@ -402,18 +422,24 @@ async def _catalog_form(st: ApiState, request: Request, fields: dict[str, type])
                 files.append((_safe_name(value.filename), await value.read()))
             elif key in fields:
                 if not isinstance(value, str) or len(value) > 256:
-                    raise ApiError(f"{key} must be a text field of at most 256 characters", status=422, code="invalid_request")
+                    raise ApiError(
+                        f"{key} must be a text field of at most 256 characters",
+                        status=422,
+                        code="invalid_request",
+                    )
                 typ = fields[key]
                 try:
                     values[key] = typ(value)
                 except ValueError:
-                    raise ApiError(f"{key} must be a number, got {value!r}", status=422, code="invalid_request") from None
-                if typ is float and not (0 <= values[key] < 1e9):
+                    raise ApiError(
+                        f"{key} must be a number, got {value!r}", status=422, code="invalid_request"
+                    ) from None
+                if typ is float and not (0 <= values[key] <= 1e8):
                     raise ApiError(f"{key} must be a non-negative number", status=422, code="invalid_request")
     return files, values
 
 
-@tenant_router.get("/catalog", response_model=schemas.CatalogList)
+@tenant_router.get("/catalog", operation_id="getCatalog", response_model=schemas.CatalogList)
 def get_catalog(st: Tenant) -> JSONResponse:
     """The catalogue's SKUs (id, name, reference images, expected price …) and its version."""
     from edgecv.catalog import service
@@ -422,7 +448,7 @@ def get_catalog(st: Tenant) -> JSONResponse:
     return JSONResponse({**index.describe(), "data": skus})
 
 
-@tenant_router.get("/catalog/check", response_model=schemas.CatalogCheck)
+@tenant_router.get("/catalog/check", operation_id="checkCatalog", response_model=schemas.CatalogCheck)
 def check_catalog(st: Tenant) -> JSONResponse:
     """Unusable images, malformed sku.json, duplicates and SKUs that look alike."""
     from edgecv.catalog import service
@@ -431,7 +457,7 @@ def check_catalog(st: Tenant) -> JSONResponse:
     return JSONResponse({**index.describe(), "problems": [p.to_dict() for p in problems]})
 
 
-@tenant_router.get("/catalog/skus/{sku}", response_model=schemas.CatalogSku)
+@tenant_router.get("/catalog/skus/{sku}", operation_id="getSku", response_model=schemas.CatalogSku)
 def get_sku(st: Tenant, sku: Annotated[str, Path_(pattern=SKU_PATH)]) -> JSONResponse:
     from edgecv.catalog import service
 
@@ -442,24 +468,35 @@ def get_sku(st: Tenant, sku: Annotated[str, Path_(pattern=SKU_PATH)]) -> JSONRes
 
 @tenant_router.post(
     "/catalog/skus/{sku}/images",
+    operation_id="addSkuImages",
     status_code=201,
     response_model=schemas.CatalogSku,
     openapi_extra=_CATALOG_UPLOAD_DOC,
     responses={413: _ERR, 415: _ERR},
 )
-async def add_sku_images(st: Tenant, sku: Annotated[str, Path_(pattern=SKU_PATH)], request: Request) -> JSONResponse:
+async def add_sku_images(
+    st: Tenant, sku: Annotated[str, Path_(pattern=SKU_PATH)], request: Request
+) -> JSONResponse:
     """Add reference images to SKU (created when new) and/or set its details (multipart fields). A running
     agent uses them within seconds."""
     from edgecv.catalog import service
 
     files, meta = await _catalog_form(st, request, _SKU_FIELDS)
+    if not files:
+        raise ApiError(
+            "at least one multipart part 'file' with a reference image is required",
+            status=422,
+            code="file_missing",
+        )
     entry = await run_in_threadpool(service.add_sku, st.config, sku, files, meta)
     body = service.show_sku(st.config, entry.id)
     body.pop("folder", None)
     return JSONResponse(body, status_code=201)
 
 
-@tenant_router.delete("/catalog/skus/{sku}", status_code=204, response_class=Response)
+@tenant_router.delete(
+    "/catalog/skus/{sku}", operation_id="deleteSku", status_code=204, response_class=Response
+)
 def delete_sku(st: Tenant, sku: Annotated[str, Path_(pattern=SKU_PATH)]) -> Response:
     from edgecv.catalog import service
 
@@ -467,14 +504,22 @@ def delete_sku(st: Tenant, sku: Annotated[str, Path_(pattern=SKU_PATH)]) -> Resp
     return Response(status_code=204)
 
 
-@tenant_router.post("/catalog/match", response_model=schemas.CatalogMatches, openapi_extra=_MATCH_DOC, responses={413: _ERR, 415: _ERR})
+@tenant_router.post(
+    "/catalog/match",
+    operation_id="matchCatalog",
+    response_model=schemas.CatalogMatches,
+    openapi_extra=_MATCH_DOC,
+    responses={413: _ERR, 415: _ERR},
+)
 async def match_catalog(st: Tenant, request: Request) -> JSONResponse:
     """The catalogue SKUs most like the product in each photo, best first, or "unknown product"."""
     from edgecv.catalog import service
 
     files, values = await _catalog_form(st, request, {"top": int, "model": str})
     if not files:
-        raise ApiError("at least one multipart part 'file' with a photo is required", status=422, code="file_missing")
+        raise ApiError(
+            "at least one multipart part 'file' with a photo is required", status=422, code="file_missing"
+        )
     top = values.get("top", 5)
     if not 1 <= top <= 100:
         raise ApiError("top must be 1..100", status=422, code="invalid_request")

@@ -2,7 +2,7 @@
 
     catalog/
       FZ-COLA-330/            # the SKU id: letters, digits, '.', '_', '-' (at most 64; not starting with '.')
-        front.jpg             # reference images: .jpg .jpeg .png .webp (pack shots or crops from shelf photos)
+        front.jpg             # reference images: .jpg .jpeg .png .webp .bmp (pack shots or crops from shelf photos)
         shelf-crop-1.png
         sku.json              # optional: {"name": ..., "gtin": ..., "expectedPrice": 0.89, "currency": "EUR",
                               #            "size": "330ml", any other keys}
@@ -24,8 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from edgecv.errors import CatalogError, SkuNotFound
+from edgecv.imageio import sniff
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
+SUFFIX_OF = {"image/jpeg": ".jpg", "image/png": ".png", "image/webp": ".webp", "image/bmp": ".bmp"}
 SKU_ID = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")
 META_FILE = "sku.json"
 
@@ -178,7 +180,7 @@ def scan(root: Path) -> tuple[list[Sku], list[Problem]]:
             else:
                 problems.append(
                     Problem(
-                        sku.id, f.path, "is not a reference image (.jpg .jpeg .png .webp); ignored", "warning"
+                        sku.id, f.path, "is not a reference image (.jpg .jpeg .png .webp .bmp); ignored", "warning"
                     )
                 )
         if not sku.images:
@@ -233,8 +235,11 @@ def add(root: Path, sku: str, images: list[tuple[str, bytes]], meta: dict[str, A
     for name, data in images:
         base = Path(name).name or "image.jpg"
         stem, suffix = Path(base).stem or "image", Path(base).suffix.lower()
-        if suffix not in IMAGE_SUFFIXES:
-            raise CatalogError(f"{name}: not a reference image (.jpg .jpeg .png .webp)")
+        sniffed = SUFFIX_OF.get(sniff(data) or "")
+        if sniffed is None:
+            raise CatalogError(f"{name}: not a reference image (JPEG, PNG, WebP or BMP)")
+        if suffix not in IMAGE_SUFFIXES:  # an upload named "blob" or "photo.heic.jpg?x": name it by its bytes
+            stem, suffix = Path(base).name or "image", sniffed
         target, n = folder / f"{stem}{suffix}", 1
         while target.exists():
             n += 1

@@ -130,12 +130,9 @@ def match_files(
     config: Config, files: list[tuple[str, bytes]], top: int = 5, model: str | None = None, detectors=None
 ) -> list[dict]:
     """``match_image`` for each (name, bytes), in order; an unreadable file gets an ``error`` entry and the
-    others still run. ``detectors``: a DetectorPool to take the shelf model from (None: open one)."""
+    others still run. ``detectors``: a DetectorPool to take the shelf model from (None: open one). With an
+    empty catalogue every photo is an unknown product with no candidates."""
     index = _index(config)
-    if not len(index):
-        raise CatalogError(
-            f"the catalogue at {config.catalog_dir} holds no SKU: add some with `edgecv catalog add SKU IMAGES...`"
-        )
     if detectors is None:
         from edgecv.work.pool import DetectorPool
 
