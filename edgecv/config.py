@@ -121,6 +121,10 @@ class Config:
     api: ApiSettings = field(default_factory=ApiSettings)
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
 
+    # The edgecv.toml this was read from (None: defaults, env and flags only). Not a dataclass field, so
+    # not a settable key.
+    source_file = None
+
     # Derived locations inside the data dir.
     @property
     def db_path(self) -> Path:
@@ -292,6 +296,7 @@ def load_config(
     path = find_config_file(config_file, environ)
     if path is not None:
         raw = read_toml(path)
+        cfg.source_file = path
         _check_unknown(raw, str(path))
         _apply(cfg, raw, f"{path}: ")
         for name in _SECTIONS:

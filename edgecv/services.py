@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from edgecv.config import Config
+from edgecv.paths import secure_data_dir
 from edgecv.store import Store
 from edgecv.threads import start_thread
 from edgecv.upstream.budget import DiskBudget
@@ -59,7 +60,10 @@ def build_services(
 ) -> Services:
     """The services ``config`` asks for, not started. ``relay`` needs ``sync.url`` (without it the
     relay is left out); the webhook dispatcher is built first, so that jobs finished from now on get
-    delivery rows. Raises ConfigError (PortInUse for a busy API port) when one cannot be built."""
+    delivery rows. Raises ConfigError (PortInUse for a busy API port) when one cannot be built.
+
+    First the data dir is made private again (modes loosened by hand or by a copy are tightened)."""
+    secure_data_dir(config.data_dir, skip=[config.inbox])
     if metrics is None:
         from edgecv.api.metrics import Metrics
 

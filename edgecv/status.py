@@ -122,7 +122,7 @@ def with_agent_settings(config: Config, state: Mapping[str, Any] | None) -> Conf
     if not settings:
         return config
     api = settings.get("api", {})
-    return dataclasses.replace(
+    merged = dataclasses.replace(
         config,
         inbox=None if settings.get("inbox") is None else Path(settings["inbox"]),
         default_model=settings.get("defaultModel", config.default_model),
@@ -140,6 +140,8 @@ def with_agent_settings(config: Config, state: Mapping[str, Any] | None) -> Conf
             port=api.get("port", config.api.port),
         ),
     )
+    merged.source_file = config.source_file
+    return merged
 
 
 def describe_agent(config: Config, state: Mapping[str, Any] | None) -> str:

@@ -210,7 +210,7 @@ def test_doctor_cli_lines_and_exit_status(config, tmp_path, models_root):
     assert result.exit_code == 1
     lines = result.output.splitlines()
     assert f"FAIL inbox: {tmp_path / 'missing-inbox'} does not exist" in lines
-    assert f"     fix: install -d -o edgecv -g edgecv -m 2775 {tmp_path / 'missing-inbox'}" in lines
+    assert f"     fix: install -d -o edgecv -g edgecv -m 2770 {tmp_path / 'missing-inbox'}" in lines
     assert all(line.startswith(("OK   ", "WARN ", "FAIL ", "     fix: ")) for line in lines)
     (tmp_path / "missing-inbox").mkdir()
     ok = invoke("--config", str(cfg_file), "doctor", "--skip", "models", "--json", env=env)
