@@ -83,6 +83,14 @@ class WebhookSettings:
 
 
 @dataclass
+class RetentionSettings:
+    # Spooled images / job results older than this many days are removed once synced upstream (never
+    # before). 0 = keep forever. A sweep runs in the agent at start and then daily.
+    images_days: int = 0
+    jobs_days: int = 0
+
+
+@dataclass
 class Config:
     data_dir: Path = field(default_factory=default_data_dir)
     inbox: Path | None = None
@@ -120,6 +128,7 @@ class Config:
     sync: SyncSettings = field(default_factory=SyncSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
 
     # The edgecv.toml this was read from (None: defaults, env and flags only). Not a dataclass field, so
     # not a settable key.
@@ -147,7 +156,12 @@ class Config:
         return self.data_dir / "models"
 
 
-_SECTIONS = {"sync": SyncSettings, "api": ApiSettings, "webhooks": WebhookSettings}
+_SECTIONS = {
+    "sync": SyncSettings,
+    "api": ApiSettings,
+    "webhooks": WebhookSettings,
+    "retention": RetentionSettings,
+}
 _MAPPINGS = {"folders", "planograms"}
 
 
@@ -371,6 +385,10 @@ def validate(cfg: Config) -> None:
             raise _invalid(key, getattr(cfg, key), "must be at least 1", str(getattr(cfg, key)))
     if cfg.sync.image_policy not in ("none", "thumbnail", "full"):
         raise _invalid("sync.image_policy", cfg.sync.image_policy, "expected none, thumbnail or full")
+    for key in ("images_days", "jobs_days"):
+        if getattr(cfg.retention, key) < 0:
+            value = getattr(cfg.retention, key)
+            raise _invalid(f"retention.{key}", value, "must be 0 (keep forever) or more days", str(value))
     if not (0 <= cfg.api.port < 65536):
         raise _invalid("api.port", cfg.api.port, "expected 0..65535 (0 = any free port)", str(cfg.api.port))
     cfg.api.allowed_hosts = [_allowed_host(name) for name in cfg.api.allowed_hosts]

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from edgecv.config import Config
 from edgecv.paths import secure_data_dir
+from edgecv.retention import RetentionSweeper
 from edgecv.store import Store
 from edgecv.threads import start_thread
 from edgecv.upstream.budget import DiskBudget
@@ -36,6 +37,7 @@ class Services:
     dispatcher: Dispatcher | None = None
     relay: Relay | None = None
     api: ApiServer | None = None
+    retention: RetentionSweeper | None = None
 
     def start_loops(self, stop_event: threading.Event) -> list[threading.Thread]:
         """Run webhook delivery and the relay on their threads until ``stop_event``; the API is
@@ -45,6 +47,8 @@ class Services:
             threads.append(start_thread("edgecv-webhooks", self.dispatcher.run_forever, stop_event))
         if self.relay is not None:
             threads.append(start_thread("edgecv-sync", self.relay.run_forever, stop_event))
+        if self.retention is not None:
+            threads.append(start_thread("edgecv-retention", self.retention.run_forever, stop_event))
         return threads
 
 
@@ -77,6 +81,9 @@ def build_services(
         from edgecv.upstream.relay import Relay
 
         services.relay = Relay.from_config(store, config, budget=services.budget)
+    sweeper = RetentionSweeper(store, config.data_dir, config.retention)
+    if relay and sweeper.enabled:  # with the relay: the process that syncs is the one that removes
+        services.retention = sweeper
     if api:
         from edgecv.api import make_server
 
