@@ -60,7 +60,7 @@ def test_every_admin_command_has_help(command):
 # -- config init / check -------------------------------------------------------------------------
 
 
-TABLES = ("sync", "api", "webhooks", "retention", "folders", "planograms")
+TABLES = ("sync", "api", "webhooks", "retention", "privacy", "folders", "planograms")
 
 
 def test_config_init_writes_a_template_that_validates_and_documents_every_key(tmp_path):
@@ -82,6 +82,7 @@ def test_config_init_writes_a_template_that_validates_and_documents_every_key(tm
         "api": cfg.api,
         "webhooks": cfg.webhooks,
         "retention": cfg.retention,
+        "privacy": cfg.privacy,
     }
     chunks = dict.fromkeys(sections, "")
     current = ""
