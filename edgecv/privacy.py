@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 MARGIN = 0.2  # each face box grows by this fraction of its size on every side (hair, ears, chin)
 BLUR_CELLS = 10  # a blurred face keeps about this many cells across: no features survive
 JPEG_QUALITY = 90
-HEADER = "X-Edgecv-Privacy"
+PRIVACY_HEADER = "X-Edgecv-Privacy"
 
 
 @dataclass(frozen=True)
@@ -41,10 +41,10 @@ class Outgoing:
     media_type: str
     report: dict[str, Any]
 
-    @property
-    def header(self) -> str:
-        """``X-Edgecv-Privacy`` value, e.g. ``faces=blur; found=2; detector=centerface``."""
-        return "; ".join(f"{k}={v}" for k, v in self.report.items())
+
+def privacy_header(report: dict[str, Any]) -> str:
+    """The ``X-Edgecv-Privacy`` value sent with an image, e.g. ``faces=blur; found=2; detector=centerface``."""
+    return "; ".join(f"{k}={v}" for k, v in sorted(report.items()))
 
 
 def policy(settings: PrivacySettings) -> dict[str, Any]:

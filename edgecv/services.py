@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from edgecv.config import Config
 from edgecv.paths import secure_data_dir
+from edgecv.privacy import PrivacyFilter
 from edgecv.retention import RetentionSweeper
 from edgecv.store import Store
 from edgecv.threads import start_thread
@@ -73,6 +74,7 @@ def build_services(
 
         metrics = Metrics(store)
     services = Services(metrics, budget or DiskBudget.from_config(store, config))
+    privacy = PrivacyFilter(config.privacy)  # one face model per process, opened when an image first leaves
     if webhooks:
         from edgecv.webhook_delivery import Dispatcher
 
@@ -80,12 +82,12 @@ def build_services(
     if relay and config.sync.url:
         from edgecv.upstream.relay import Relay
 
-        services.relay = Relay.from_config(store, config, budget=services.budget)
+        services.relay = Relay.from_config(store, config, budget=services.budget, privacy=privacy)
     sweeper = RetentionSweeper(store, config.data_dir, config.retention)
     if relay and sweeper.enabled:  # with the relay: the process that syncs is the one that removes
         services.retention = sweeper
     if api:
         from edgecv.api import make_server
 
-        services.api = make_server(config, store, metrics=metrics, budget=services.budget)
+        services.api = make_server(config, store, metrics=metrics, budget=services.budget, privacy=privacy)
     return services

@@ -23,6 +23,7 @@ import numpy as np
 
 from edgecv.errors import ModelPackageError
 from edgecv.runtime.backends import OnnxRuntimeBackend, OpenVinoBackend
+from edgecv.runtime.decode import nms
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,5 @@ def decode(out: np.ndarray, threshold: float, scale: float, width: int, height: 
     boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, width)
     boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, height)
     scores = heat[ys, xs].astype(np.float32)
-    xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1).astype(np.float64)
-    keep = np.asarray(cv2.dnn.NMSBoxes(xywh, scores, 0.0, 0.3), dtype=np.int64).reshape(-1)
+    keep = nms(boxes, scores, np.zeros(len(scores), np.int32), 0.3, agnostic=True)
     return np.concatenate([boxes[keep], scores[keep, None]], axis=1).astype(np.float32)
