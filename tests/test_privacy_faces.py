@@ -42,7 +42,9 @@ def _sharpness(image: np.ndarray, box) -> float:
     return float(cv2.Laplacian(gray, cv2.CV_64F).var())
 
 
-def test_the_shipped_detector_finds_the_face_and_nothing_on_a_plain_image(detector, photo):
+@pytest.mark.parametrize("backend", ["openvino", "onnx"])
+def test_the_shipped_detector_finds_the_face_and_nothing_on_a_plain_image(photo, backend):
+    detector = FaceDetector(backend=backend)
     image = cv2.imdecode(np.frombuffer(photo, np.uint8), cv2.IMREAD_COLOR)
     boxes = detector.detect(image)
     assert len(boxes) == 1
