@@ -44,7 +44,7 @@ GIL_SWITCH_S = 0.0005
 def data_dir_lock(data_dir: Path) -> Iterator[None]:
     """Exclusive, process-lifetime lock on the data dir (released by the kernel if we are killed)."""
     ensure_writable_dir(data_dir)
-    fd = os.open(data_dir / "agent.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(data_dir / "agent.lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -31,6 +31,7 @@ else:  # pragma: no cover
 
 CONFIG_ENV = "EDGECV_CONFIG"
 PRICE_READERS = ("price-rec", "ppocr")
+FACE_POLICIES = ("blur", "box", "off")
 DEFAULT_CONFIG_NAME = "edgecv.toml"
 
 
@@ -83,6 +84,24 @@ class WebhookSettings:
 
 
 @dataclass
+class PrivacySettings:
+    # Faces in images that leave the device (upstream image uploads, the image route for non-loopback
+    # API clients): "blur" (default), "box" (filled with a flat colour) or "off" (originals leave: only
+    # when you say so here). Detection results are always computed on the original, on the device.
+    faces: str = "blur"
+    face_threshold: float = 0.2  # face detector score from which a face is blurred (lower: more recall)
+    detect_px: int = 640  # the face detector sees the image with its longer side scaled down to this
+
+
+@dataclass
+class RetentionSettings:
+    # Spooled images / job results older than this many days are removed once synced upstream (never
+    # before). 0 = keep forever. A sweep runs in the agent at start and then daily.
+    images_days: int = 0
+    jobs_days: int = 0
+
+
+@dataclass
 class Config:
     data_dir: Path = field(default_factory=default_data_dir)
     inbox: Path | None = None
@@ -125,6 +144,12 @@ class Config:
     sync: SyncSettings = field(default_factory=SyncSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
+    privacy: PrivacySettings = field(default_factory=PrivacySettings)
+
+    # The edgecv.toml this was read from (None: defaults, env and flags only). Not a dataclass field, so
+    # not a settable key.
+    source_file = None
 
     # Derived locations inside the data dir.
     @property
@@ -152,7 +177,13 @@ class Config:
         return self.data_dir / "models"
 
 
-_SECTIONS = {"sync": SyncSettings, "api": ApiSettings, "webhooks": WebhookSettings}
+_SECTIONS = {
+    "sync": SyncSettings,
+    "api": ApiSettings,
+    "webhooks": WebhookSettings,
+    "retention": RetentionSettings,
+    "privacy": PrivacySettings,
+}
 _MAPPINGS = {"folders", "planograms"}
 
 
@@ -301,6 +332,7 @@ def load_config(
     path = find_config_file(config_file, environ)
     if path is not None:
         raw = read_toml(path)
+        cfg.source_file = path
         _check_unknown(raw, str(path))
         _apply(cfg, raw, f"{path}: ")
         for name in _SECTIONS:
@@ -377,6 +409,20 @@ def validate(cfg: Config) -> None:
             raise _invalid(key, getattr(cfg, key), "must be at least 1", str(getattr(cfg, key)))
     if cfg.sync.image_policy not in ("none", "thumbnail", "full"):
         raise _invalid("sync.image_policy", cfg.sync.image_policy, "expected none, thumbnail or full")
+    if cfg.privacy.faces not in FACE_POLICIES:
+        raise _invalid("privacy.faces", cfg.privacy.faces, "expected blur, box or off")
+    if not 0.0 < cfg.privacy.face_threshold < 1.0:
+        raise _invalid(
+            "privacy.face_threshold", cfg.privacy.face_threshold, "expected a number between 0 and 1"
+        )
+    if not 64 <= cfg.privacy.detect_px <= 4096:
+        raise _invalid(
+            "privacy.detect_px", cfg.privacy.detect_px, "expected 64..4096", str(cfg.privacy.detect_px)
+        )
+    for key in ("images_days", "jobs_days"):
+        if getattr(cfg.retention, key) < 0:
+            value = getattr(cfg.retention, key)
+            raise _invalid(f"retention.{key}", value, "must be 0 (keep forever) or more days", str(value))
     if not (0 <= cfg.api.port < 65536):
         raise _invalid("api.port", cfg.api.port, "expected 0..65535 (0 = any free port)", str(cfg.api.port))
     cfg.api.allowed_hosts = [_allowed_host(name) for name in cfg.api.allowed_hosts]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import stat
 import sys
 import tempfile
 from collections.abc import Callable, Iterable
@@ -20,6 +21,7 @@ from urllib.parse import quote
 
 from edgecv.config import Config
 from edgecv.errors import EdgecvError, SchemaTooNew
+from edgecv.paths import readable_by_others
 from edgecv.runtime.installed import installed_models, model_dirs, unknown_models
 from edgecv.runtime.package import MANIFEST_NAMES, load_package
 from edgecv.status import describe_agent, running_agent, with_agent_settings
@@ -210,6 +212,33 @@ def check_data_dir(config: Config) -> list[Check]:
     return [Check("data dir", OK, f"{data_dir} is writable")]
 
 
+def check_permissions(config: Config) -> list[Check]:
+    """FAIL for a data dir, job log or config file that other local users can read: the job log holds
+    webhook secrets and the config the upstream key."""
+    results = []
+    candidates = [
+        ("data dir", config.data_dir, "chmod 0700"),
+        ("job log", config.db_path, "chmod 0600"),
+        ("config file", config.source_file, "chmod 0600"),
+    ]
+    for what, path, fix in candidates:
+        if path is None or not Path(path).exists():
+            continue
+        if readable_by_others(Path(path)):
+            mode = stat.S_IMODE(Path(path).stat().st_mode)
+            results.append(
+                Check(
+                    "permissions",
+                    FAIL,
+                    f"{what} {path} is readable by other local users (mode {mode:04o})",
+                    f"{fix} {path} (0750/0640 with the service group also do); the agent also tightens its data dir at start",
+                )
+            )
+    if not results:
+        results.append(Check("permissions", OK, "data dir, job log and config file are private to this user"))
+    return results
+
+
 def check_disk(config: Config) -> list[Check]:
     where = _existing_parent(config.data_dir)
     free = shutil.disk_usage(where).free
@@ -262,7 +291,9 @@ def check_database(config: Config) -> list[Check]:
     if health.integrity == "ok":
         out.append(
             Check(
-                "job log", OK, f"{path} integrity ok, {format_size(health.size_bytes)}, schema {health.user_version}"
+                "job log",
+                OK,
+                f"{path} integrity ok, {format_size(health.size_bytes)}, schema {health.user_version}",
             )
         )
     else:
@@ -333,7 +364,7 @@ def check_inbox(config: Config) -> list[Check]:
         ]
     if not inbox.is_dir():
         return [
-            Check("inbox", FAIL, f"{inbox} does not exist", f"install -d -o edgecv -g edgecv -m 2775 {inbox}")
+            Check("inbox", FAIL, f"{inbox} does not exist", f"install -d -o edgecv -g edgecv -m 2770 {inbox}")
         ]
     if not os.access(inbox, os.R_OK | os.W_OK | os.X_OK):
         return [
@@ -341,7 +372,7 @@ def check_inbox(config: Config) -> list[Check]:
                 "inbox",
                 FAIL,
                 f"{inbox} is not readable and writable by this user (the agent moves files out of it)",
-                f"chown edgecv:edgecv {inbox} && chmod 2775 {inbox}",
+                f"chown edgecv:edgecv {inbox} && chmod 2770 {inbox}",
             )
         ]
     fstype = _mount_fstype(inbox)
@@ -477,6 +508,7 @@ CHECKS: dict[str, Callable[[Config], list[Check]]] = {
     "data-dir": check_data_dir,
     "disk": check_disk,
     "database": check_database,
+    "permissions": check_permissions,
     "inbox": check_inbox,
     "upstream": check_upstream,
     "clock": check_clock,

@@ -63,6 +63,12 @@ class InferenceError(EdgecvError):
     code = "inference_error"
 
 
+class PrivacyError(EdgecvError):
+    """An image could not be checked for faces (undecodable, the face model failed): it stays here."""
+
+    code = "privacy_check_failed"
+
+
 class PipelineError(EdgecvError):
     code = "pipeline_error"
 

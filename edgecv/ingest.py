@@ -26,6 +26,7 @@ from edgecv.config import Config
 from edgecv.errors import DiskBudgetExceeded, EdgecvError, ImageUnreadable, RejectedFile
 from edgecv.imageio import IMAGE_SUFFIXES, read_header
 from edgecv.logging_setup import log_name
+from edgecv.paths import tighten
 from edgecv.records import Job, Observation
 from edgecv.store import Store
 from edgecv.upstream.budget import DiskBudget
@@ -144,6 +145,8 @@ def spool_file(
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
+        else:
+            tighten(tmp)  # a link shares the inbox file's mode: the spool is private (if the file is ours)
         os.replace(tmp, dest)
     return rel.as_posix()
 
@@ -306,6 +309,7 @@ def quarantine(config: Config, path: Path, reason: str, code: str) -> Path:
         else:
             dest.write_bytes(path.read_bytes())
         path.unlink()
+    tighten(dest)  # a moved file keeps the uploader's mode; quarantine is as private as the spool
     dest.with_name(dest.name + ".reason").write_text(
         f"code: {code}\nfile: {log_name(path)}\nreason: {log_name(reason)}\n", encoding="utf-8"
     )

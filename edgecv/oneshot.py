@@ -10,6 +10,7 @@ from pathlib import Path
 from edgecv.config import Config
 from edgecv.errors import RejectedFile
 from edgecv.ingest import find_sidecar, ingest_bytes, read_sidecar
+from edgecv.paths import secure_data_dir
 from edgecv.records import Job
 from edgecv.store import Store
 from edgecv.upstream.budget import DiskBudget
@@ -49,6 +50,7 @@ def process_files(
     A file identical to one already processed returns the existing job. If another process (an
     agent on the same data dir) holds a job, this waits for it to finish.
     """
+    secure_data_dir(config.data_dir, skip=[config.inbox])
     worker = Worker(store, config, name="oneshot")
     budget = DiskBudget.from_config(store, config)
     outcomes: list[Job | Rejected] = []

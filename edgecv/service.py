@@ -12,6 +12,7 @@ Installing writes files only (under ``root``, ``/`` on a real device): it never 
 from __future__ import annotations
 
 import logging
+import os
 import pwd
 import shlex
 import sys
@@ -144,9 +145,13 @@ def write_config(path: Path, *, data_dir: Path = DATA_DIR, inbox: Path = INBOX, 
     path = Path(path)
     if path.exists() and not force:
         return False
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True)
+        path.parent.chmod(0o750)  # the service group reads the config; other users see nothing
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(config_text(data_dir, inbox), encoding="utf-8")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(config_text(data_dir, inbox))
     tmp.chmod(0o640)
     tmp.replace(path)
     return True
@@ -195,7 +200,10 @@ def install_service(
     unit_path.write_text(unit, encoding="utf-8")
     unit_path.chmod(0o644)
     created = write_config(config_file, data_dir=DATA_DIR, inbox=inbox)
-    _inside(root, inbox).mkdir(parents=True, exist_ok=True)
+    inbox_dir = _inside(root, inbox)
+    if not inbox_dir.exists():
+        inbox_dir.mkdir(parents=True)
+        inbox_dir.chmod(0o2770)  # uploaders in the service group drop images; other users see nothing
     log.info("wrote %s (ExecStart=%s)", log_name(unit_path), log_name(exec_start))
 
     report = InstallReport(unit_path, config_file, created, inbox)
@@ -209,8 +217,8 @@ def install_service(
             f"useradd --system --user-group --home-dir {DATA_DIR} --shell /usr/sbin/nologin {user}"
         )
     report.commands += [
-        f"install -d -o {user} -g {user} -m 2775 {shlex.quote(str(inbox))}",
-        f"chgrp {user} {CONFIG_PATH} && chmod 0640 {CONFIG_PATH}",
+        f"install -d -o {user} -g {user} -m 2770 {shlex.quote(str(inbox))}",
+        f"chgrp {user} {CONFIG_PATH.parent} {CONFIG_PATH} && chmod 0750 {CONFIG_PATH.parent} && chmod 0640 {CONFIG_PATH}",
         "systemctl daemon-reload",
         f"systemctl enable --now {SERVICE_NAME}",
         f"sudo -u {user} {CONFIG_ENV}={CONFIG_PATH} {shlex.quote(str(Path(python).absolute()))} -m edgecv doctor",

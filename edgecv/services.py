@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from edgecv.config import Config
+from edgecv.paths import secure_data_dir
+from edgecv.privacy import PrivacyFilter
+from edgecv.retention import RetentionSweeper
 from edgecv.store import Store
 from edgecv.threads import start_thread
 from edgecv.upstream.budget import DiskBudget
@@ -35,6 +38,7 @@ class Services:
     dispatcher: Dispatcher | None = None
     relay: Relay | None = None
     api: ApiServer | None = None
+    retention: RetentionSweeper | None = None
 
     def start_loops(self, stop_event: threading.Event) -> list[threading.Thread]:
         """Run webhook delivery and the relay on their threads until ``stop_event``; the API is
@@ -44,6 +48,8 @@ class Services:
             threads.append(start_thread("edgecv-webhooks", self.dispatcher.run_forever, stop_event))
         if self.relay is not None:
             threads.append(start_thread("edgecv-sync", self.relay.run_forever, stop_event))
+        if self.retention is not None:
+            threads.append(start_thread("edgecv-retention", self.retention.run_forever, stop_event))
         return threads
 
 
@@ -59,12 +65,16 @@ def build_services(
 ) -> Services:
     """The services ``config`` asks for, not started. ``relay`` needs ``sync.url`` (without it the
     relay is left out); the webhook dispatcher is built first, so that jobs finished from now on get
-    delivery rows. Raises ConfigError (PortInUse for a busy API port) when one cannot be built."""
+    delivery rows. Raises ConfigError (PortInUse for a busy API port) when one cannot be built.
+
+    First the data dir is made private again (modes loosened by hand or by a copy are tightened)."""
+    secure_data_dir(config.data_dir, skip=[config.inbox])
     if metrics is None:
         from edgecv.api.metrics import Metrics
 
         metrics = Metrics(store)
     services = Services(metrics, budget or DiskBudget.from_config(store, config))
+    privacy = PrivacyFilter(config.privacy)  # one face model per process, opened when an image first leaves
     if webhooks:
         from edgecv.webhook_delivery import Dispatcher
 
@@ -72,9 +82,12 @@ def build_services(
     if relay and config.sync.url:
         from edgecv.upstream.relay import Relay
 
-        services.relay = Relay.from_config(store, config, budget=services.budget)
+        services.relay = Relay.from_config(store, config, budget=services.budget, privacy=privacy)
+    sweeper = RetentionSweeper(store, config.data_dir, config.retention)
+    if relay and sweeper.enabled:  # with the relay: the process that syncs is the one that removes
+        services.retention = sweeper
     if api:
         from edgecv.api import make_server
 
-        services.api = make_server(config, store, metrics=metrics, budget=services.budget)
+        services.api = make_server(config, store, metrics=metrics, budget=services.budget, privacy=privacy)
     return services

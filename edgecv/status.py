@@ -23,6 +23,7 @@ from edgecv.config import Config
 from edgecv.records import Job, utc_now
 from edgecv.runtime.installed import installed_models
 from edgecv.store import readonly as db
+from edgecv.store import retention as retention_sql
 from edgecv.store import schema_version
 from edgecv.store.counts import jobs_by_status, outbox_by_state
 
@@ -122,7 +123,7 @@ def with_agent_settings(config: Config, state: Mapping[str, Any] | None) -> Conf
     if not settings:
         return config
     api = settings.get("api", {})
-    return dataclasses.replace(
+    merged = dataclasses.replace(
         config,
         inbox=None if settings.get("inbox") is None else Path(settings["inbox"]),
         default_model=settings.get("defaultModel", config.default_model),
@@ -140,6 +141,8 @@ def with_agent_settings(config: Config, state: Mapping[str, Any] | None) -> Conf
             port=api.get("port", config.api.port),
         ),
     )
+    merged.source_file = config.source_file
+    return merged
 
 
 def describe_agent(config: Config, state: Mapping[str, Any] | None) -> str:
@@ -263,6 +266,7 @@ def status_snapshot(config: Config) -> dict[str, Any]:
             lastCompleted=None,
             lastFailed=None,
             sync=_sync_without_db(config),
+            retention=_retention(config, None),
         )
         return snapshot
     with db.open_readonly(config.db_path) as store:
@@ -275,8 +279,17 @@ def status_snapshot(config: Config) -> dict[str, Any]:
             lastCompleted=_job_brief(db.last_job(store, "completed")),
             lastFailed=_job_brief(db.last_job(store, "failed")),
             sync=_sync(config, store),
+            retention=_retention(config, db.optional(retention_sql.last_sweep, store)),
         )
     return snapshot
+
+
+def _retention(config: Config, last: dict[str, Any] | None) -> dict[str, Any]:
+    return {
+        "imagesDays": config.retention.images_days,
+        "jobsDays": config.retention.jobs_days,
+        "lastSweep": last,
+    }
 
 
 def _sync_without_db(config: Config) -> dict[str, Any]:
@@ -290,6 +303,26 @@ def _sync_without_db(config: Config) -> dict[str, Any]:
         "backoffUntil": None,
         "backlog": {"pending": 0, "sent": 0, "parked": 0, "imagesPending": 0},
     }
+
+
+def _retention_line(retention: Mapping[str, Any]) -> str:
+    """The ``status`` line: the limits, then what the last sweep did."""
+    images_days, jobs_days, last = retention["imagesDays"], retention["jobsDays"], retention["lastSweep"]
+    if images_days <= 0 and jobs_days <= 0:
+        return "off (results kept; images kept until the disk budget needs room)"
+    limits = []
+    if images_days > 0:
+        limits.append(f"images {images_days} d")
+    if jobs_days > 0:
+        limits.append(f"results {jobs_days} d")
+    text = ", ".join(limits) + " once synced"
+    if last is None:
+        return text + "; no sweep yet (the agent sweeps at start, then daily)"
+    text += f"; last sweep {last['at']}: removed {last['imagesRemoved']} image(s), {last['jobsRemoved']} result(s)"
+    waiting = last.get("imagesWaiting", 0) + last.get("jobsWaiting", 0)
+    if waiting:
+        text += f"; {waiting} kept until synced"
+    return text
 
 
 def status_lines(snapshot: dict[str, Any]) -> list[str]:
@@ -336,6 +369,7 @@ def status_lines(snapshot: dict[str, Any]) -> list[str]:
     else:
         sync_line = f"disabled (no sync.url); {backlog['pending']} result(s) kept locally"
     lines.append(f"sync:       {sync_line}")
+    lines.append(f"retention:  {_retention_line(snapshot['retention'])}")
     loaded = agent.get("modelsLoaded", {}) if agent["running"] else {}
     if not snapshot["models"]:
         lines.append("models:     none installed")

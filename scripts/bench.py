@@ -57,6 +57,16 @@ def log(msg: str) -> None:
     print(msg, flush=True)
 
 
+def cpu_flags() -> str:
+    """The vector extensions that decide OpenVINO's speed here (every figure is read against them)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown"
+    found = set(re.findall(r"\b(avx512_vnni|avx512f|avx_vnni|amx_int8|avx2)\b", text))
+    return " ".join(sorted(found)) or "none of avx2/avx512"
+
+
 # -- inputs ------------------------------------------------------------------------------------------
 
 
@@ -432,9 +442,18 @@ def main() -> None:
         help="run only these parts (e.g. `--only memory --images 6`); the others are skipped",
     )
     ap.add_argument("--json", type=Path, help="also write the figures here")
+    ap.add_argument(
+        "--isa",
+        choices=["native", "avx2", "avx2_vnni", "avx512_core", "avx512_core_vnni"],
+        default="native",
+        help="cap oneDNN (OpenVINO's CPU kernels) at this instruction set: on an AVX-512 machine, "
+        "`--isa avx2` reproduces an AVX2-only box's model figures (docs/performance.md)",
+    )
     args = ap.parse_args()
     if args.only:
         args.skip = [p for p in parts if p not in args.only]
+    if args.isa != "native":  # read by oneDNN when it first dispatches; the agent subprocesses inherit it
+        os.environ["ONEDNN_MAX_CPU_ISA"] = args.isa.upper()
 
     cfg = load_config()
     package = find_package(cfg, args.model)
@@ -442,8 +461,17 @@ def main() -> None:
         package.pipeline, "shelves"
     )
     images = make_images(args.images, kind, args.cache)
-    figures: dict = {"model": args.model, "images": len(images), "cpus": len(os.sched_getaffinity(0))}
-    log(f"# edgecv bench: {args.model}, {len(images)} × {kind} JPEGs, {figures['cpus']} CPUs")
+    figures: dict = {
+        "model": args.model,
+        "images": len(images),
+        "cpus": len(os.sched_getaffinity(0)),
+        "cpu_flags": cpu_flags(),
+        "isa_cap": args.isa,
+    }
+    log(
+        f"# edgecv bench: {args.model}, {len(images)} × {kind} JPEGs, {figures['cpus']} CPUs; "
+        f"CPU flags: {figures['cpu_flags']}; oneDNN ISA cap: {args.isa}"
+    )
 
     try:
         int8_xml = package.model_path(package.weight_set("openvino", "int8"))

@@ -31,8 +31,8 @@ else
   "$venv/bin/python" -m pip install --quiet "$wheel"
 fi
 "$venv/bin/edgecv" service install --inbox "$inbox"
-install -d -o edgecv -g edgecv -m 2775 "$inbox"
-chgrp edgecv /etc/edgecv/edgecv.toml && chmod 0640 /etc/edgecv/edgecv.toml
+install -d -o edgecv -g edgecv -m 2770 "$inbox"
+chgrp edgecv /etc/edgecv /etc/edgecv/edgecv.toml && chmod 0750 /etc/edgecv && chmod 0640 /etc/edgecv/edgecv.toml
 systemctl daemon-reload
 systemctl enable --now edgecv
 sudo -u edgecv EDGECV_CONFIG=/etc/edgecv/edgecv.toml "$venv/bin/edgecv" doctor || true

@@ -63,6 +63,7 @@ CREATE TABLE IF NOT EXISTS images (
     size_bytes   INTEGER NOT NULL,
     data         BLOB NOT NULL,
     received_at  REAL NOT NULL,
+    privacy      TEXT,                           -- the X-Edgecv-Privacy header: what was done to faces
     PRIMARY KEY (tenant, sha256)
 );
 """
@@ -271,13 +272,15 @@ class Upstream:
             ).fetchone()
         return row is not None
 
-    def put_image(self, tenant: str, sha256: str, media_type: str, data: bytes) -> bool:
+    def put_image(
+        self, tenant: str, sha256: str, media_type: str, data: bytes, privacy: str | None = None
+    ) -> bool:
         """True when stored now, False when it was already there."""
         with self.lock:
             cur = self.conn.execute(
-                "INSERT OR IGNORE INTO images (tenant, sha256, media_type, size_bytes, data, received_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (tenant, sha256, media_type, len(data), data, time.time()),
+                "INSERT OR IGNORE INTO images (tenant, sha256, media_type, size_bytes, data, received_at, privacy)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (tenant, sha256, media_type, len(data), data, time.time(), privacy),
             )
         return cur.rowcount == 1
 
@@ -569,7 +572,8 @@ class Handler(BaseHTTPRequestHandler):
                 422, {"error": {"code": "hash_mismatch", "message": "body sha256 does not match the path"}}
             )
         media_type = self.headers.get("Content-Type") or "application/octet-stream"
-        created = self.server.upstream.put_image(tenant, sha256, media_type, body)
+        privacy = self.headers.get("X-Edgecv-Privacy")
+        created = self.server.upstream.put_image(tenant, sha256, media_type, body, privacy)
         if not self._after_commit(fault):
             self._json(
                 201 if created else 200, {"sha256": sha256, "status": "created" if created else "duplicate"}

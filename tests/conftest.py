@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,16 @@ from helpers.runtime import make_package, red_rectangle_image
 
 from edgecv.config import load_config
 from edgecv.store import Store
+
+
+@pytest.fixture(autouse=True)
+def _restore_umask():
+    """The CLI makes its process umask private (edgecv.paths.private_umask); CliRunner runs it in this
+    process, so put the umask back after each test."""
+    old = os.umask(0o022)
+    os.umask(old)
+    yield
+    os.umask(old)
 
 
 @pytest.fixture(scope="session")

@@ -60,6 +60,9 @@ def test_every_admin_command_has_help(command):
 # -- config init / check -------------------------------------------------------------------------
 
 
+TABLES = ("sync", "api", "webhooks", "retention", "privacy", "folders", "planograms")
+
+
 def test_config_init_writes_a_template_that_validates_and_documents_every_key(tmp_path):
     path = tmp_path / "edgecv.toml"
     result = invoke(
@@ -73,7 +76,14 @@ def test_config_init_writes_a_template_that_validates_and_documents_every_key(tm
         Config(), data_dir=tmp_path / "d", inbox=tmp_path / "in"
     )  # all defaults
     text = path.read_text()
-    sections = {"": Config, "sync": cfg.sync, "api": cfg.api, "webhooks": cfg.webhooks}
+    sections = {
+        "": Config,
+        "sync": cfg.sync,
+        "api": cfg.api,
+        "webhooks": cfg.webhooks,
+        "retention": cfg.retention,
+        "privacy": cfg.privacy,
+    }
     chunks = dict.fromkeys(sections, "")
     current = ""
     for line in text.splitlines():
@@ -84,7 +94,7 @@ def test_config_init_writes_a_template_that_validates_and_documents_every_key(tm
             chunks[current] += line + "\n"
     for section, obj in sections.items():
         for f in dataclasses.fields(obj):
-            if f.name in ("sync", "api", "webhooks", "folders", "planograms"):  # tables, checked by header
+            if f.name in TABLES:  # checked by their header
                 continue
             assert f"{f.name} = " in chunks[section], f"[{section or 'top'}] {f.name} is not in the template"
     assert "[folders]" in text and "[planograms]" in text
@@ -210,7 +220,7 @@ def test_doctor_cli_lines_and_exit_status(config, tmp_path, models_root):
     assert result.exit_code == 1
     lines = result.output.splitlines()
     assert f"FAIL inbox: {tmp_path / 'missing-inbox'} does not exist" in lines
-    assert f"     fix: install -d -o edgecv -g edgecv -m 2775 {tmp_path / 'missing-inbox'}" in lines
+    assert f"     fix: install -d -o edgecv -g edgecv -m 2770 {tmp_path / 'missing-inbox'}" in lines
     assert all(line.startswith(("OK   ", "WARN ", "FAIL ", "     fix: ")) for line in lines)
     (tmp_path / "missing-inbox").mkdir()
     ok = invoke("--config", str(cfg_file), "doctor", "--skip", "models", "--json", env=env)

@@ -36,6 +36,7 @@ from edgecv.errors import (
     StoreError,
     WebhookNotFound,
 )
+from edgecv.privacy import PrivacyFilter
 from edgecv.store import Store
 from edgecv.upstream.budget import DiskBudget
 
@@ -222,6 +223,7 @@ def create_app(
     metrics: Metrics | None = None,
     models: ModelsProvider | None = None,
     budget: DiskBudget | None = None,
+    privacy: PrivacyFilter | None = None,
 ) -> FastAPI:
     """The ASGI app for ``config``'s tenant over ``store``. ``models`` lists installed packages
     (default: :func:`edgecv.runtime.installed.installed_models`); uploads ask ``budget`` (the agent's disk
@@ -244,7 +246,7 @@ def create_app(
         docs_url=None,  # Swagger UI loads its assets from a CDN: a blank page on an offline device
         openapi_url=None,  # served by routes.openapi_document, behind the token when one is set
     )
-    app.state.edgecv = ApiState(config, store, metrics, models, budget)
+    app.state.edgecv = ApiState(config, store, metrics, models, budget, privacy)
     app.add_exception_handler(EdgecvError, _edgecv_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -17,10 +17,19 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.datastructures import UploadFile
 
 from edgecv.api import schemas
-from edgecv.api.auth import token_matches
+from edgecv.api.auth import is_loopback, token_matches
 from edgecv.api.document import agent_document
 from edgecv.api.state import ApiState, error_response, state
-from edgecv.errors import ApiAuthError, ApiError, ApiNotFound, JobNotFound, ModelNotFound, ObservationNotFound
+from edgecv.errors import (
+    ApiAuthError,
+    ApiError,
+    ApiNotFound,
+    JobNotFound,
+    ModelNotFound,
+    ObservationNotFound,
+    PrivacyError,
+)
+from edgecv.privacy import PRIVACY_HEADER, privacy_header
 from edgecv.signing import generate_secret
 from edgecv.store import webhooks as webhook_sql
 from edgecv.webhook_delivery import check_url
@@ -308,15 +317,34 @@ def get_observation(st: Tenant, id: str) -> JSONResponse:
     "/observations/{id}/image",
     operation_id="getObservationImage",
     response_class=Response,
-    responses={200: {"content": {"image/*": {}}, "description": "The image bytes as uploaded."}, 410: _ERR},
+    responses={
+        200: {
+            "content": {"image/*": {}},
+            "description": "The image bytes as uploaded to a client on this machine; to any other client with "
+            "faces blurred (or blocked out) per [privacy] faces, re-encoded. The X-Edgecv-Privacy header says "
+            "which, e.g. `detector=centerface; faces=blur; found=1`.",
+        },
+        403: _ERR,
+        410: _ERR,
+    },
 )
-def get_observation_image(st: Tenant, id: str) -> Response:
+def get_observation_image(st: Tenant, id: str, request: Request) -> Response:
     observation = _observation(st, id)
     spool = st.config.spool_dir.resolve()
     path = (st.config.data_dir / observation.spool_path).resolve()
     if not path.is_relative_to(spool) or not path.is_file():
         return error_response(410, "image_gone", f"the image of {id} is no longer in the spool (retention)")
-    return FileResponse(Path(path), media_type=observation.media_type)
+    client = request.client.host if request.client is not None else ""
+    if is_loopback(client) or not st.privacy.active:
+        report = {"faces": "off"} if not st.privacy.active else {"client": "loopback", "faces": "original"}
+        return FileResponse(
+            Path(path), media_type=observation.media_type, headers={PRIVACY_HEADER: privacy_header(report)}
+        )
+    try:
+        out = st.privacy.outgoing(path.read_bytes(), observation.media_type)
+    except PrivacyError as exc:
+        return error_response(403, exc.code, f"the image of {id} is not served to remote clients: {exc}")
+    return Response(out.data, media_type=out.media_type, headers={PRIVACY_HEADER: privacy_header(out.report)})
 
 
 # -- models --------------------------------------------------------------------------------------------

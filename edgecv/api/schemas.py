@@ -53,11 +53,18 @@ class DomainCheck(BaseModel):
     inDomain: bool
 
 
+class ImagePrivacy(BaseModel):
+    """How the job's image leaves the device (``[privacy] faces``); detections used the original."""
+
+    faces: Literal["blur", "box", "off"]
+
+
 class JobResult(BaseModel):
     model_config = ConfigDict(extra="allow")
     detections: list[Detection]
     summary: dict[str, Any]
     domain: DomainCheck | None = None
+    privacy: ImagePrivacy | None = None
 
 
 class JobOut(BaseModel):

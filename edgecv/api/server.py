@@ -19,6 +19,7 @@ from edgecv.api.metrics import Metrics
 from edgecv.api.state import ModelsProvider
 from edgecv.config import Config
 from edgecv.errors import ConfigError, PortInUse
+from edgecv.privacy import PrivacyFilter
 from edgecv.store import Store
 from edgecv.threads import start_thread
 from edgecv.upstream.budget import DiskBudget
@@ -170,6 +171,7 @@ def make_server(
     host: str | None = None,
     port: int | None = None,
     budget: DiskBudget | None = None,
+    privacy: PrivacyFilter | None = None,
 ) -> ApiServer:
     """The local API for ``config`` over ``store``. Raises ConfigError for a non-loopback bind without
     an ``api.token``. ``host``/``port`` override ``config.api`` (port 0 = any free port)."""
@@ -178,5 +180,5 @@ def make_server(
     settings = type(config.api)(**{**config.api.__dict__, "host": host, "port": port})
     check_bind(settings)
     check_port_free(host, port)
-    app = create_app(config, store, metrics=metrics, models=models, budget=budget)
+    app = create_app(config, store, metrics=metrics, models=models, budget=budget, privacy=privacy)
     return ApiServer(config, app, host=host, port=port)

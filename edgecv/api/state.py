@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 
 from edgecv.api.metrics import Metrics
 from edgecv.config import Config
+from edgecv.privacy import PrivacyFilter
 from edgecv.store import Store
 from edgecv.upstream.budget import DiskBudget
 
@@ -32,10 +33,15 @@ class ApiState:
     metrics: Metrics
     models_provider: ModelsProvider
     budget: DiskBudget | None = None  # the agent's one disk-budget owner; None = uploads unlimited
+    privacy: PrivacyFilter | None = None  # faces in images served to remote clients (default: config's)
     models_ttl_s: float = 5.0
     detectors: Any = None  # a DetectorPool for `catalog/match` (the API's own, opened on first use)
     _models: dict[str, Any] = field(default_factory=dict)
     _models_at: float = -1e9
+
+    def __post_init__(self) -> None:
+        if self.privacy is None:
+            self.privacy = PrivacyFilter(self.config.privacy)
 
     def detector_pool(self) -> Any:
         if self.detectors is None:

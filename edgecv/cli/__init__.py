@@ -15,6 +15,7 @@ from edgecv import __version__
 from edgecv.config import Config, load_config
 from edgecv.errors import EdgecvError
 from edgecv.logging_setup import LOG_FORMATS, configure_logging, register_secrets
+from edgecv.paths import private_umask
 
 COMMAND_MODULES = ("jobs", "models", "catalog", "run", "agent", "sync", "serve", "admin")
 
@@ -92,6 +93,7 @@ def main(
     log_format: str,
 ) -> None:
     """edgecv: the CV Jobs API on edge hardware."""
+    private_umask()  # what edgecv writes (job log, spool, quarantine, caches) is for this user only
     ctx.obj = AppContext(config_file, {"data_dir": data_dir, "log_level": log_level})
     configure_logging((log_level or "INFO").upper(), log_format)
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from edgecv.errors import JobNotFound, ObservationNotFound, SchemaTooNew, StoreError
 from edgecv.ids import new_id
-from edgecv.paths import ensure_writable_dir
+from edgecv.paths import create_private_file, ensure_writable_dir, secure_paths
 from edgecv.records import JOB_STATUSES, Job, Observation, utc_now
 from edgecv.store import outbox
 from edgecv.store import webhooks as webhook_sql
@@ -98,7 +98,17 @@ class Store:
         self._write_lock = threading.RLock()
         self.on_job_queued: Callable[[Job], None] | None = None  # called after the commit that queues a job
         ensure_writable_dir(self.path.parent)
+        create_private_file(self.path)  # webhook secrets live here: never readable by other local users
         self._migrate()
+        secure_paths([self.path.parent, *self.files()], self.path.parent)
+
+    def files(self) -> list[Path]:
+        """The job log's files on disk: the database and its WAL and shared-memory files."""
+        return [
+            self.path,
+            self.path.with_name(self.path.name + "-wal"),
+            self.path.with_name(self.path.name + "-shm"),
+        ]
 
     # -- connections and transactions ---------------------------------------------------------
 

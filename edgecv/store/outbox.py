@@ -8,6 +8,7 @@ deleted before an acknowledgement; retention deletes only ``sent`` rows.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -239,16 +240,32 @@ def pending_images(store: Store, limit: int) -> list[ImageUpload]:
 
 
 def mark_image(
-    store: Store, observation_id: str, state: str, *, sha256: str | None, error: str | None
+    store: Store,
+    observation_id: str,
+    state: str,
+    *,
+    sha256: str | None,
+    error: str | None,
+    privacy: dict[str, Any] | None = None,
 ) -> None:
-    """``sent`` (with the hash of the bytes the server holds), ``missing`` (file gone) or a failed try
-    (state ``pending``, attempts + 1)."""
+    """``sent`` (with the hash of the bytes the server holds, and what the privacy filter did to them),
+    ``missing`` (file gone, or it could not be checked for faces) or a failed try (state ``pending``,
+    attempts + 1)."""
     with store.transaction() as conn:
         conn.execute(
             "UPDATE sync_images SET state = ?, sha256 = COALESCE(?, sha256), last_error = ?,"
-            " attempts = attempts + ?, sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END"
-            " WHERE observation_id = ?",
-            (state, sha256, error, 1 if state == "pending" else 0, state, utc_now(), observation_id),
+            " attempts = attempts + ?, sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END,"
+            " privacy = COALESCE(?, privacy) WHERE observation_id = ?",
+            (
+                state,
+                sha256,
+                error,
+                1 if state == "pending" else 0,
+                state,
+                utc_now(),
+                None if privacy is None else json.dumps(privacy, sort_keys=True),
+                observation_id,
+            ),
         )
 
 

@@ -90,8 +90,7 @@ class DiskBudget:
         return self.last_used
 
     def _db_files(self) -> list[Path]:
-        path = self.store.path
-        return [path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")]
+        return self.store.files()
 
     def may_accept_image(self, size_bytes: int = 0) -> tuple[bool, str | None]:
         """May ingest accept a new image of ``size_bytes``? ``(True, None)`` or ``(False, reason)``.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 
 def downscale_file(path: Path, factor: float = 0.5) -> tuple[int, int]:
@@ -33,20 +34,30 @@ def downscale_file(path: Path, factor: float = 0.5) -> tuple[int, int]:
     return before, len(encoded)
 
 
-def image_bytes(path: Path, variant: str, media_type: str, max_px: int) -> tuple[bytes | None, str]:
-    """The bytes to upload for a spooled image: the file itself, or a JPEG thumbnail; None if gone."""
+def image_bytes(
+    path: Path, variant: str, media_type: str, max_px: int, privacy: Any = None
+) -> tuple[bytes | None, str, dict[str, Any] | None]:
+    """The bytes to upload for a spooled image: the file itself, or a JPEG thumbnail; None if gone.
+
+    ``privacy`` (an :class:`edgecv.privacy.PrivacyFilter`) runs on the full image first, so a small face
+    is found before a thumbnail shrinks it; its report comes back third (None without a filter). It
+    raises PrivacyError for an image it cannot check: that image is not uploaded."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        return None, media_type
+        return None, media_type, None
+    report = None
+    if privacy is not None:
+        outgoing = privacy.outgoing(data, media_type)
+        data, media_type, report = outgoing.data, outgoing.media_type, outgoing.report
     if variant == "full":
-        return data, media_type
+        return data, media_type, report
     import cv2
     import numpy as np
 
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
-        return data, media_type
+        return data, media_type, report
     h, w = image.shape[:2]
     scale = min(1.0, max_px / max(h, w))
     if scale < 1.0:
@@ -54,4 +65,4 @@ def image_bytes(path: Path, variant: str, media_type: str, max_px: int) -> tuple
             image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA
         )
     ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 85])
-    return (encoded.tobytes(), "image/jpeg") if ok else (data, media_type)
+    return (encoded.tobytes(), "image/jpeg", report) if ok else (data, media_type, report)

@@ -37,9 +37,10 @@ from typing import Any
 from urllib.parse import quote
 
 from edgecv import __version__
-from edgecv.config import Config, SyncSettings
-from edgecv.errors import SyncNotConfigured, UpstreamUnreachable
+from edgecv.config import Config, PrivacySettings, SyncSettings
+from edgecv.errors import PrivacyError, SyncNotConfigured, UpstreamUnreachable
 from edgecv.ids import new_id
+from edgecv.privacy import PRIVACY_HEADER, PrivacyFilter, privacy_header
 from edgecv.records import utc_now
 from edgecv.store import Store, outbox
 from edgecv.store.outbox import Ack, ImageUpload, Parked
@@ -97,8 +98,11 @@ class Relay:
         transport: Transport | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.time,
+        privacy: PrivacyFilter | None = None,
     ) -> None:
         require_sync_url(settings)
+        # faces in uploaded images: blurred unless the config says "off" (the safe default here too)
+        self.privacy = privacy or PrivacyFilter(PrivacySettings())
         self.store, self.settings, self.tenant_id, self.data_dir = store, settings, tenant_id, Path(data_dir)
         self.transport = transport or Transport(settings.url, settings.timeout_s)
         self.device_id = resolve_device_id(store, settings)
@@ -129,6 +133,7 @@ class Relay:
         The agent passes its one ``budget`` (shared with ingest); without one the relay makes its own,
         which only a process without an agent's intake (``edgecv sync``) should rely on."""
         kwargs.setdefault("budget", DiskBudget.from_config(store, config))
+        kwargs.setdefault("privacy", PrivacyFilter(config.privacy))
         return cls(store, config.sync, tenant_id=config.tenant_id, data_dir=config.data_dir, **kwargs)
 
     # -- public -----------------------------------------------------------------------------------
@@ -365,12 +370,18 @@ class Relay:
     def _send_image(self, upload: ImageUpload) -> bool:
         from edgecv.upstream.images import image_bytes  # cv2 only when an image policy is on
 
-        data, media_type = image_bytes(
-            self.data_dir / upload.spool_path,
-            upload.variant,
-            upload.media_type,
-            self.settings.thumbnail_max_px,
-        )
+        try:
+            data, media_type, report = image_bytes(
+                self.data_dir / upload.spool_path,
+                upload.variant,
+                upload.media_type,
+                self.settings.thumbnail_max_px,
+                self.privacy,
+            )
+        except PrivacyError as exc:  # never the original instead: this image stays on the device
+            log.warning("sync: image of %s not uploaded: %s", upload.observation_id, exc)
+            outbox.mark_image(self.store, upload.observation_id, "missing", sha256=None, error=str(exc))
+            return True
         if data is None:
             outbox.mark_image(
                 self.store, upload.observation_id, "missing", sha256=None, error="spool file is gone"
@@ -380,18 +391,24 @@ class Relay:
         try:
             head = self.transport.request("HEAD", self._images_path + sha, None, self._headers())
             if head.status == 200:
-                outbox.mark_image(self.store, upload.observation_id, "sent", sha256=sha, error=None)
+                outbox.mark_image(
+                    self.store, upload.observation_id, "sent", sha256=sha, error=None, privacy=report
+                )
                 self.counts.images_skipped += 1
                 return True
             resp = (
                 head
                 if head.status != 404
-                else self.transport.request("PUT", self._images_path + sha, data, self._headers(media_type))
+                else self.transport.request(
+                    "PUT", self._images_path + sha, data, self._headers(media_type, privacy=report)
+                )
             )
         except UpstreamUnreachable as exc:
             return self._image_failed(upload, f"upstream unreachable: {exc}", None, offline=True)
         if resp.status in (200, 201):
-            outbox.mark_image(self.store, upload.observation_id, "sent", sha256=sha, error=None)
+            outbox.mark_image(
+                self.store, upload.observation_id, "sent", sha256=sha, error=None, privacy=report
+            )
             self.counts.images_uploaded += 1
             self._succeeded()
             return True
@@ -410,12 +427,16 @@ class Relay:
 
     # -- state ------------------------------------------------------------------------------------
 
-    def _headers(self, content_type: str = "application/json") -> dict[str, str]:
+    def _headers(
+        self, content_type: str = "application/json", *, privacy: dict[str, Any] | None = None
+    ) -> dict[str, str]:
         headers = {
             "Content-Type": content_type,
             "User-Agent": f"edgecv/{__version__}",
             "X-Edgecv-Device": self.device_id,
         }
+        if privacy is not None:
+            headers[PRIVACY_HEADER] = privacy_header(privacy)
         if self.settings.api_key:
             headers["Authorization"] = f"Bearer {self.settings.api_key}"
         return headers

@@ -20,6 +20,7 @@ from edgecv.config import Config
 from edgecv.detections import Detections
 from edgecv.errors import EdgecvError, InferenceError
 from edgecv.imageio import decode_file, decode_file_sized
+from edgecv.privacy import policy as privacy_policy
 from edgecv.records import Job, Observation
 from edgecv.runtime.detector import Detector
 from edgecv.runtime.engines import Engines
@@ -218,6 +219,7 @@ class Worker:
             )
             if loaded.domain is not None:
                 result["domain"] = loaded.domain.as_result()
+            result["privacy"] = privacy_policy(self.config.privacy)  # how its image may leave the device
         except Exception as exc:
             return self.fail(job, exc)
         finished = self.store.complete_job(
