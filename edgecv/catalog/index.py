@@ -154,8 +154,9 @@ def _load_cache(path: Path) -> dict[str, tuple[np.ndarray, str]]:
             log.warning("catalogue cache %s unreadable (%s): embedding every reference again", path, exc)
         return {}
     out, at = {}, 0
+    emb = emb.astype(np.float32, copy=False)
     for k, n, d in zip(keys.tolist(), counts.tolist(), digests.tolist(), strict=True):
-        out[k] = (emb[at : at + n], d)
+        out[k] = (emb[at : at + n], d)  # views into one array: build() uses it whole when nothing changed
         at += n
     return out
 
@@ -165,7 +166,9 @@ def _save_cache(path: Path, entries: dict[str, tuple[np.ndarray, str]]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         keys = list(entries)
         emb = (
-            np.concatenate([entries[k][0] for k in keys]) if keys else np.zeros((0, features.DIM), np.float32)
+            np.concatenate([entries[k][0] for k in keys], dtype=np.float32)
+            if keys
+            else np.zeros((0, features.DIM), np.float32)
         )
         tmp = path.with_name(path.name + ".tmp.npz")
         np.savez(
@@ -247,7 +250,7 @@ def build(root: Path, cache_dir: Path | None = None, max_pixels: int | None = No
             )
     if cache_path is not None and set(fresh) != set(cached):
         _save_cache(cache_path, fresh)
-    emb = np.concatenate(rows).astype(np.float32) if rows else np.zeros((0, features.DIM), np.float32)
+    emb = np.concatenate(rows, dtype=np.float32) if rows else np.zeros((0, features.DIM), np.float32)
     return CatalogIndex(
         root, kept, emb, np.asarray(owner, np.int64), source, _version(kept, stats), problems, digests
     )
