@@ -140,7 +140,7 @@ class Config:
     # named by matching them against its reference images; a product like none of them is "unknown
     # product". Unset: <data dir>/catalog. A catalogue with no SKU: products keep the detector's labels.
     catalog: Path | None = None
-    catalog_threshold: float = 0.80  # similarity a product needs to be named (edgecv.catalog.matching)
+    catalog_threshold: float = 0.75  # similarity a product needs to be named (edgecv.catalog.matching)
     sync: SyncSettings = field(default_factory=SyncSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)

@@ -20,11 +20,13 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from edgecv.catalog import learned
+
 SIZE = 24  # crops are resized to SIZE x SIZE (both references and shelf crops, so aspect is consistent)
 MARGIN = 0.04  # share of the box cut from each side: detector boxes carry some background
 GRID = 4
 HIST_BINS = 6
-WEIGHTS = {"layout": 1.0, "hist": 0.8, "hog": 1.0, "aspect": 0.5}
+WEIGHTS = {"layout": 1.0, "hist": 0.8, "hog": 1.0, "aspect": 0.5, "hand": 1.0, "learned": 1.0}
 ASPECT_BINS = np.linspace(-1.6, 1.2, 15, dtype=np.float32)  # log(width / height) of the crop, soft-binned
 ASPECT_SIGMA = 0.12
 
@@ -47,13 +49,30 @@ def crop(image: np.ndarray, box) -> np.ndarray | None:
 
 def describe(patch: np.ndarray) -> np.ndarray:
     """The embedding of one BGR crop (any size from 4x4 up), float32 [DIM], unit length."""
-    return describe_batch(*_resized([patch]))[0]
+    return _describe([patch])[0]
 
 
-def _resized(patches: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """(crops resized to SIZE x SIZE [n, SIZE, SIZE, 3], their aspect ratios w / h [n])."""
-    small = np.stack([cv2.resize(p, (SIZE, SIZE), interpolation=cv2.INTER_AREA) for p in patches])
+def _resized(patches: list[np.ndarray], size: int = SIZE) -> tuple[np.ndarray, np.ndarray]:
+    """(crops resized to size x size [n, size, size, 3], their aspect ratios w / h [n])."""
+    small = np.stack([cv2.resize(p, (size, size), interpolation=cv2.INTER_AREA) for p in patches])
     return small, np.array([p.shape[1] / p.shape[0] for p in patches], np.float32)
+
+
+def _describe(patches: list[np.ndarray]) -> np.ndarray:
+    """The full embedding of BGR crops: the hand-made part, and the learned part where it is installed."""
+    hand = describe_batch(*_resized(patches))
+    model = learned.embedder()
+    if model is None:
+        return hand
+    big, _ = _resized(patches, learned.SIZE)
+    both = np.concatenate([WEIGHTS["hand"] * hand, WEIGHTS["learned"] * model.embed(big)], axis=1)
+    return _l2_rows(both).astype(np.float32)
+
+
+def dim() -> int:
+    """Length of the embedding this installation makes (the catalogue's cache is keyed by it)."""
+    model = learned.embedder()
+    return DIM + (model.dim if model is not None else 0)
 
 
 def _l2_rows(v: np.ndarray) -> np.ndarray:
@@ -141,11 +160,11 @@ def embed(image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     """(embeddings float32 [n, DIM], usable bool [n]) for the boxes (xyxy pixels) in a BGR image; a box
     too small to describe gets a zero row and ``usable`` False."""
     boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-    out = np.zeros((len(boxes), DIM), np.float32)
     patches = [crop(image, box) for box in boxes]
     ok = np.array([p is not None for p in patches], bool)
+    out = np.zeros((len(boxes), dim()), np.float32)
     if ok.any():
-        out[ok] = describe_batch(*_resized([p for p in patches if p is not None]))
+        out[ok] = _describe([p for p in patches if p is not None])
     return out, ok
 
 
@@ -167,4 +186,4 @@ def reference_views(image: np.ndarray) -> np.ndarray:
         s = small_h / h
         shrunk = cv2.resize(image, (max(4, int(w * s)), small_h), interpolation=cv2.INTER_AREA)
         views.append(cv2.GaussianBlur(shrunk, (0, 0), 0.8))
-    return describe_batch(*_resized([v for v in views if v.shape[0] >= 4 and v.shape[1] >= 4]))
+    return _describe([v for v in views if v.shape[0] >= 4 and v.shape[1] >= 4])

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 UNKNOWN = "unknown product"
 REFERENCE_SIDE = 512  # reference images are shrunk to this longest side before they are described
 LOOKALIKE = 0.95  # two SKUs whose references are this similar are reported by `catalog check`
-NEAR_TIE = 0.03  # candidates this close to the best are told apart by size, where heightMm is known
+NEAR_TIE = 0.06  # candidates this close to the best are told apart by size, where heightMm is known
 
 
 @dataclass(frozen=True)
@@ -147,7 +147,7 @@ def _load_cache(path: Path) -> dict[str, tuple[np.ndarray, str]]:
     try:
         with np.load(path, allow_pickle=False) as z:
             keys, counts, emb, digests = z["keys"], z["counts"], z["emb"], z["digests"]
-            if emb.shape[1:] != (features.DIM,):
+            if emb.shape[1:] != (features.dim(),):
                 return {}
     except (OSError, KeyError, ValueError) as exc:
         if path.exists():
@@ -168,7 +168,7 @@ def _save_cache(path: Path, entries: dict[str, tuple[np.ndarray, str]]) -> None:
         emb = (
             np.concatenate([entries[k][0] for k in keys], dtype=np.float32)
             if keys
-            else np.zeros((0, features.DIM), np.float32)
+            else np.zeros((0, features.dim()), np.float32)
         )
         tmp = path.with_name(path.name + ".tmp.npz")
         np.savez(
@@ -250,7 +250,7 @@ def build(root: Path, cache_dir: Path | None = None, max_pixels: int | None = No
             )
     if cache_path is not None and set(fresh) != set(cached):
         _save_cache(cache_path, fresh)
-    emb = np.concatenate(rows, dtype=np.float32) if rows else np.zeros((0, features.DIM), np.float32)
+    emb = np.concatenate(rows, dtype=np.float32) if rows else np.zeros((0, features.dim()), np.float32)
     return CatalogIndex(
         root, kept, emb, np.asarray(owner, np.int64), source, _version(kept, stats), problems, digests
     )

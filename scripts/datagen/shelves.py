@@ -602,7 +602,11 @@ def _hprofile(w: int, lo: float, hi_pos: float) -> np.ndarray:
 @cache
 def sprite(index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(BGR float32, alpha float32 (h, w, 1), hull points in sprite pixels) for catalogue SKU ``index``."""
-    sku = CATALOGUE[index]
+    return render_sku(CATALOGUE[index])
+
+
+def render_sku(sku: SKU) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``sprite`` for any SKU description (the catalogue's, or one made up for training)."""
     w = int(round(sku.w_mm * SPRITE_PX_PER_MM))
     h = int(round(sku.h_mm * SPRITE_PX_PER_MM))
     img = np.zeros((h, w, 3), np.uint8)

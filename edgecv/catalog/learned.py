@@ -1,0 +1,66 @@
+"""The catalogue's learned embedding: a small CNN (``embedder/embedder.onnx``, trained by
+scripts/train_catalog_embedding.py on made-up packs and the Grocery Store Dataset's allowed classes) that
+turns a 64x64 product crop into 128 numbers, unit length. ``edgecv.catalog.features`` puts it beside the
+hand-made features; without the model file the catalogue runs on those alone.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+from importlib.util import find_spec
+from pathlib import Path
+
+import numpy as np
+
+from edgecv.errors import ModelPackageError
+from edgecv.runtime.backends import OnnxRuntimeBackend, OpenVinoBackend
+
+log = logging.getLogger(__name__)
+
+MODEL_DIR = Path(__file__).resolve().parent / "embedder"
+CARD = "embedder.json"
+SIZE = 64
+BATCH = 64  # crops per inference request (a shelf photo's products are one or two requests)
+
+
+class LearnedEmbedder:
+    def __init__(self, model_dir: Path = MODEL_DIR) -> None:
+        card_path = model_dir / CARD
+        path = model_dir / "embedder.onnx"
+        try:
+            card = json.loads(card_path.read_text())
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        except (OSError, ValueError) as exc:
+            raise ModelPackageError(f"catalogue embedder: cannot read {model_dir}: {exc}") from exc
+        if digest != card.get("sha256"):
+            raise ModelPackageError(f"catalogue embedder: {path} does not match the sha256 in {card_path}")
+        self.dim = int(card["output"]["dim"])
+        if find_spec("openvino") is not None:
+            self._runtime = OpenVinoBackend(path, num_threads=1, cpu_pinning=False)
+        else:
+            self._runtime = OnnxRuntimeBackend(path, num_threads=1)
+
+    def embed(self, crops: np.ndarray) -> np.ndarray:
+        """uint8 BGR crops [n, SIZE, SIZE, 3] -> float32 [n, dim], unit rows."""
+        out = np.zeros((len(crops), self.dim), np.float32)
+        for at in range(0, len(crops), BATCH):
+            batch = crops[at : at + BATCH].transpose(0, 3, 1, 2).astype(np.float32) / 255.0
+            if len(batch) < BATCH:  # one input shape: the compiled model is not reshaped per call
+                batch = np.concatenate([batch, np.zeros((BATCH - len(batch), 3, SIZE, SIZE), np.float32)])
+            out[at : at + BATCH] = self._runtime.infer(np.ascontiguousarray(batch))[: len(crops) - at]
+        return out
+
+
+@functools.cache
+def embedder() -> LearnedEmbedder | None:
+    """The shipped embedder, loaded once; None when it is not installed (hand-made features only)."""
+    if not (MODEL_DIR / CARD).exists():
+        return None
+    try:
+        return LearnedEmbedder()
+    except ModelPackageError as exc:
+        log.warning("%s; the catalogue uses its hand-made features only", exc)
+        return None
