@@ -313,3 +313,20 @@ def test_jobs_record_the_model_version(tmp_path, cfg, keys, images):
     jobs = json.loads(result.stdout)
     job = jobs[0] if isinstance(jobs, list) else jobs
     assert job["status"] == "completed" and job["model"] == NAME and job["modelVersion"] == "3.1.4"
+
+
+def test_a_running_pool_follows_a_switch_and_jobs_in_hand_keep_their_version(tmp_path, cfg, keys, images):
+    from edgecv.work.pool import DetectorPool
+
+    install(cfg, build(tmp_path, keys, images, "1.0.0"))
+    pool = DetectorPool(cfg)
+    old = pool.get(NAME)
+    assert old.package.version == "1.0.0" and pool.get(NAME) is old  # kept while nothing switches
+    install(cfg, build(tmp_path, keys, images, "2.0.0"))
+    new = pool.get(NAME)
+    assert new.package.version == "2.0.0" and new is not old
+    assert len(old.detect(red_rectangle_image(160, 120, (10, 10, 60, 50)))) >= 1  # a job in hand finishes
+    assert [d.package.version for d in pool.lanes(NAME, 2)] == ["2.0.0", "2.0.0"]
+    rollback(cfg, NAME)
+    assert pool.get(NAME).package.version == "1.0.0"
+    assert {k[1] for k in pool.loaded()} == {"LATENCY"}  # the lanes of 2.0.0 were dropped
