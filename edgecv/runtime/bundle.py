@@ -40,6 +40,7 @@ EXPECTED = "acceptance/expected.json"
 VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
 MIN_AGREEMENT = 0.9  # the device's detections vs the bundle's expected ones (F1 of matched boxes)
 MIN_PRECISION_AGREEMENT = 0.8  # INT8 vs FP32 on this device, where the package has both
+MIN_CLASS_AGREEMENT = 0.5  # the worst class (with enough boxes) in both checks: a lost class fails
 MAX_IMAGES = 16
 
 
@@ -159,37 +160,35 @@ def detections_to_json(detections, labels: list[str]) -> list[dict]:
     ]
 
 
-def acceptance_set(
-    package: ModelPackage, images: list[Path], *, backend: str = "auto", precision: str | None = None
-) -> tuple[dict[str, bytes], dict]:
-    """The acceptance members: the images as they are and ``expected.json``, the detections this package
-    gives on them with ``backend``/``precision`` (default: the package default, what devices run)."""
+def acceptance_set(package: ModelPackage, images: list[Path]) -> tuple[dict[str, bytes], dict]:
+    """The acceptance members: the images as they are and ``expected.json``: the detections each weight
+    set of the package (``openvino/int8``, ``onnx/fp32``, …, each on its own backend) gives on them, so a
+    device compares the weights it runs with the same weights' output here."""
     from edgecv.runtime.detector import Detector
 
     if not images:
         raise ModelBundleError("an acceptance set needs at least one image; pass --images DIR")
-    if len(images) > MAX_IMAGES:
-        images = images[:MAX_IMAGES]
-    detector = Detector.open(package, backend=backend, precision=precision)
     files: dict[str, bytes] = {}
-    entries = []
-    for i, path in enumerate(images):
+    decoded = []
+    for i, path in enumerate(images[:MAX_IMAGES]):
         data = read_file(path)
-        kind = sniff(data)
-        if kind is None:
+        if sniff(data) is None:
             raise ModelBundleError(f"{path} is not an image edgecv reads (JPEG, PNG, WebP, BMP)")
         name = f"acceptance/{i:03d}{Path(path).suffix.lower() or '.img'}"
         files[name] = data
         try:
-            found = detector.detect(decode(data))
+            decoded.append((name, Path(path).name, decode(data)))
         except EdgecvError as exc:
             raise ModelBundleError(f"{path}: {exc}") from None
-        entries.append(
-            {"file": name, "source": Path(path).name, "detections": detections_to_json(found, package.labels)}
-        )
+    detections: dict[str, list] = {}
+    for ws in package.weights:
+        detector = Detector.open(package, backend=ws.backend, precision=ws.precision)
+        detections[ws.key] = [
+            detections_to_json(detector.detect(image), package.labels) for _, _, image in decoded
+        ]
     expected = {
-        "reference": {"backend": detector.backend, "precision": detector.precision},
-        "images": entries,
+        "images": [{"file": name, "source": source} for name, source, _ in decoded],
+        "detections": detections,
     }
     return files, expected
 
@@ -224,6 +223,7 @@ def write_bundle(
     *,
     min_agreement: float = MIN_AGREEMENT,
     min_precision_agreement: float = MIN_PRECISION_AGREEMENT,
+    min_class_agreement: float = MIN_CLASS_AGREEMENT,
 ) -> dict:
     """Write the signed bundle for ``package`` (atomically) and return its manifest."""
     members = {**package_members(package.path), **acceptance_files}
@@ -240,6 +240,7 @@ def write_bundle(
         "acceptance": {
             "minAgreement": min_agreement,
             "minPrecisionAgreement": min_precision_agreement,
+            "minClassAgreement": min_class_agreement,
             "iou": 0.5,
         },
         "files": {name: _file_entry(data) for name, data in members.items()},
@@ -271,14 +272,11 @@ def pack(
     out: Path,
     key_path: Path,
     images: list[Path],
-    *,
-    backend: str = "auto",
-    precision: str | None = None,
 ) -> dict:
     """``edgecv models pack``: verify the package, run it on ``images`` for the acceptance set, sign."""
     private_key = load_private_key(key_path)
     package = load_package(Path(pkg_dir), verify=True)
-    files, expected = acceptance_set(package, images, backend=backend, precision=precision)
+    files, expected = acceptance_set(package, images)
     return write_bundle(package, out, private_key, files, expected)
 
 

@@ -243,35 +243,36 @@ def agreement(expected: list[Detections], got: list[Detections], iou: float = 0.
     return overall, min(per_class, default=overall)
 
 
-def _expected(entries: list[dict]) -> list[Detections]:
-    out = []
-    for entry in entries:
-        dets = entry["detections"]
-        out.append(
-            Detections(
-                [d["box"] for d in dets], [d["confidence"] for d in dets], [d["classId"] for d in dets]
-            )
-            if dets
-            else Detections.empty()
-        )
-    return out
+def _expected(per_image: list) -> list[Detections]:
+    return [
+        Detections([d["box"] for d in dets], [d["confidence"] for d in dets], [d["classId"] for d in dets])
+        if dets
+        else Detections.empty()
+        for dets in per_image
+    ]
 
 
 def acceptance_check(
     config: Config, package: ModelPackage, folder: Path, settings: dict, report: InstallReport
 ) -> None:
-    """Run the package on this device over the acceptance images: its detections must agree with the
-    bundle's expected ones, and INT8 with FP32 where the package has both. Raises AcceptanceFailed."""
+    """Run the package on this device over the acceptance images: the weights it will use must agree
+    with the same weights' detections in the bundle, and INT8 with FP32 where the package has both.
+    Raises AcceptanceFailed."""
     from edgecv.runtime.detector import Detector, resolve_weights
 
+    backend, weights = resolve_weights(package, config.backend, config.precision)
     try:
         data = json.loads((folder / "expected.json").read_text(encoding="utf-8"))
-        entries = data["images"]
-        images = [decode_file(folder.parent / e["file"]) for e in entries]
-        expected = _expected(entries)
-    except (OSError, ValueError, KeyError, TypeError, EdgecvError) as exc:
+        images = [decode_file(folder.parent / e["file"]) for e in data["images"]]
+        expected = _expected(data["detections"][weights.key])
+        if len(expected) != len(images):
+            raise ValueError(f"{len(expected)} detection lists for {len(images)} images")
+    except KeyError as exc:
+        raise ModelBundleError(f"{EXPECTED} has no {exc} entry; pack the bundle again") from None
+    except (OSError, ValueError, TypeError, EdgecvError) as exc:
         raise ModelBundleError(f"{EXPECTED} cannot be used: {exc}") from None
-    backend, weights = resolve_weights(package, config.backend, config.precision)
+    iou = float(settings.get("iou", 0.5))
+    class_min = float(settings.get("minClassAgreement", 0.5))
 
     def run(precision: str) -> tuple[list[Detections], object]:
         detector = Detector.open(package, backend=backend, precision=precision, device=config.device)
@@ -279,28 +280,27 @@ def acceptance_check(
 
     got, detector = run(weights.precision)
     report.backend, report.precision, report.images = detector.backend, detector.precision, len(images)
-    report.agreement, worst = agreement(expected, got, settings.get("iou", 0.5))
-    report.worst_class_agreement = worst
+    report.agreement, report.worst_class_agreement = agreement(expected, got, iou)
     minimum = float(settings.get("minAgreement", 0.9))
-    if min(report.agreement, worst) < minimum:
+    if report.agreement < minimum or report.worst_class_agreement < class_min:
         raise AcceptanceFailed(
             f"acceptance check failed on this device: {package.name} {package.version} "
             f"({detector.backend}/{detector.precision}) agrees {report.agreement:.2f} with the bundle's "
-            f"expected detections on {len(images)} image(s) (worst class {worst:.2f}), needs "
-            f"{minimum:.2f}; not installed"
+            f"expected detections on {len(images)} image(s) (worst class "
+            f"{report.worst_class_agreement:.2f}), needs {minimum:.2f} (worst class {class_min:.2f}); "
+            "not installed"
         )
     have = {w.precision for w in package.weights if w.backend == weights.backend}
     if {"int8", "fp32"} <= have:
         other = "fp32" if weights.precision == "int8" else "int8"
         other_got, _ = run(other)
         int8, fp32 = (got, other_got) if weights.precision == "int8" else (other_got, got)
-        value, worst = agreement(fp32, int8, settings.get("iou", 0.5))
+        value, worst = agreement(fp32, int8, iou)
         report.precision_agreement = {"int8VsFp32": value, "worstClass": worst}
         minimum = float(settings.get("minPrecisionAgreement", 0.8))
-        if min(value, worst) < minimum:
+        if value < minimum or worst < class_min:
             raise AcceptanceFailed(
                 f"acceptance check failed on this device: {package.name} {package.version} INT8 agrees "
                 f"{value:.2f} with its FP32 weights ({detector.backend}; worst class {worst:.2f}), needs "
-                f"{minimum:.2f}: the "
-                "quantized model is broken; not installed"
+                f"{minimum:.2f} (worst class {class_min:.2f}): the quantized model is broken; not installed"
             )
