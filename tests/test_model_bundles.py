@@ -365,3 +365,17 @@ def test_no_room_while_unpacking_is_refused(tmp_path, cfg, keys, images):
     assert "cannot unpack" in out and "free space or fix the models dir, then install again" in out
     assert_clean(cfg, "1.0.0")
     assert sorted(p.name for p in versions_dir(cfg, NAME).iterdir()) == ["1.0.0", "state.json"]
+
+
+def test_trusted_keys_in_the_config_file_are_relative_to_it(tmp_path, keys):
+    inline = keys[1].read_text().strip()
+    conf = tmp_path / "edgecv.toml"
+    conf.write_text(f'trusted_keys = ["keys/edgecv-signing.pub", "{inline}", "/abs/x.pub"]\n')
+    cfg = load_config(conf, environ={})
+    assert cfg.trusted_keys == [str(keys[1]), inline, "/abs/x.pub"]
+    bad = tmp_path / "bad.pub"
+    bad.write_text("not a key\n")
+    with pytest.raises(ModelBundleError, match="does not hold a base64 Ed25519 public key"):
+        from edgecv.runtime.bundle import trusted_public_keys
+
+        trusted_public_keys([str(bad)])
