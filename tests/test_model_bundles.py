@@ -379,3 +379,22 @@ def test_trusted_keys_in_the_config_file_are_relative_to_it(tmp_path, keys):
         from edgecv.runtime.bundle import trusted_public_keys
 
         trusted_public_keys([str(bad)])
+
+
+def test_an_interrupted_install_leaves_nothing_that_blocks_the_next(tmp_path, cfg, keys, images):
+    import os
+
+    install(cfg, build(tmp_path, keys, images, "1.0.0"))
+    folder = versions_dir(cfg, NAME)
+    (folder / ".staging-killed").mkdir()  # kill -9 while unpacking
+    (folder / "2.0.0" / NAME).mkdir(parents=True)  # kill -9 after the rename, before the switch
+    assert read_state(cfg, NAME) == {"current": "1.0.0", "previous": None}
+    link, tmp = cfg.user_models_dir / NAME, cfg.user_models_dir / "tmp-link"
+    os.symlink(os.readlink(link).replace("1.0.0", "2.0.0"), tmp)
+    os.replace(tmp, link)  # kill -9 after the switch, before the state file: the symlink is the truth
+    assert read_state(cfg, NAME) == {"current": "2.0.0", "previous": "1.0.0"}
+    os.symlink(os.readlink(link).replace("2.0.0", "1.0.0"), tmp)
+    os.replace(tmp, link)
+    assert install(cfg, build(tmp_path, keys, images, "2.0.0")).previous == "1.0.0"
+    assert sorted(p.name for p in folder.iterdir()) == ["1.0.0", "2.0.0", "state.json"]
+    assert rollback(cfg, NAME) == ("2.0.0", "1.0.0")

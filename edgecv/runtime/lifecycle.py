@@ -82,11 +82,23 @@ def versions_dir(config: Config, name: str) -> Path:
 
 
 def read_state(config: Config, name: str) -> dict:
+    """``{"current", "previous"}``: the version the symlink points at (the truth, whatever a crash left
+    in the state file) and the kept previous one recorded beside it."""
+    current = None
+    try:
+        target = Path(os.readlink(config.user_models_dir / name))
+        if target.parts[:2] == (VERSIONS, name) and len(target.parts) == 4:
+            current = target.parts[2]
+    except OSError:
+        pass
     try:
         state = json.loads((versions_dir(config, name) / STATE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {"current": None, "previous": None}
-    return {"current": state.get("current"), "previous": state.get("previous")}
+        previous = state.get("previous") if state.get("current") == current else state.get("current")
+    except (OSError, ValueError, AttributeError):
+        previous = None
+    if previous == current or not (versions_dir(config, name) / str(previous) / name).is_dir():
+        previous = None
+    return {"current": current, "previous": previous}
 
 
 def _write_state(config: Config, name: str, current: str | None, previous: str | None) -> None:
@@ -132,13 +144,14 @@ def install(config: Config, path: Path) -> InstallReport:
         _check_slot(config, name)
         state = read_state(config, name)
         folder = versions_dir(config, name)
-        if version in (state["current"], state["previous"]) or (folder / version).exists():
+        if version in (state["current"], state["previous"]):
             which = "active" if version == state["current"] else "kept as the previous version"
             raise ModelBundleError(
                 f"{name} {version} is already installed ({which}); "
                 + ("nothing to do" if which == "active" else f"use `edgecv models rollback {name}`")
             )
         folder.mkdir(parents=True, exist_ok=True)
+        _prune(config, name, keep={state["current"], state["previous"]}, staging=True)  # a crash's leftovers
         report = InstallReport(name, version, state["current"], bundle.key_id)
         report.seconds["verify"] = time.perf_counter() - started
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder))
@@ -184,10 +197,11 @@ def rollback(config: Config, name: str) -> tuple[str, str]:
         return current, previous
 
 
-def _prune(config: Config, name: str, keep: set) -> None:
-    folder = versions_dir(config, name)
-    for child in folder.iterdir():
-        if child.is_dir() and child.name not in keep and not child.name.startswith(".staging-"):
+def _prune(config: Config, name: str, keep: set, *, staging: bool = False) -> None:
+    """Delete version folders not in ``keep`` (and, with ``staging``, staging folders: only under the lock,
+    where any staging folder is an interrupted install's)."""
+    for child in versions_dir(config, name).iterdir():
+        if child.is_dir() and child.name not in keep and (staging or not child.name.startswith(".staging-")):
             shutil.rmtree(child, ignore_errors=True)
 
 
