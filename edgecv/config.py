@@ -11,6 +11,7 @@ sections. Env vars: ``EDGECV_<KEY>`` for top-level keys (``EDGECV_DATA_DIR``), a
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import ipaddress
 import os
@@ -141,6 +142,9 @@ class Config:
     # product". Unset: <data dir>/catalog. A catalogue with no SKU: products keep the detector's labels.
     catalog: Path | None = None
     catalog_threshold: float = 0.75  # similarity a product needs to be named (edgecv.catalog.matching)
+    # Public keys whose signed model bundles `edgecv models install` accepts: base64 Ed25519 keys or
+    # paths of .pub files from `edgecv models keygen` (relative paths: to the config file's folder).
+    trusted_keys: list[str] = field(default_factory=list)
     sync: SyncSettings = field(default_factory=SyncSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
@@ -344,6 +348,7 @@ def load_config(
             cfg.inbox = (path.parent / cfg.inbox).resolve()
         if "catalog" in raw and cfg.catalog is not None and not cfg.catalog.is_absolute():
             cfg.catalog = (path.parent / cfg.catalog).resolve()
+        cfg.trusted_keys = [_relative_key_path(path.parent, k) for k in cfg.trusted_keys]
         cfg.planograms = {
             k: v if v.is_absolute() else (path.parent / v).resolve() for k, v in cfg.planograms.items()
         }
@@ -361,6 +366,19 @@ def load_config(
             _apply(cfg, {key: value}, "option: ")
     validate(cfg)
     return cfg
+
+
+def _relative_key_path(base: Path, entry: str) -> str:
+    """A ``trusted_keys`` entry from the file: a relative ``.pub`` path becomes relative to ``base``; a
+    base64 key (32 bytes) or an absolute path stays as it is."""
+    try:
+        if len(base64.b64decode(entry, validate=True)) == 32:
+            return entry
+    except ValueError:
+        pass
+    if Path(entry).expanduser().is_absolute():
+        return entry
+    return str((base / Path(entry)).resolve())
 
 
 def _invalid(key: str, value: Any, hint: str, shown: str | None = None) -> ConfigError:

@@ -55,6 +55,25 @@ class ModelPackageError(EdgecvError):
     code = "model_package_invalid"
 
 
+class ModelBundleError(EdgecvError):
+    """A model bundle (``.edgecv``) cannot be packed, trusted or installed: a bad or untrusted signature,
+    a changed or missing file, a truncated archive, a package that does not match its manifest."""
+
+    code = "model_bundle_invalid"
+
+
+class AcceptanceFailed(ModelBundleError):
+    """A bundle's acceptance check failed on this device: the model is not switched to."""
+
+    code = "acceptance_failed"
+
+
+class InstallInProgress(ModelBundleError):
+    """Another ``edgecv models install`` or ``rollback`` of the same model is running."""
+
+    code = "install_in_progress"
+
+
 class ImageUnreadable(EdgecvError):
     code = "image_unreadable"
 

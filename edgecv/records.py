@@ -63,6 +63,7 @@ class Job:
     error_message: str | None = None
     inference_ms: float | None = None
     device: str | None = None
+    model_version: str | None = None  # the package version it ran on (set on completion)
     lease_owner: str | None = field(default=None, compare=False)
 
     @property
@@ -75,6 +76,7 @@ class Job:
             "id": self.id,
             "status": self.status,
             "model": self.model,
+            "modelVersion": self.model_version,
             "observationId": self.observation_id,
             "createdAt": self.created_at,
             "startedAt": self.started_at,

@@ -49,6 +49,7 @@ def test_run_prints_jobs_in_the_api_shape_and_keeps_originals(cli, tmp_path):
         "id",
         "status",
         "model",
+        "modelVersion",
         "observationId",
         "createdAt",
         "startedAt",
@@ -56,6 +57,7 @@ def test_run_prints_jobs_in_the_api_shape_and_keeps_originals(cli, tmp_path):
         "error",
         "result",
     }
+    assert job["modelVersion"] == "1.0.0"  # the version of the package it ran on
     det = job["result"]["detections"][0]  # highest confidence first: the drawn rectangle
     assert det["objectName"] == "red-thing" and det["confidence"] == pytest.approx(0.9, abs=0.01)
     box = det["boundingBox"]

@@ -71,6 +71,7 @@ class JobOut(BaseModel):
     id: str
     status: JobStatus
     model: str
+    modelVersion: str | None = None
     observationId: str
     createdAt: str
     startedAt: str | None

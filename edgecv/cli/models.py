@@ -1,4 +1,4 @@
-"""``edgecv models list|show|add|eval``."""
+"""``edgecv models list|show|add|eval|keygen|pack|install|rollback``."""
 
 from __future__ import annotations
 
@@ -136,3 +136,111 @@ def eval_model(
     click.echo(f"  at conf {at['conf']}: precision {at['precision']:.4f}, recall {at['recall']:.4f}")
     for label, count in report.get("unknownCategories", {}).items():
         click.echo(f"  skipped {count} boxes of {label!r}: not a label of {name}")
+
+
+@models.command("keygen")
+@click.option(
+    "-o",
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder for edgecv-signing.key and edgecv-signing.pub (default: <data dir>/keys).",
+)
+@click.option("--force", is_flag=True, help="Replace an existing key pair in that folder.")
+@pass_app
+def keygen(app: AppContext, out_dir: Path | None, force: bool) -> None:
+    """Make an Ed25519 key pair for signing model bundles (`edgecv models pack --key`).
+
+    Keep the .key file on the packing machine; list the .pub file in trusted_keys on the devices."""
+    from edgecv.runtime.bundle import generate_keys
+
+    out_dir = out_dir or app.config().data_dir / "keys"
+    try:
+        key, pub = generate_keys(out_dir, force=force)
+    except EdgecvError as exc:
+        raise fail(exc) from None
+    click.echo(f"signing key: {key} (keep it private)")
+    click.echo(f"public key:  {pub} (add it to trusted_keys on the devices)")
+
+
+@models.command("pack")
+@click.argument("name")
+@click.option(
+    "-o", "--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    help="Bundle file to write (default: NAME-VERSION.edgecv in the current folder).",
+)  # fmt: skip
+@click.option(
+    "--key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Signing key from `edgecv models keygen` (default: <data dir>/keys/edgecv-signing.key).",
+)
+@click.option(
+    "--images",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    required=True,
+    help="A folder of a few typical images (at most 16): the acceptance set each device checks.",
+)
+@pass_app
+def pack_model(app: AppContext, name: str, out: Path | None, key: Path | None, images: Path) -> None:
+    """Pack an installed model into one signed bundle file with its acceptance set.
+
+    The package's sha256 are verified, the package is run on the images (its default weights) and the
+    detections it gives are stored as the expected ones; everything is signed with the key."""
+    from edgecv.runtime.bundle import KEY_FILE, image_files, pack
+
+    cfg = app.config()
+    try:
+        pkg = find_package(cfg, name, verify=True)
+        out = out or Path(f"{pkg.name}-{pkg.version}.edgecv")
+        manifest = pack(pkg.path, out, key or cfg.data_dir / "keys" / KEY_FILE, image_files(images))
+    except EdgecvError as exc:
+        raise fail(exc) from None
+    size = out.stat().st_size / 1e6
+    click.echo(f"packed {pkg.name} {pkg.version} ({len(manifest['files'])} files, {size:.1f} MB) into {out}")
+
+
+@models.command("install")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the install report as JSON.")
+@pass_app
+def install_model(app: AppContext, file: Path, as_json: bool) -> None:
+    """Verify a signed bundle, check it on this device and switch to it.
+
+    The signature must come from a key in trusted_keys; every file's sha256 is checked; the package
+    must match its manifest and pass the acceptance check on this device's backend (detections agree
+    with the bundle's; INT8 with FP32). Only then does NAME point at the new version. The previous
+    version is kept for `edgecv models rollback NAME`."""
+    from dataclasses import asdict
+
+    from edgecv.runtime.lifecycle import install
+
+    try:
+        report = install(app.config(), file)
+    except EdgecvError as exc:
+        raise fail(exc) from None
+    if as_json:
+        click.echo(json.dumps(asdict(report), indent=2))
+        return
+    gate = (
+        f"agreement {report.agreement:.2f} on {report.images} image(s) ({report.backend}/{report.precision})"
+    )
+    if report.precision_agreement:
+        gate += f", INT8 vs FP32 {report.precision_agreement['int8VsFp32']:.2f}"
+    click.echo(f"installed {report.name} {report.version} (signed by {report.key_id}; {gate})")
+    click.echo(f"previous version: {report.previous or 'none'} (`edgecv models rollback {report.name}`)")
+
+
+@models.command("rollback")
+@click.argument("name")
+@pass_app
+def rollback_model(app: AppContext, name: str) -> None:
+    """Switch NAME back to the previous installed version (the last two are kept)."""
+    from edgecv.runtime.lifecycle import rollback
+
+    try:
+        old, new = rollback(app.config(), name)
+    except EdgecvError as exc:
+        raise fail(exc) from None
+    click.echo(f"{name}: {old} -> {new} (run rollback again to return to {old})")

@@ -7,6 +7,7 @@ Read by the agent, the detector pools, the API, ``edgecv status``, ``doctor`` an
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from edgecv.config import Config
@@ -20,6 +21,16 @@ def model_dirs(config: Config) -> list[Path]:
     if bundled is not None:
         dirs.append(bundled)
     return dirs
+
+
+def installed_revision(config: Config, name: str) -> str | None:
+    """Which bundle-installed version ``name`` points at now (the target of ``models/<name>``, swapped
+    by ``edgecv models install`` / ``rollback``), or None for a package that is not bundle-installed.
+    One ``readlink``: cheap enough for a running agent to ask before each job."""
+    try:
+        return os.readlink(config.user_models_dir / name)
+    except OSError:
+        return None
 
 
 def installed_models(config: Config) -> dict[str, ModelPackage]:

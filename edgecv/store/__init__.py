@@ -65,6 +65,7 @@ def _job(row: sqlite3.Row, result: Any = None) -> Job:
         error_message=row["error_message"],
         inference_ms=row["inference_ms"],
         device=row["device"],
+        model_version=row["model_version"] if "model_version" in row.keys() else None,  # read-only v1-v5
         lease_owner=row["lease_owner"],
     )
 
@@ -392,8 +393,10 @@ class Store:
         *,
         inference_ms: float | None = None,
         device: str | None = None,
+        model_version: str | None = None,
     ) -> Job:
-        """``processing → completed`` with its result and outbox row, in one transaction."""
+        """``processing → completed`` with its result and outbox row, in one transaction;
+        ``model_version``: the version of the package it ran on."""
         # the returned Job carries ``result`` itself rather than parsing back what was written (~0.3 ms
         # a dense shelf); pipelines return JSON-native values (lists, dicts, str, int, float, bool, None)
         return self._finish(
@@ -404,6 +407,7 @@ class Store:
             parsed=result,
             inference_ms=inference_ms,
             device=device,
+            model_version=model_version,
         )
 
     def fail_job(self, job_id: str, owner: str, code: str, message: str) -> Job:
@@ -414,7 +418,7 @@ class Store:
         with self.transaction() as conn:
             row = conn.execute(
                 "UPDATE jobs SET status = ?, completed_at = ?, result = ?, error_code = ?, error_message = ?,"
-                " inference_ms = ?, device = ?, lease_owner = NULL, lease_expires_at = NULL"
+                " inference_ms = ?, device = ?, model_version = ?, lease_owner = NULL, lease_expires_at = NULL"
                 " WHERE id = ? AND status = 'processing' AND lease_owner = ? RETURNING *",
                 (
                     status,
@@ -424,6 +428,7 @@ class Store:
                     values.get("error_message"),
                     values.get("inference_ms"),
                     values.get("device"),
+                    values.get("model_version"),
                     job_id,
                     owner,
                 ),

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from edgecv.config import Config
-from edgecv.runtime.installed import find_package
+from edgecv.runtime.installed import find_package, installed_revision
 from edgecv.threads import limit_blas_threads
 
 if TYPE_CHECKING:
@@ -44,10 +44,12 @@ class DetectorPool:
         self._detectors: dict[tuple[str, str], object] = {}
         self._lock = threading.Lock()
         self._load_lock = threading.Lock()  # decode threads may ask at once: compile each model once
+        self._revisions: dict[str, str | None] = {}  # name -> installed revision its detectors were opened on
 
     def get(self, name: str, *, hint: str = "LATENCY"):
         """The detector for model ``name`` compiled for ``hint`` (LATENCY: one image as fast as possible;
         THROUGHPUT: as many parallel requests as the device likes, for backlogs). Opened once, kept."""
+        self._follow_switch(name)
         key = (name, hint)
         detector = self._detectors.get(key)
         if detector is not None:
@@ -61,6 +63,7 @@ class DetectorPool:
     def lanes(self, name: str, count: int) -> list:
         """``count`` one-thread detectors of model ``name`` for the backlog path's lanes (each lane takes
         an image from decode to result on its own core), or only the LATENCY one for a small backlog."""
+        self._follow_switch(name)
         keys = [lane_hint(i) for i in range(count)]
         if any((name, k) not in self._detectors for k in keys) and self._small_backlog(name):
             latency = self._detectors.get((name, "LATENCY"))
@@ -74,10 +77,24 @@ class DetectorPool:
         with self._load_lock:
             detector = self._detectors.get(key)
             if detector is None:
+                revision = installed_revision(self.config, name)  # before opening: a later switch reloads
                 detector = self._open(name, hint)
                 with self._lock:
                     self._detectors[key] = detector
+                    self._revisions.setdefault(name, revision)
         return detector
+
+    def _follow_switch(self, name: str) -> None:
+        """Forget ``name``'s detectors when ``edgecv models install`` / ``rollback`` switched it since they
+        were opened: the next job opens the new version. A job holding an old detector finishes on it
+        (the previous version's files are kept on disk)."""
+        if name not in self._revisions or installed_revision(self.config, name) == self._revisions[name]:
+            return
+        with self._load_lock, self._lock:
+            log.info("model %s was switched to another installed version; reloading it", name)
+            self._revisions.pop(name, None)
+            for key in [k for k in self._detectors if k[0] == name]:
+                del self._detectors[key]
 
     def _small_backlog(self, name: str) -> bool:
         if self.backlog_of is None:

@@ -223,7 +223,12 @@ class Worker:
         except Exception as exc:
             return self.fail(job, exc)
         finished = self.store.complete_job(
-            job.id, self.owner, result, inference_ms=inference_ms, device=detector.device
+            job.id,
+            self.owner,
+            result,
+            inference_ms=inference_ms,
+            device=detector.device,
+            model_version=detector.package.version,
         )
         if self.metrics is not None:
             self.metrics.observe_inference(inference_ms, model=job.model)

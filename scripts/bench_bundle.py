@@ -1,0 +1,120 @@
+#!/usr/bin/env python3
+"""Time to pack, verify, unpack and gate a signed bundle of each shipped model, and the tampering cases.
+
+    python scripts/bench_bundle.py [--model shelf-detection-v2] [--images 8] [--backend auto]
+
+For each model: renders ``--images`` synthetic images of its domain (scripts/datagen, 1280x720) as the
+acceptance set, packs a signed bundle, installs it into a fresh data dir (signature, sha256 of every
+file, package load, the acceptance check on this CPU including INT8 vs FP32) and prints each stage's
+seconds; then flips one byte in the middle of every member in turn (and truncates the file) and counts
+how many of those bundles an install accepts (target: 0). Target from issue 22: install, verify and gate
+a 15 MB bundle in <= 10 s. Prints figures only; nothing here passes or fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from generate import render_one  # noqa: E402
+
+from edgecv.config import load_config  # noqa: E402
+from edgecv.errors import EdgecvError  # noqa: E402
+from edgecv.runtime.bundle import generate_keys, pack  # noqa: E402
+from edgecv.runtime.lifecycle import install  # noqa: E402
+from edgecv.runtime.package import bundled_models_dir  # noqa: E402
+
+DOMAINS = {"shelf-detection-v2": "shelves", "building-inspection-v1": "facades", "damage-assessment-v1": "damage"}
+
+
+def cpu_flags() -> str:
+    out = subprocess.run(
+        ["grep", "-o", "-w", "-E", "avx512_vnni|avx512f|avx_vnni|amx_int8|avx2", "/proc/cpuinfo"],
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    return " ".join(sorted(set(out))) or "none of avx2/avx512f/avx512_vnni/avx_vnni/amx_int8"
+
+
+def tamper_cases(bundle: Path, work: Path) -> list[tuple[str, Path]]:
+    """One bundle per member with a byte flipped in its middle, plus the file cut at two thirds."""
+    data = bundle.read_bytes()
+    cases = []
+    with tarfile.open(bundle) as tar:
+        members = [(m.name, m.offset_data, m.size) for m in tar.getmembers() if m.size]
+    for i, (name, offset, size) in enumerate(members):
+        changed = bytearray(data)
+        changed[offset + size // 2] ^= 0x01
+        path = work / f"tampered-{i}.edgecv"
+        path.write_bytes(bytes(changed))
+        cases.append((f"byte flipped in {name}", path))
+    cut = work / "truncated.edgecv"
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    cases.append(("truncated at 2/3", cut))
+    return cases
+
+
+def bench(name: str, images: int, backend: str, root: Path) -> None:
+    work = root / name
+    img_dir = work / "images"
+    img_dir.mkdir(parents=True)
+    for i in range(images):
+        stem, jpeg, *_ = render_one(DOMAINS[name], 7, i, 1280, 720)
+        (img_dir / f"{stem}.jpg").write_bytes(jpeg)
+    key, pub = generate_keys(work / "keys")
+    bundle = work / f"{name}.edgecv"
+    t0 = time.perf_counter()
+    pack(bundled_models_dir() / name, bundle, key, sorted(img_dir.iterdir()))
+    packed = time.perf_counter() - t0
+    cfg = load_config(
+        overrides={"data_dir": work / "data", "trusted_keys": [str(pub)], "backend": backend, "api.enabled": False},
+        environ={},
+    )
+    report = install(cfg, bundle)
+    s = report.seconds
+    pa = report.precision_agreement
+    print(
+        f"{name}: bundle {bundle.stat().st_size / 1e6:.1f} MB, {report.images} images; pack {packed:.2f} s; "
+        f"install {s['total']:.2f} s = signature {s['verify']:.3f} + unpack/sha256/load {s['unpack']:.2f} "
+        f"+ gate {s['gate']:.2f} ({report.backend}/{report.precision}; agreement {report.agreement:.2f}, "
+        f"worst class {report.worst_class_agreement:.2f}"
+        + (f"; INT8 vs FP32 {pa['int8VsFp32']:.2f}, worst class {pa['worstClass']:.2f}" if pa else "")
+        + ")"
+    )
+    accepted = 0
+    cases = tamper_cases(bundle, work)
+    for what, path in cases:
+        fresh = load_config(
+            overrides={"data_dir": work / f"data-{path.stem}", "trusted_keys": [str(pub)], "api.enabled": False},
+            environ={},
+        )
+        try:
+            install(fresh, path)
+            accepted += 1
+            print(f"  ACCEPTED: {what}")
+        except EdgecvError:
+            pass
+    print(f"  tampering: {accepted} of {len(cases)} changed bundles accepted")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", action="append", choices=sorted(DOMAINS), help="default: every shipped model")
+    ap.add_argument("--images", type=int, default=8, help="acceptance images per bundle (at most 16)")
+    ap.add_argument("--backend", default="auto", choices=["auto", "openvino", "onnx"])
+    args = ap.parse_args()
+    print(f"CPU flags: {cpu_flags()}")
+    with tempfile.TemporaryDirectory(prefix="edgecv-bench-bundle-") as tmp:
+        for name in args.model or sorted(DOMAINS):
+            bench(name, args.images, args.backend, Path(tmp))
+
+
+if __name__ == "__main__":
+    main()
