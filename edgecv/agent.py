@@ -28,6 +28,7 @@ from edgecv.services import build_services
 from edgecv.status import remove_agent_state, write_agent_state
 from edgecv.store import Store
 from edgecv.store.counts import jobs_by_status
+from edgecv.store.recovery import Rebuilt, open_checked
 from edgecv.threads import name_os_thread, start_thread
 from edgecv.upstream.budget import DiskBudget
 from edgecv.watcher import InboxWatcher, Intake
@@ -86,6 +87,7 @@ class Agent:
         self.threads: list[threading.Thread] = []
         self.signal = WorkSignal()
         self.store: Store | None = None
+        self.rebuilt: Rebuilt | None = None  # set when the start-up check set a damaged job log aside
         self.watcher: InboxWatcher | None = None
         self.services: list = []  # objects with a stop() to call on shutdown
         self.metrics = None
@@ -123,7 +125,7 @@ class Agent:
         sys.setswitchinterval(GIL_SWITCH_S)
         try:
             with data_dir_lock(cfg.data_dir):
-                self.store = Store(cfg.db_path)
+                self.store, self.rebuilt = open_checked(cfg.db_path, cfg.damaged_dir)
                 try:
                     self._run(cfg)
                 finally:
@@ -138,7 +140,7 @@ class Agent:
         store.on_job_queued = self.signal.notify
         store.recover_jobs(cfg.max_attempts)
         self.budget = DiskBudget.from_config(store, cfg)
-        recover_spool(store, cfg, budget=self.budget)
+        recover_spool(store, cfg, budget=self.budget, requeue_jobless=self.rebuilt is not None)
         from edgecv.api import Metrics
 
         self.metrics = Metrics(store)

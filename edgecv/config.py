@@ -135,6 +135,11 @@ class Config:
         return self.data_dir / "quarantine"
 
     @property
+    def damaged_dir(self) -> Path:
+        """Where a job log that failed the start-up check is set aside (edgecv.store.recovery)."""
+        return self.data_dir / "damaged"
+
+    @property
     def cache_dir(self) -> Path:
         return self.data_dir / "cache"
 

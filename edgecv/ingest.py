@@ -401,14 +401,22 @@ def _read_inbox_file(path: Path, inbox: Path) -> tuple[bytes, SourceFile | None]
         ) from None
 
 
-def recover_spool(store: Store, config: Config, *, budget: DiskBudget | None = None) -> int:
+def recover_spool(
+    store: Store, config: Config, *, budget: DiskBudget | None = None, requeue_jobless: bool = False
+) -> int:
     """Start-up check (the agent holds the data-dir lock): every spooled image has an observation.
 
     After a power loss the last committed transactions of the WAL can be lost while the spool file and
     the inbox unlink survived; such an orphan is ingested again (default model, its sidecar metadata
     is gone) so that it still ends in a job. Leftover temporary files are removed. Returns how many
-    orphans were recovered.
+    orphans were recovered. With ``requeue_jobless`` (after a damaged job log was rebuilt) observations
+    that lost every job get one for the default model again.
     """
+    if requeue_jobless:
+        for observation in store.observations_without_jobs():
+            job, created = store.create_job(observation.id, config.default_model)
+            if created:
+                log.warning("%s lost its job with the damaged job log; queued %s", observation.id, job.id)
     spool = config.spool_dir
     if not spool.is_dir():
         return 0

@@ -16,7 +16,7 @@ from edgecv.config import Config, load_config
 from edgecv.errors import EdgecvError
 from edgecv.logging_setup import LOG_FORMATS, configure_logging, register_secrets
 
-COMMAND_MODULES = ("jobs", "models", "run", "agent", "sync", "serve", "admin")
+COMMAND_MODULES = ("jobs", "models", "run", "agent", "sync", "serve", "admin", "backup")
 
 
 class AppContext:

@@ -277,6 +277,13 @@ class Store:
     def observation_hashes(self) -> set[str]:
         return {row[0] for row in self.conn.execute("SELECT sha256 FROM observations")}
 
+    def observations_without_jobs(self) -> list[Observation]:
+        """Observations no job refers to (after a damaged job log lost some of its job rows)."""
+        rows = self.conn.execute(
+            "SELECT * FROM observations WHERE id NOT IN (SELECT observation_id FROM jobs) ORDER BY id"
+        ).fetchall()
+        return [_observation(r) for r in rows]
+
     def find_observation_by_hash(self, sha256: str) -> Observation | None:
         row = self.conn.execute("SELECT * FROM observations WHERE sha256 = ?", (sha256,)).fetchone()
         return _observation(row) if row else None
