@@ -104,6 +104,9 @@ class Config:
     lease_s: float = 300.0
     max_image_pixels: int = 50_000_000
     max_file_mb: int = 100
+    # Intake pauses while the data dir's filesystem has less free space than this (MiB): the job log,
+    # results and the images already accepted keep room to finish (docs/operations.md)
+    min_free_mb: int = 64
     log_level: str = "INFO"
     folders: dict[str, str] = field(default_factory=dict)  # inbox sub-folder → model name
     planograms: dict[str, Path] = field(default_factory=dict)  # inbox sub-folder → planogram JSON file
@@ -369,6 +372,8 @@ def validate(cfg: Config) -> None:
     for key in ("workers", "backlog_min", "backlog_batch", "max_attempts", "max_image_pixels", "max_file_mb"):
         if getattr(cfg, key) < 1:
             raise _invalid(key, getattr(cfg, key), "must be at least 1", str(getattr(cfg, key)))
+    if cfg.min_free_mb < 0:
+        raise _invalid("min_free_mb", cfg.min_free_mb, "must be 0 or more", str(cfg.min_free_mb))
     if cfg.sync.image_policy not in ("none", "thumbnail", "full"):
         raise _invalid("sync.image_policy", cfg.sync.image_policy, "expected none, thumbnail or full")
     if not (0 <= cfg.api.port < 65536):

@@ -23,7 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from edgecv.config import Config
-from edgecv.errors import DiskBudgetExceeded, EdgecvError, ImageUnreadable, RejectedFile
+from edgecv.errors import (
+    DiskBudgetExceeded,
+    DiskFull,
+    EdgecvError,
+    ImageUnreadable,
+    RejectedFile,
+    is_disk_full,
+)
 from edgecv.imageio import IMAGE_SUFFIXES, read_header
 from edgecv.logging_setup import log_name
 from edgecv.records import Job, Observation
@@ -57,6 +64,7 @@ class NotReady(EdgecvError):
 
 
 BUDGET_RETRY_S = 30.0
+DISK_FULL_RETRY_S = 5.0  # a file that met a full disk is tried again this often (free space is measured)
 
 
 # -- what counts as an inbox file ------------------------------------------------------------------
@@ -137,14 +145,20 @@ def spool_file(
     rel = Path("spool") / sha256[:2] / f"{sha256}{ext}"
     dest = config.data_dir / rel
     if not dest.exists():
-        dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        if source is None or not _link(source, tmp):
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-        os.replace(tmp, dest)
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if source is None or not _link(source, tmp):
+                with open(tmp, "wb") as fh:
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            os.replace(tmp, dest)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            if is_disk_full(exc):
+                raise DiskFull.writing("the spool", dest.parent) from None
+            raise
     return rel.as_posix()
 
 
@@ -185,7 +199,8 @@ def ingest_bytes(
 
     New bytes are spooled only when ``budget`` (the agent's one disk-budget owner) accepts them;
     without a budget nothing is limited (tests, tools). Raises RejectedFile (with a stable ``code``)
-    when the bytes are not a usable image, DiskBudgetExceeded when the budget refuses them.
+    when the bytes are not a usable image, DiskBudgetExceeded when the budget refuses them, DiskFull
+    when the disk is full (less than ``min_free_mb`` free, or a write failed).
     """
     header = validate_bytes(data, config)
     if not header.complete:
@@ -197,6 +212,8 @@ def ingest_bytes(
     existing = store.find_observation_by_hash(sha256)
     if existing is None and budget is not None:
         ok, reason = budget.may_accept_image(len(data))
+        if not ok and budget.disk_full_reason is not None:
+            raise DiskFull(budget.disk_full_reason)
         if not ok:
             raise DiskBudgetExceeded(reason or "the disk budget is full")
     rel = (
@@ -288,8 +305,15 @@ def find_sidecar(image: Path) -> Path | None:
 
 
 def quarantine(config: Config, path: Path, reason: str, code: str) -> Path:
-    """Move ``path`` into ``<data-dir>/quarantine/`` with ``<name>.reason`` beside it; return the new path."""
-    config.quarantine_dir.mkdir(parents=True, exist_ok=True)
+    """Move ``path`` into ``<data-dir>/quarantine/`` with ``<name>.reason`` beside it; return the new path.
+
+    Raises DiskFull (and leaves ``path`` where it was) when the disk is full."""
+    try:
+        config.quarantine_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise DiskFull.writing("the quarantine", config.quarantine_dir) from None
+        raise
     stamp = time.strftime("%Y%m%dT%H%M%S")
     safe = "".join(c if c.isprintable() and c not in "/\\" else "_" for c in path.name) or "unnamed"
     dest = config.quarantine_dir / f"{stamp}_{safe}"
@@ -297,20 +321,37 @@ def quarantine(config: Config, path: Path, reason: str, code: str) -> Path:
     while dest.exists() or dest.with_name(dest.name + ".reason").exists():
         dest = config.quarantine_dir / f"{stamp}_{n}_{safe}"
         n += 1
-    try:
-        os.replace(path, dest)
-    except OSError:
-        # Another filesystem: copy the bytes (a symlink is recreated, never followed), then unlink.
-        if path.is_symlink():
-            os.symlink(os.readlink(path), dest)
-        else:
-            dest.write_bytes(path.read_bytes())
-        path.unlink()
-    dest.with_name(dest.name + ".reason").write_text(
-        f"code: {code}\nfile: {log_name(path)}\nreason: {log_name(reason)}\n", encoding="utf-8"
-    )
+    reason_file = dest.with_name(dest.name + ".reason")
+    try:  # the reason first: a full disk leaves the file where it was, never a file without its reason
+        reason_file.write_text(
+            f"code: {code}\nfile: {log_name(path)}\nreason: {log_name(reason)}\n", encoding="utf-8"
+        )
+        _move(path, dest)
+    except OSError as exc:
+        reason_file.unlink(missing_ok=True)
+        if is_disk_full(exc):
+            raise DiskFull.writing("the quarantine", config.quarantine_dir) from None
+        raise
     log.warning("quarantined %s: %s", log_name(path), log_name(reason))
     return dest
+
+
+def _move(path: Path, dest: Path) -> None:
+    try:
+        os.replace(path, dest)
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise
+        # Another filesystem: copy the bytes (a symlink is recreated, never followed), then unlink.
+        try:
+            if path.is_symlink():
+                os.symlink(os.readlink(path), dest)
+            else:
+                dest.write_bytes(path.read_bytes())
+        except OSError:
+            dest.unlink(missing_ok=True)
+            raise
+        path.unlink()
 
 
 def ingest_file(
@@ -356,12 +397,17 @@ def ingest_file(
     except RejectedFile as exc:
         if not path.is_symlink() and not os.path.lexists(path):
             return None
-        quarantine(config, path, str(exc), exc.code)
-        if sidecar is not None and sidecar.exists():
-            quarantine(config, sidecar, f"sidecar of quarantined {path.name}: {exc}", exc.code)
+        try:
+            quarantine(config, path, str(exc), exc.code)
+            if sidecar is not None and sidecar.exists():
+                quarantine(config, sidecar, f"sidecar of quarantined {path.name}: {exc}", exc.code)
+        except DiskFull as full:
+            return _disk_full(path, full, budget)
         return None
     except FileNotFoundError:
         return None
+    except DiskFull as exc:
+        return _disk_full(path, exc, budget)
     except DiskBudgetExceeded as exc:
         log.warning("%s stays in the inbox: %s", log_name(path), exc)
         raise NotReady(str(exc), retry_s=BUDGET_RETRY_S) from None
@@ -370,6 +416,14 @@ def ingest_file(
             with contextlib.suppress(FileNotFoundError):
                 done.unlink()
     return result
+
+
+def _disk_full(path: Path, exc: DiskFull, budget: DiskBudget | None) -> None:
+    """The file stays in the inbox; intake pauses until space returns (NotReady: tried again later)."""
+    if budget is not None:
+        budget.disk_full(str(exc).removeprefix("disk full while writing ").split(";")[0])
+    log.warning("%s stays in the inbox: %s", log_name(path), exc)
+    raise NotReady(str(exc), retry_s=DISK_FULL_RETRY_S)
 
 
 def _modified_moments_ago(path: Path) -> bool:

@@ -18,7 +18,15 @@ from starlette.datastructures import UploadFile
 from edgecv.api import schemas
 from edgecv.api.auth import token_matches
 from edgecv.api.state import ApiState, error_response, state
-from edgecv.errors import ApiAuthError, ApiError, ApiNotFound, JobNotFound, ModelNotFound, ObservationNotFound
+from edgecv.errors import (
+    ApiAuthError,
+    ApiError,
+    ApiNotFound,
+    DiskFull,
+    JobNotFound,
+    ModelNotFound,
+    ObservationNotFound,
+)
 from edgecv.signing import generate_secret
 from edgecv.store import webhooks as webhook_sql
 from edgecv.webhook_delivery import check_url
@@ -265,9 +273,14 @@ async def create_observation(st: Tenant, request: Request) -> JSONResponse:
             _check_model(st, model)
         data = await upload.read()
         name = _safe_name(upload.filename)
-    result = await run_in_threadpool(
-        ingest_bytes, st.store, st.config, data, name=name, metadata=metadata, model=model, budget=st.budget
-    )
+    try:
+        result = await run_in_threadpool(
+            ingest_bytes, st.store, st.config, data, name=name, metadata=metadata, model=model, budget=st.budget
+        )
+    except DiskFull:  # 507 with the message; intake pauses until space returns
+        if st.budget is not None:
+            st.budget.disk_full("an uploaded image")
+        raise
     body = _observation_dict(st, result.observation)
     body["job"] = result.job.to_dict() if result.job else None
     return JSONResponse(body, status_code=201)
@@ -363,7 +376,7 @@ def healthz() -> dict[str, Any]:
 
 @ops_router.get("/readyz", response_model=schemas.Health, responses={503: {"model": schemas.Health}})
 def readyz(request: Request) -> JSONResponse:
-    """The job log answers and has this build's schema."""
+    """The job log answers and has this build's schema, and intake is not paused (full disk, disk budget)."""
     from edgecv.store import schema_version
 
     st = state(request)
@@ -379,7 +392,9 @@ def readyz(request: Request) -> JSONResponse:
         checks["models"] = f"{len(st.models())} installed"
     except Exception as exc:
         checks["models"] = f"error: {type(exc).__name__}"
-    ready = checks["store"] == "ok"
+    paused = st.budget.pause_reason() if st.budget is not None else None
+    checks["intake"] = "ok" if paused is None else f"paused: {paused}"
+    ready = checks["store"] == "ok" and paused is None
     return JSONResponse(
         {"status": "ok" if ready else "unavailable", "checks": checks}, status_code=200 if ready else 503
     )
