@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import math
 import os
 import re
 import sys
@@ -192,15 +193,27 @@ def _coerce(value: Any, typ: Any, key: str, where: str = "") -> Any:
         if typ is float:
             if isinstance(value, bool):
                 raise ValueError(value)
-            return float(value)
+            number = float(value)
+            if not math.isfinite(number):  # nan, inf: no setting means that
+                raise ValueError(value)
+            return number
         if typ is str:
             if not isinstance(value, (str, int, float)) or isinstance(value, bool):
                 raise ValueError(value)
             return str(value)
         if typ is Path:
-            if not isinstance(value, (str, os.PathLike)):
+            if not isinstance(value, (str, os.PathLike)) or "\x00" in str(value):
                 raise ValueError(value)
-            return Path(value).expanduser()
+            try:
+                return Path(value).expanduser()
+            except RuntimeError:  # ~name of a user this system does not have
+                raise ConfigError(
+                    f"{where}{key}: cannot expand {str(value).split('/')[0]!r} (no such user's home); "
+                    "write the full path",
+                    key=key,
+                    value=value,
+                    hint="a path",
+                ) from None
         if origin is list:
             if not isinstance(value, (str, list)):
                 raise ValueError(value)

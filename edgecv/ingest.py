@@ -33,7 +33,7 @@ from edgecv.errors import (
 )
 from edgecv.imageio import IMAGE_SUFFIXES, read_header
 from edgecv.logging_setup import log_name
-from edgecv.records import Job, Observation
+from edgecv.records import Job, Observation, check_wire_json
 from edgecv.store import Store
 from edgecv.upstream.budget import DiskBudget
 
@@ -286,6 +286,17 @@ def read_sidecar(path: Path) -> dict[str, Any]:
         raise RejectedFile(
             f"sidecar {path.name} is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
             "fix it and drop the image and sidecar again",
+            code="sidecar_invalid",
+        ) from None
+    except RecursionError:
+        raise RejectedFile(
+            f"sidecar {path.name} nests objects/arrays too deep to read", code="sidecar_invalid"
+        ) from None
+    try:
+        check_wire_json(value)
+    except ValueError as exc:
+        raise RejectedFile(
+            f"sidecar {path.name} cannot be used: {exc}; fix it and drop the image and sidecar again",
             code="sidecar_invalid",
         ) from None
     if not isinstance(value, dict):

@@ -27,6 +27,7 @@ from edgecv.errors import (
     ModelNotFound,
     ObservationNotFound,
 )
+from edgecv.records import check_wire_json
 from edgecv.signing import generate_secret
 from edgecv.store import webhooks as webhook_sql
 from edgecv.webhook_delivery import check_url
@@ -218,8 +219,12 @@ def _parse_metadata(raw: Any) -> dict[str, Any]:
         )
     try:
         value = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise ApiError("metadata is not valid JSON", status=422, code="invalid_metadata") from None
+    try:
+        check_wire_json(value)
+    except ValueError as exc:
+        raise ApiError(f"metadata cannot be stored: {exc}", status=422, code="invalid_metadata") from None
     if not isinstance(value, dict):
         raise ApiError("metadata must be a JSON object", status=422, code="invalid_metadata")
     return value
