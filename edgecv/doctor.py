@@ -240,9 +240,12 @@ def check_database(config: Config) -> list[Check]:
     try:
         health = db.database_health(path)
     except EdgecvError as exc:
-        return [
-            Check("job log", FAIL, str(exc), "run doctor as the agent's user: sudo -u edgecv edgecv doctor")
-        ]
+        hint = (
+            "restart the agent, or `edgecv restore FILE`"
+            if "damaged" in str(exc)
+            else "run doctor as the agent's user: sudo -u edgecv edgecv doctor"
+        )
+        return [Check("job log", FAIL, str(exc), hint)]
     known = schema_version()
     out: list[Check] = []
     if health.user_version > known:

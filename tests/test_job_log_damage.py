@@ -234,3 +234,13 @@ def test_restore_puts_a_backup_back_and_keeps_the_previous_log(store, config, tm
         assert restored.integrity_check() == "ok"
     finally:
         restored.close()
+
+
+def test_status_and_doctor_name_a_damaged_log_and_the_way_out(config, cli):
+    config.data_dir.mkdir(parents=True)
+    config.db_path.write_bytes(b"\x00garbage" * 1000)
+    result = cli("status")
+    assert result.exit_code == 1 and "the job log is damaged" in result.output
+    assert "edgecv restore FILE" in result.output and "Traceback" not in result.output
+    doctor = cli("doctor", "--skip", "upstream")
+    assert "the job log is damaged" in doctor.output
