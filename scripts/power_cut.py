@@ -1,7 +1,7 @@
 """Power cuts: SIGKILL the agent at random moments during a backlog with sync and webhooks on, restart it,
 again and again; then check that nothing was lost or doubled.
 
-    .venv/bin/python scripts/power_cut.py                  # 100 kills, 1000 images (+5 before each restart)
+    .venv/bin/python scripts/power_cut.py                  # 100 kills, 1500 images (+40 before each restart)
     .venv/bin/python scripts/power_cut.py --kills 20 --images 100 --seed 7
 
 The agent runs as a real process (`python -m edgecv agent`) on the shipped default model, syncing to the
@@ -120,8 +120,8 @@ def settled(db: Path, receiver: Receiver, n: int) -> bool:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kills", type=int, default=100)
-    parser.add_argument("--images", type=int, default=1000, help="the backlog dropped before the first start")
-    parser.add_argument("--more", type=int, default=5, help="images dropped before each restart")
+    parser.add_argument("--images", type=int, default=1500, help="the backlog dropped before the first start")
+    parser.add_argument("--more", type=int, default=40, help="images dropped before each restart")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--keep", action="store_true", help="keep the working folder")
     args = parser.parse_args()
