@@ -62,6 +62,8 @@ class SalvageReport:
     unreadable: list[str] = field(default_factory=list)  # tables that could not be read to the end
 
     def summary(self) -> str:
+        if self.unreadable == ["all"]:
+            return "nothing in it was readable"
         parts = [f"{table} {n}" for table, n in self.copied.items() if n]
         text = "rows salvaged: " + (", ".join(parts) or "none")
         if self.skipped:
