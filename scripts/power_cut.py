@@ -64,11 +64,16 @@ class Receiver(ThreadingHTTPServer):
     def __init__(self) -> None:
         self.events: dict[str, int] = {}
         self.lock = threading.Lock()
+        self.down = False  # answer 503 to everything (a receiver that is down)
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if receiver.down:
+                    self.send_response(503)
+                    self.end_headers()
+                    return
                 job_id = json.loads(body)["data"]["id"]
                 with receiver.lock:
                     receiver.events[job_id] = receiver.events.get(job_id, 0) + 1
