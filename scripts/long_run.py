@@ -192,6 +192,8 @@ def report(args, work, db, port, receiver, dropped, samples, duration) -> int:
         f"RSS: {rss0 / 1024:.1f} MiB after warm-up -> {rss1 / 1024:.1f} MiB at the end "
         f"({(rss1 / rss0 - 1) * 100:+.1f} %); max {max(s[1] for s in samples) / 1024:.1f} MiB"
     )
+    minutes = [s for s in samples if int(s[0]) % 60 < 10] + samples[-1:]
+    print("RSS by minute (MiB): " + ", ".join(f"{s[1] / 1024:.0f}" for s in minutes))
     print(f"open fds: {fd0} after warm-up -> {fd1} at the end (max {max(s[2] for s in samples)})")
     print("p95 drop-to-completed by fifth of the run: " + ", ".join(f"{v:.2f} s" for v in p95s))
     print(
