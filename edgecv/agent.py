@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgecv.clock import ClockWatch
 from edgecv.config import Config
 from edgecv.errors import AgentLocked, ConfigError, EdgecvError
 from edgecv.ingest import recover_spool
@@ -27,7 +28,9 @@ from edgecv.runtime.installed import check_model_names
 from edgecv.services import build_services
 from edgecv.status import remove_agent_state, write_agent_state
 from edgecv.store import Store
+from edgecv.store import webhooks as webhook_sql
 from edgecv.store.counts import jobs_by_status
+from edgecv.store.recovery import Rebuilt, open_checked
 from edgecv.threads import name_os_thread, start_thread
 from edgecv.upstream.budget import DiskBudget
 from edgecv.watcher import InboxWatcher, Intake
@@ -86,6 +89,7 @@ class Agent:
         self.threads: list[threading.Thread] = []
         self.signal = WorkSignal()
         self.store: Store | None = None
+        self.rebuilt: Rebuilt | None = None  # set when the start-up check set a damaged job log aside
         self.watcher: InboxWatcher | None = None
         self.services: list = []  # objects with a stop() to call on shutdown
         self.metrics = None
@@ -123,7 +127,7 @@ class Agent:
         sys.setswitchinterval(GIL_SWITCH_S)
         try:
             with data_dir_lock(cfg.data_dir):
-                self.store = Store(cfg.db_path)
+                self.store, self.rebuilt = open_checked(cfg.db_path, cfg.damaged_dir)
                 try:
                     self._run(cfg)
                 finally:
@@ -138,7 +142,7 @@ class Agent:
         store.on_job_queued = self.signal.notify
         store.recover_jobs(cfg.max_attempts)
         self.budget = DiskBudget.from_config(store, cfg)
-        recover_spool(store, cfg, budget=self.budget)
+        recover_spool(store, cfg, budget=self.budget, requeue_jobless=self.rebuilt is not None)
         from edgecv.api import Metrics
 
         self.metrics = Metrics(store)
@@ -221,10 +225,26 @@ class Agent:
         return thread
 
     def _reap_expired_leases(self) -> None:
+        watch = ClockWatch()
         while not self.stop_event.wait(max(5.0, self.config.lease_s / 4)):
+            step = watch.step()
+            if step:  # before reaping: a clock stepped forward must not make leases in hand look expired
+                self._correct_for_clock_step(step)
             requeued, _ = self.store.recover_jobs(self.config.max_attempts, only_expired=True)
             if requeued:
                 self.signal.notify()
+
+    def _correct_for_clock_step(self, step: float) -> None:
+        cfg = self.config
+        leases = self.store.correct_leases(step, cfg.lease_s)
+        horizon = max(cfg.webhooks.backoff_max_s, cfg.lease_s)
+        retries = webhook_sql.correct_retry_times(self.store, step, horizon)
+        log.warning(
+            "the system clock was stepped by %+.0f s; corrected %d job lease(s) and %d webhook retry time(s)",
+            step,
+            leases,
+            retries,
+        )
 
     def _start_services(self, cfg: Config, store: Store) -> None:
         """Webhook delivery, the sync relay (when ``sync.url`` is set) and the local API."""

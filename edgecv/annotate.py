@@ -15,6 +15,7 @@ Legibility rules (each a small pure function below, unit-tested in ``tests/test_
 from __future__ import annotations
 
 import colorsys
+import os
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+from edgecv.errors import DiskFull, is_disk_full
 
 # the attributes worth reading off a picture, in display order
 KEY_ATTRIBUTES = ("facings", "shelfPosition", "priceTag", "storey", "severity", "maxWidthPx", "lengthPx")
@@ -346,9 +349,17 @@ def write_annotated(store, config, job, out: Path) -> Path:
 
     observation = store.get_observation(job.observation_id)
     image = decode_file(config.data_dir / observation.spool_path, max_pixels=config.max_image_pixels)
-    out.parent.mkdir(parents=True, exist_ok=True)
     ok, buf = cv2.imencode(out.suffix or ".jpg", draw_job(image, job.to_dict()))
     if not ok:
         raise ValueError(f"cannot encode an image as {out.suffix!r}; use .jpg or .png")
-    out.write_bytes(buf.tobytes())
+    tmp = out.with_name(f".{out.name}.tmp")
+    try:  # written beside its name and renamed: a full disk leaves no truncated image behind
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(buf.tobytes())
+        os.replace(tmp, out)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if is_disk_full(exc):
+            raise DiskFull.writing("an annotated image", out) from None
+        raise
     return out

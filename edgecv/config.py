@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import ipaddress
+import math
 import os
 import re
 import sys
@@ -124,6 +125,9 @@ class Config:
     lease_s: float = 300.0
     max_image_pixels: int = 50_000_000
     max_file_mb: int = 100
+    # Intake pauses while the data dir's filesystem has less free space than this (MiB): the job log,
+    # results and the images already accepted keep room to finish (docs/operations.md)
+    min_free_mb: int = 64
     log_level: str = "INFO"
     folders: dict[str, str] = field(default_factory=dict)  # inbox sub-folder → model name
     planograms: dict[str, Path] = field(default_factory=dict)  # inbox sub-folder → planogram JSON file
@@ -171,6 +175,11 @@ class Config:
     @property
     def catalog_dir(self) -> Path:
         return self.catalog if self.catalog is not None else self.data_dir / "catalog"
+
+    @property
+    def damaged_dir(self) -> Path:
+        """Where a job log that failed the start-up check is set aside (edgecv.store.recovery)."""
+        return self.data_dir / "damaged"
 
     @property
     def cache_dir(self) -> Path:
@@ -228,15 +237,27 @@ def _coerce(value: Any, typ: Any, key: str, where: str = "") -> Any:
         if typ is float:
             if isinstance(value, bool):
                 raise ValueError(value)
-            return float(value)
+            number = float(value)
+            if not math.isfinite(number):  # nan, inf: no setting means that
+                raise ValueError(value)
+            return number
         if typ is str:
             if not isinstance(value, (str, int, float)) or isinstance(value, bool):
                 raise ValueError(value)
             return str(value)
         if typ is Path:
-            if not isinstance(value, (str, os.PathLike)):
+            if not isinstance(value, (str, os.PathLike)) or "\x00" in str(value):
                 raise ValueError(value)
-            return Path(value).expanduser()
+            try:
+                return Path(value).expanduser()
+            except RuntimeError:  # ~name of a user this system does not have
+                raise ConfigError(
+                    f"{where}{key}: cannot expand {str(value).split('/')[0]!r} (no such user's home); "
+                    "write the full path",
+                    key=key,
+                    value=value,
+                    hint="a path",
+                ) from None
         if origin is list:
             if not isinstance(value, (str, list)):
                 raise ValueError(value)
@@ -425,6 +446,8 @@ def validate(cfg: Config) -> None:
     for key in ("workers", "backlog_min", "backlog_batch", "max_attempts", "max_image_pixels", "max_file_mb"):
         if getattr(cfg, key) < 1:
             raise _invalid(key, getattr(cfg, key), "must be at least 1", str(getattr(cfg, key)))
+    if cfg.min_free_mb < 0:
+        raise _invalid("min_free_mb", cfg.min_free_mb, "must be 0 or more", str(cfg.min_free_mb))
     if cfg.sync.image_policy not in ("none", "thumbnail", "full"):
         raise _invalid("sync.image_policy", cfg.sync.image_policy, "expected none, thumbnail or full")
     if cfg.privacy.faces not in FACE_POLICIES:

@@ -27,7 +27,7 @@ from edgecv.runtime.package import MANIFEST_NAMES, load_package
 from edgecv.status import describe_agent, running_agent, with_agent_settings
 from edgecv.store import readonly as db
 from edgecv.store import schema_version
-from edgecv.upstream.budget import MIB, dir_bytes, format_size
+from edgecv.upstream.budget import MIB, dir_bytes, format_size, free_space_reason
 
 log = logging.getLogger(__name__)
 
@@ -245,8 +245,11 @@ def check_disk(config: Config) -> list[Check]:
     used = dir_bytes(config.data_dir) if config.data_dir.exists() else 0
     budget = config.sync.disk_budget_mb * MIB
     detail = f"{format_size(free)} free on {where}; data dir uses {format_size(used)} of a {format_size(budget)} budget"
+    paused = free_space_reason(where, config.min_free_mb * MIB)
+    if paused is not None:
+        return [Check("disk", FAIL, paused, f"free space on {where}: the agent takes no new images until then")]
     if free < MIN_FREE_BYTES:
-        return [Check("disk", FAIL, detail, f"free space on {where}: the job log needs room to grow")]
+        return [Check("disk", WARN, detail + " (little room left)", f"free space on {where}")]
     if free < budget - used:
         return [
             Check(
@@ -266,9 +269,12 @@ def check_database(config: Config) -> list[Check]:
     try:
         health = db.database_health(path)
     except EdgecvError as exc:
-        return [
-            Check("job log", FAIL, str(exc), "run doctor as the agent's user: sudo -u edgecv edgecv doctor")
-        ]
+        hint = (
+            "restart the agent, or `edgecv restore FILE`"
+            if "damaged" in str(exc)
+            else "run doctor as the agent's user: sudo -u edgecv edgecv doctor"
+        )
+        return [Check("job log", FAIL, str(exc), hint)]
     known = schema_version()
     out: list[Check] = []
     if health.user_version > known:
@@ -302,7 +308,18 @@ def check_database(config: Config) -> list[Check]:
                 "job log",
                 FAIL,
                 f"integrity_check: {health.integrity[:300]}",
-                f"stop the agent, keep a copy of {path}, then `sqlite3 {path} .recover` into a new file",
+                "restart the agent: it sets the damaged log aside in damaged/ and rebuilds it from the "
+                "readable rows and the spool; or stop it and `edgecv restore FILE` from a backup",
+            )
+        )
+    damaged = sorted(config.damaged_dir.glob("*.reason")) if config.damaged_dir.is_dir() else []
+    if damaged:
+        out.append(
+            Check(
+                "job log damage",
+                WARN,
+                f"{len(damaged)} damaged job log(s) set aside at start-up, newest {damaged[-1].with_suffix('')}",
+                f"read {damaged[-1]}; keep the file for support, delete it once no longer needed",
             )
         )
     wal = f"WAL {format_size(health.wal_bytes)}"

@@ -178,6 +178,27 @@ class DiskBudgetExceeded(EdgecvError):
     code = "disk_budget_exceeded"
 
 
+class DiskFull(EdgecvError):
+    """The filesystem is full (ENOSPC, SQLite's "database or disk is full", or less free space than
+    ``min_free_mb``). Nothing accepted is lost: the write is retried once space returns."""
+
+    code = "disk_full"
+
+    @classmethod
+    def writing(cls, what: str, where: object) -> DiskFull:
+        return cls(
+            f"disk full while writing {what} ({where}); free space on that filesystem "
+            "(delete old files, raise the volume size) and edgecv resumes by itself"
+        )
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """An OSError that means the filesystem (or the user's quota) is full."""
+    import errno
+
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
 class DatasetError(EdgecvError):
     """An evaluation dataset folder cannot be used (no usable labels, an unreadable annotation file)."""
 

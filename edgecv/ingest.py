@@ -23,11 +23,18 @@ from pathlib import Path
 from typing import Any
 
 from edgecv.config import Config
-from edgecv.errors import DiskBudgetExceeded, EdgecvError, ImageUnreadable, RejectedFile
+from edgecv.errors import (
+    DiskBudgetExceeded,
+    DiskFull,
+    EdgecvError,
+    ImageUnreadable,
+    RejectedFile,
+    is_disk_full,
+)
 from edgecv.imageio import IMAGE_SUFFIXES, read_header
 from edgecv.logging_setup import log_name
 from edgecv.paths import tighten
-from edgecv.records import Job, Observation
+from edgecv.records import Job, Observation, check_wire_json
 from edgecv.store import Store
 from edgecv.upstream.budget import DiskBudget
 
@@ -58,6 +65,7 @@ class NotReady(EdgecvError):
 
 
 BUDGET_RETRY_S = 30.0
+DISK_FULL_RETRY_S = 5.0  # a file that met a full disk is tried again this often (free space is measured)
 
 
 # -- what counts as an inbox file ------------------------------------------------------------------
@@ -138,16 +146,22 @@ def spool_file(
     rel = Path("spool") / sha256[:2] / f"{sha256}{ext}"
     dest = config.data_dir / rel
     if not dest.exists():
-        dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        if source is None or not _link(source, tmp):
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-        else:
-            tighten(tmp)  # a link shares the inbox file's mode: the spool is private (if the file is ours)
-        os.replace(tmp, dest)
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if source is None or not _link(source, tmp):
+                with open(tmp, "wb") as fh:
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            else:
+                tighten(tmp)  # a link shares the inbox file's mode: the spool is private (if the file is ours)
+            os.replace(tmp, dest)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            if is_disk_full(exc):
+                raise DiskFull.writing("the spool", dest.parent) from None
+            raise
     return rel.as_posix()
 
 
@@ -188,7 +202,8 @@ def ingest_bytes(
 
     New bytes are spooled only when ``budget`` (the agent's one disk-budget owner) accepts them;
     without a budget nothing is limited (tests, tools). Raises RejectedFile (with a stable ``code``)
-    when the bytes are not a usable image, DiskBudgetExceeded when the budget refuses them.
+    when the bytes are not a usable image, DiskBudgetExceeded when the budget refuses them, DiskFull
+    when the disk is full (less than ``min_free_mb`` free, or a write failed).
     """
     header = validate_bytes(data, config)
     if not header.complete:
@@ -200,6 +215,8 @@ def ingest_bytes(
     existing = store.find_observation_by_hash(sha256)
     if existing is None and budget is not None:
         ok, reason = budget.may_accept_image(len(data))
+        if not ok and budget.disk_full_reason is not None:
+            raise DiskFull(budget.disk_full_reason)
         if not ok:
             raise DiskBudgetExceeded(reason or "the disk budget is full")
     rel = (
@@ -274,6 +291,17 @@ def read_sidecar(path: Path) -> dict[str, Any]:
             "fix it and drop the image and sidecar again",
             code="sidecar_invalid",
         ) from None
+    except RecursionError:
+        raise RejectedFile(
+            f"sidecar {path.name} nests objects/arrays too deep to read", code="sidecar_invalid"
+        ) from None
+    try:
+        check_wire_json(value)
+    except ValueError as exc:
+        raise RejectedFile(
+            f"sidecar {path.name} cannot be used: {exc}; fix it and drop the image and sidecar again",
+            code="sidecar_invalid",
+        ) from None
     if not isinstance(value, dict):
         raise RejectedFile(
             f"sidecar {path.name} must hold a JSON object, got {type(value).__name__}", code="sidecar_invalid"
@@ -291,8 +319,15 @@ def find_sidecar(image: Path) -> Path | None:
 
 
 def quarantine(config: Config, path: Path, reason: str, code: str) -> Path:
-    """Move ``path`` into ``<data-dir>/quarantine/`` with ``<name>.reason`` beside it; return the new path."""
-    config.quarantine_dir.mkdir(parents=True, exist_ok=True)
+    """Move ``path`` into ``<data-dir>/quarantine/`` with ``<name>.reason`` beside it; return the new path.
+
+    Raises DiskFull (and leaves ``path`` where it was) when the disk is full."""
+    try:
+        config.quarantine_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise DiskFull.writing("the quarantine", config.quarantine_dir) from None
+        raise
     stamp = time.strftime("%Y%m%dT%H%M%S")
     safe = "".join(c if c.isprintable() and c not in "/\\" else "_" for c in path.name) or "unnamed"
     dest = config.quarantine_dir / f"{stamp}_{safe}"
@@ -300,21 +335,38 @@ def quarantine(config: Config, path: Path, reason: str, code: str) -> Path:
     while dest.exists() or dest.with_name(dest.name + ".reason").exists():
         dest = config.quarantine_dir / f"{stamp}_{n}_{safe}"
         n += 1
-    try:
-        os.replace(path, dest)
-    except OSError:
-        # Another filesystem: copy the bytes (a symlink is recreated, never followed), then unlink.
-        if path.is_symlink():
-            os.symlink(os.readlink(path), dest)
-        else:
-            dest.write_bytes(path.read_bytes())
-        path.unlink()
-    tighten(dest)  # a moved file keeps the uploader's mode; quarantine is as private as the spool
-    dest.with_name(dest.name + ".reason").write_text(
-        f"code: {code}\nfile: {log_name(path)}\nreason: {log_name(reason)}\n", encoding="utf-8"
-    )
+    reason_file = dest.with_name(dest.name + ".reason")
+    try:  # the reason first: a full disk leaves the file where it was, never a file without its reason
+        reason_file.write_text(
+            f"code: {code}\nfile: {log_name(path)}\nreason: {log_name(reason)}\n", encoding="utf-8"
+        )
+        _move(path, dest)
+        tighten(dest)  # a moved file keeps the uploader's mode; quarantine is as private as the spool
+    except OSError as exc:
+        reason_file.unlink(missing_ok=True)
+        if is_disk_full(exc):
+            raise DiskFull.writing("the quarantine", config.quarantine_dir) from None
+        raise
     log.warning("quarantined %s: %s", log_name(path), log_name(reason))
     return dest
+
+
+def _move(path: Path, dest: Path) -> None:
+    try:
+        os.replace(path, dest)
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise
+        # Another filesystem: copy the bytes (a symlink is recreated, never followed), then unlink.
+        try:
+            if path.is_symlink():
+                os.symlink(os.readlink(path), dest)
+            else:
+                dest.write_bytes(path.read_bytes())
+        except OSError:
+            dest.unlink(missing_ok=True)
+            raise
+        path.unlink()
 
 
 def ingest_file(
@@ -360,12 +412,17 @@ def ingest_file(
     except RejectedFile as exc:
         if not path.is_symlink() and not os.path.lexists(path):
             return None
-        quarantine(config, path, str(exc), exc.code)
-        if sidecar is not None and sidecar.exists():
-            quarantine(config, sidecar, f"sidecar of quarantined {path.name}: {exc}", exc.code)
+        try:
+            quarantine(config, path, str(exc), exc.code)
+            if sidecar is not None and sidecar.exists():
+                quarantine(config, sidecar, f"sidecar of quarantined {path.name}: {exc}", exc.code)
+        except DiskFull as full:
+            return _disk_full(path, full, budget)
         return None
     except FileNotFoundError:
         return None
+    except DiskFull as exc:
+        return _disk_full(path, exc, budget)
     except DiskBudgetExceeded as exc:
         log.warning("%s stays in the inbox: %s", log_name(path), exc)
         raise NotReady(str(exc), retry_s=BUDGET_RETRY_S) from None
@@ -374,6 +431,14 @@ def ingest_file(
             with contextlib.suppress(FileNotFoundError):
                 done.unlink()
     return result
+
+
+def _disk_full(path: Path, exc: DiskFull, budget: DiskBudget | None) -> None:
+    """The file stays in the inbox; intake pauses until space returns (NotReady: tried again later)."""
+    if budget is not None:
+        budget.disk_full(str(exc).removeprefix("disk full while writing ").split(";")[0])
+    log.warning("%s stays in the inbox: %s", log_name(path), exc)
+    raise NotReady(str(exc), retry_s=DISK_FULL_RETRY_S)
 
 
 def _modified_moments_ago(path: Path) -> bool:
@@ -405,14 +470,22 @@ def _read_inbox_file(path: Path, inbox: Path) -> tuple[bytes, SourceFile | None]
         ) from None
 
 
-def recover_spool(store: Store, config: Config, *, budget: DiskBudget | None = None) -> int:
+def recover_spool(
+    store: Store, config: Config, *, budget: DiskBudget | None = None, requeue_jobless: bool = False
+) -> int:
     """Start-up check (the agent holds the data-dir lock): every spooled image has an observation.
 
     After a power loss the last committed transactions of the WAL can be lost while the spool file and
     the inbox unlink survived; such an orphan is ingested again (default model, its sidecar metadata
     is gone) so that it still ends in a job. Leftover temporary files are removed. Returns how many
-    orphans were recovered.
+    orphans were recovered. With ``requeue_jobless`` (after a damaged job log was rebuilt) observations
+    that lost every job get one for the default model again.
     """
+    if requeue_jobless:
+        for observation in store.observations_without_jobs():
+            job, created = store.create_job(observation.id, config.default_model)
+            if created:
+                log.warning("%s lost its job with the damaged job log; queued %s", observation.id, job.id)
     spool = config.spool_dir
     if not spool.is_dir():
         return 0

@@ -16,6 +16,20 @@ JOB_STATUSES = ("queued", "processing", "completed", "failed")
 ACTIVE_STATUSES = ("queued", "processing")
 
 
+def check_wire_json(value: Any) -> None:
+    """ValueError (saying why) unless ``value`` is standard JSON that the job log, the API and the
+    upstream can carry: no NaN or Infinity (Python's ``json`` reads them, and ``1e999`` as infinity), no
+    lone surrogate escapes such as ``"\\ud800"`` (not text; SQLite refuses them)."""
+    try:
+        json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except UnicodeError:
+        raise ValueError("it holds a lone surrogate escape (\\ud800-\\udfff), which is not text") from None
+    except RecursionError:
+        raise ValueError("it nests objects/arrays too deep") from None
+    except ValueError:
+        raise ValueError("it holds NaN or Infinity (or a number too large for a double): not standard JSON") from None
+
+
 def utc_now() -> str:
     """ISO 8601 UTC with milliseconds and a ``Z``: ``2026-11-28T15:08:00.123Z``."""
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -20,12 +20,14 @@ from typing import Any
 
 from edgecv import __version__
 from edgecv.config import Config
+from edgecv.errors import is_disk_full
 from edgecv.records import Job, utc_now
 from edgecv.runtime.installed import installed_models
 from edgecv.store import readonly as db
 from edgecv.store import retention as retention_sql
 from edgecv.store import schema_version
 from edgecv.store.counts import jobs_by_status, outbox_by_state
+from edgecv.upstream.budget import MIB, free_space_reason
 
 log = logging.getLogger(__name__)
 
@@ -87,10 +89,16 @@ def write_agent_state(config: Config, detectors: Mapping[str, Any], *, api_url: 
             "apiUrl": api_url or (previous.get("apiUrl") if same_process else None),
             "models": models,
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+            os.replace(tmp, path)
+        except OSError as exc:  # a full disk must not stop the agent: status then shows less
+            tmp.unlink(missing_ok=True)
+            if not is_disk_full(exc):
+                raise
+            log.warning("agent state %s not written: disk full", path)
     return path
 
 
@@ -257,6 +265,7 @@ def status_snapshot(config: Config) -> dict[str, Any]:
         "inbox": None if config.inbox is None else str(config.inbox),
         "agent": agent,
         "models": _models(config),
+        "intake": _intake(config),
     }
     if not config.db_path.exists():
         snapshot.update(
@@ -290,6 +299,13 @@ def _retention(config: Config, last: dict[str, Any] | None) -> dict[str, Any]:
         "jobsDays": config.retention.jobs_days,
         "lastSweep": last,
     }
+
+
+def _intake(config: Config) -> dict[str, Any]:
+    """Whether new images are taken: paused while the disk is full (free space measured now) or the
+    disk budget refuses them (the relay's saved state is reported under ``sync``)."""
+    reason = free_space_reason(config.data_dir, config.min_free_mb * MIB)
+    return {"paused": reason is not None, "reason": reason}
 
 
 def _sync_without_db(config: Config) -> dict[str, Any]:
@@ -344,6 +360,9 @@ def status_lines(snapshot: dict[str, Any]) -> list[str]:
         f"queue:      {snapshot['queue']['depth']} queued, {snapshot['queue']['processing']} processing",
         "jobs:       " + ", ".join(f"{n} {s}" for s, n in jobs.items()),
     ]
+    intake = snapshot.get("intake") or {}
+    if intake.get("paused"):
+        lines.append(f"intake:     PAUSED: {intake['reason']}")
     done = snapshot["lastCompleted"]
     lines.append(
         f"last done:  {done['id']} {done['model']} at {done['completedAt']} ({done['detections']} detection(s))"

@@ -24,12 +24,14 @@ from edgecv.errors import (
     ApiAuthError,
     ApiError,
     ApiNotFound,
+    DiskFull,
     JobNotFound,
     ModelNotFound,
     ObservationNotFound,
     PrivacyError,
 )
 from edgecv.privacy import PRIVACY_HEADER, privacy_header
+from edgecv.records import check_wire_json
 from edgecv.signing import generate_secret
 from edgecv.store import webhooks as webhook_sql
 from edgecv.webhook_delivery import check_url
@@ -224,8 +226,12 @@ def _parse_metadata(raw: Any) -> dict[str, Any]:
         )
     try:
         value = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise ApiError("metadata is not valid JSON", status=422, code="invalid_metadata") from None
+    try:
+        check_wire_json(value)
+    except ValueError as exc:
+        raise ApiError(f"metadata cannot be stored: {exc}", status=422, code="invalid_metadata") from None
     if not isinstance(value, dict):
         raise ApiError("metadata must be a JSON object", status=422, code="invalid_metadata")
     return value
@@ -287,9 +293,14 @@ async def create_observation(st: Tenant, request: Request) -> JSONResponse:
             _check_model(st, model)
         data = await upload.read()
         name = _safe_name(upload.filename)
-    result = await run_in_threadpool(
-        ingest_bytes, st.store, st.config, data, name=name, metadata=metadata, model=model, budget=st.budget
-    )
+    try:
+        result = await run_in_threadpool(
+            ingest_bytes, st.store, st.config, data, name=name, metadata=metadata, model=model, budget=st.budget
+        )
+    except DiskFull:  # 507 with the message; intake pauses until space returns
+        if st.budget is not None:
+            st.budget.disk_full("an uploaded image")
+        raise
     body = _observation_dict(st, result.observation)
     body["job"] = result.job.to_dict() if result.job else None
     return JSONResponse(body, status_code=201)
@@ -614,7 +625,7 @@ def healthz() -> dict[str, Any]:
     responses={503: {"model": schemas.Health}},
 )
 def readyz(request: Request) -> JSONResponse:
-    """The job log answers and has this build's schema."""
+    """The job log answers and has this build's schema, and intake is not paused (full disk, disk budget)."""
     from edgecv.store import schema_version
 
     st = state(request)
@@ -630,7 +641,9 @@ def readyz(request: Request) -> JSONResponse:
         checks["models"] = f"{len(st.models())} installed"
     except Exception as exc:
         checks["models"] = f"error: {type(exc).__name__}"
-    ready = checks["store"] == "ok"
+    paused = st.budget.pause_reason() if st.budget is not None else None
+    checks["intake"] = "ok" if paused is None else f"paused: {paused}"
+    ready = checks["store"] == "ok" and paused is None
     return JSONResponse(
         {"status": "ok" if ready else "unavailable", "checks": checks}, status_code=200 if ready else 503
     )

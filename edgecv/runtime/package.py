@@ -326,6 +326,8 @@ def _read_manifest_file(path: Path) -> dict:
         return json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise ModelPackageError(f"{path}: not a valid manifest: {exc}") from exc
+    except RecursionError:
+        raise ModelPackageError(f"{path}: not a valid manifest: it nests too deep") from None
 
 
 def load_package(path: Path, *, verify: bool = True) -> ModelPackage:

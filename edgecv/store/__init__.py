@@ -19,8 +19,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from edgecv.errors import JobNotFound, ObservationNotFound, SchemaTooNew, StoreError
-from edgecv.ids import new_id
+from edgecv.errors import DiskFull, JobNotFound, ObservationNotFound, SchemaTooNew, StoreError
+from edgecv.ids import new_id, not_before
 from edgecv.paths import create_private_file, ensure_writable_dir, secure_paths
 from edgecv.records import JOB_STATUSES, Job, Observation, utc_now
 from edgecv.store import outbox
@@ -137,16 +137,24 @@ class Store:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """``BEGIN IMMEDIATE`` … ``COMMIT`` (``ROLLBACK`` on any exception). Not re-entrant."""
+        """``BEGIN IMMEDIATE`` … ``COMMIT`` (``ROLLBACK`` on any exception, a failed ``COMMIT`` included).
+        Not re-entrant. A full disk raises :class:`DiskFull` (nothing of the transaction is kept)."""
         conn = self.conn
         with self._write_lock:
-            conn.execute("BEGIN IMMEDIATE")
             try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        with contextlib.suppress(sqlite3.Error):
+                            conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_FULL:
+                    raise DiskFull.writing("the job log", self.path) from exc
                 raise
-            conn.execute("COMMIT")
 
     def close(self) -> None:
         with self._lock:
@@ -173,6 +181,10 @@ class Store:
                 for statement in _statements(sql):
                     conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {version}")
+        for table in ("observations", "jobs", "webhook_deliveries"):  # ids continue after the newest
+            newest = self.conn.execute(f"SELECT MAX(id) FROM {table}").fetchone()[0]
+            if newest:
+                not_before(newest)
 
     def user_version(self) -> int:
         return self.conn.execute("PRAGMA user_version").fetchone()[0]
@@ -287,6 +299,13 @@ class Store:
 
     def observation_hashes(self) -> set[str]:
         return {row[0] for row in self.conn.execute("SELECT sha256 FROM observations")}
+
+    def observations_without_jobs(self) -> list[Observation]:
+        """Observations no job refers to (after a damaged job log lost some of its job rows)."""
+        rows = self.conn.execute(
+            "SELECT * FROM observations WHERE id NOT IN (SELECT observation_id FROM jobs) ORDER BY id"
+        ).fetchall()
+        return [_observation(r) for r in rows]
 
     def find_observation_by_hash(self, sha256: str) -> Observation | None:
         row = self.conn.execute("SELECT * FROM observations WHERE sha256 = ?", (sha256,)).fetchone()
@@ -475,6 +494,23 @@ class Store:
                 (time.time() + lease_s, job_id, owner),
             )
             return cur.rowcount == 1
+
+    def correct_leases(self, step_s: float, lease_s: float) -> int:
+        """The system clock jumped by ``step_s`` seconds: bring lease expiries written before the jump
+        back to what they meant, so no lease looks expired early (clock forward: a job in hand would be
+        run twice) or lives on for the size of the jump (clock back). Only expiries that the jump made
+        impossible are moved (forward: already past; back: further ahead than ``lease_s``); those
+        written after it are right as they are. Returns how many were corrected."""
+        now = time.time()
+        if step_s > 0:
+            where, params = "lease_expires_at <= ?", (now,)
+        else:
+            where, params = "lease_expires_at > ?", (now + lease_s,)
+        with self.transaction() as conn:
+            return conn.execute(
+                f"UPDATE jobs SET lease_expires_at = lease_expires_at + ? WHERE status = 'processing' AND {where}",
+                (step_s, *params),
+            ).rowcount
 
     def recover_jobs(self, max_attempts: int, *, only_expired: bool = False) -> tuple[int, int]:
         """Return abandoned ``processing`` jobs to ``queued``; fail those that used up their attempts.

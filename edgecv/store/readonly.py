@@ -45,10 +45,15 @@ def open_readonly(path: Path) -> Iterator[ReadOnlyStore]:
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA query_only = ON")
         conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
-    except sqlite3.Error as exc:
+    except sqlite3.DatabaseError as exc:
+        if not any(word in str(exc) for word in ("not a database", "malformed")):
+            raise StoreError(
+                f"{path}: cannot read the job log ({exc}); run as the user the agent runs as "
+                "(e.g. `sudo -u edgecv edgecv status`)"
+            ) from None
         raise StoreError(
-            f"{path}: cannot read the job log ({exc}); run as the user the agent runs as "
-            "(e.g. `sudo -u edgecv edgecv status`)"
+            f"{path}: the job log is damaged ({exc}); restart the agent (it sets the file aside in "
+            "damaged/ and rebuilds the log) or stop it and `edgecv restore FILE` from a backup"
         ) from None
     try:
         yield ReadOnlyStore(conn, path)

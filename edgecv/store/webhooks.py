@@ -229,6 +229,22 @@ def claim_due(
     return [_delivery(r) for r in rows]
 
 
+def correct_retry_times(store: Store, step_s: float, horizon_s: float) -> int:
+    """The system clock jumped by ``step_s``: move the retry times of pending deliveries written
+    before the jump back to what they meant (forward: those now past; back: those further ahead than
+    ``horizon_s``, the longest backoff or claim). Returns how many were moved."""
+    now = time.time()
+    if step_s > 0:
+        where, params = "next_attempt_at <= ? AND next_attempt_at > 0", (now,)
+    else:
+        where, params = "next_attempt_at > ?", (now + horizon_s,)
+    with store.transaction() as conn:
+        return conn.execute(
+            f"UPDATE webhook_deliveries SET next_attempt_at = next_attempt_at + ? WHERE state = 'pending' AND {where}",
+            (step_s, *params),
+        ).rowcount
+
+
 def mark_delivered(store: Store, delivery_id: str, status: int) -> None:
     with store.transaction() as conn:
         conn.execute(

@@ -17,6 +17,11 @@ Ingest asks before it accepts a file::
     ok, reason = budget.may_accept_image(size_bytes)
     if not ok: raise DiskBudgetExceeded(reason)   # the file waits in the inbox
 
+The same object guards the filesystem itself: while the data dir's disk has less free space than
+``min_free_mb`` (or a write just failed with "disk full": :meth:`DiskBudget.disk_full`), intake
+pauses (:meth:`DiskBudget.may_accept_image` says no with the reason, which the log, ``status``,
+``doctor`` and ``/readyz`` show), and it resumes by itself once space returns.
+
 Cleaning runs on the thread that finds the budget reached (ingest's or the relay's), while holding
 the lock, so a second caller waits for the first clean-up instead of starting its own.
 """
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -42,6 +48,21 @@ def format_size(n: float) -> str:
     """Bytes for people, in one binary unit everywhere (the disk budget is ``sync.disk_budget_mb`` MiB):
     ``2048.0 MiB``; ``72.5 GiB`` from 10 GiB on."""
     return f"{n / MIB:.1f} MiB" if n < 10 * 1024 * MIB else f"{n / (1024 * MIB):.1f} GiB"
+
+
+def free_space_reason(data_dir: Path, min_free_bytes: int, *, need: int = 0) -> str | None:
+    """Why intake must pause for lack of free space on ``data_dir``'s filesystem, or None."""
+    try:
+        free = shutil.disk_usage(data_dir).free
+    except OSError:
+        return None  # the data dir does not exist yet: nothing to measure
+    if free - need >= min_free_bytes:
+        return None
+    return (
+        f"disk full: {format_size(free)} free on the filesystem of {data_dir}, under min_free_mb "
+        f"({format_size(min_free_bytes)}); intake is paused and new images wait in the inbox. Free space "
+        "there (or lower min_free_mb); intake resumes by itself, and nothing accepted is lost"
+    )
 
 
 def dir_bytes(path: Path) -> int:
@@ -64,17 +85,67 @@ class DiskBudget:
     """Spool + job log bytes against ``sync.disk_budget_mb``: one per agent, shared by ingest and the
     relay. Every measurement, decision and clean-up happens under its one lock."""
 
-    def __init__(self, store: Store, data_dir: Path, spool_dir: Path, budget_bytes: int) -> None:
+    def __init__(
+        self, store: Store, data_dir: Path, spool_dir: Path, budget_bytes: int, min_free_bytes: int = 0
+    ) -> None:
         self.store, self.data_dir, self.spool_dir = store, Path(data_dir), Path(spool_dir)
         self.budget_bytes = budget_bytes
+        self.min_free_bytes = min_free_bytes
         self.last_used: int | None = None
         self.refusing: str | None = None  # the reason new images are refused, None = accepting
+        self.disk_full_reason: str | None = None  # intake paused for lack of free space, None = not
+        self._resume_above = 0  # after a failed write: free bytes needed before intake resumes
         self._measured_at = 0.0
         self._lock = threading.Lock()
 
     @classmethod
     def from_config(cls, store: Store, config: Config) -> DiskBudget:
-        return cls(store, config.data_dir, config.spool_dir, config.sync.disk_budget_mb * MIB)
+        return cls(
+            store,
+            config.data_dir,
+            config.spool_dir,
+            config.sync.disk_budget_mb * MIB,
+            config.min_free_mb * MIB,
+        )
+
+    # -- free space on the filesystem -------------------------------------------------------------
+
+    def _check_free(self, need: int = 0) -> str | None:
+        """Measure free space now; log when intake pauses or resumes. Call under the lock."""
+        reason = free_space_reason(self.data_dir, max(self.min_free_bytes, self._resume_above), need=need)
+        if reason is not None and self.disk_full_reason is None:
+            log.error("intake paused: %s", reason)
+        elif reason is None and self.disk_full_reason is not None:
+            log.warning("intake resumed: free space is back on the filesystem of %s", self.data_dir)
+            self._resume_above = 0
+        if reason is None or self.disk_full_reason is None or not self._resume_above:
+            self.disk_full_reason = reason  # keep the message naming the write that failed
+        return self.disk_full_reason if reason is not None else None
+
+    def disk_full(self, where: str) -> None:
+        """A write failed because the disk is full (``where`` says which): pause intake until space returns.
+
+        The next :meth:`may_accept_image` measures again, so it resumes by itself; it pauses at least
+        until free space exceeds ``min_free_mb`` plus the image it was given."""
+        with self._lock:
+            if self.disk_full_reason is None:
+                try:  # resume only once clearly more is free than when the write failed
+                    self._resume_above = shutil.disk_usage(self.data_dir).free + MIB
+                except OSError:
+                    self._resume_above = self.min_free_bytes
+                self.disk_full_reason = (
+                    f"disk full: writing {where} failed (no space left on the filesystem of {self.data_dir}); "
+                    "intake is paused and new images wait in the inbox. Free space there; intake resumes "
+                    "by itself, and nothing accepted is lost"
+                )
+                log.error("intake paused: %s", self.disk_full_reason)
+
+    def pause_reason(self) -> str | None:
+        """Why intake is paused right now (free space measured now, then the budget), or None."""
+        with self._lock:
+            if self._check_free() is not None:
+                return self.disk_full_reason
+            return self.refusing
 
     def used_bytes(self, *, fresh: bool = False) -> int:
         """Spool folder + database files; measured at most every ``USAGE_CACHE_S`` unless ``fresh``."""
@@ -96,8 +167,11 @@ class DiskBudget:
         """May ingest accept a new image of ``size_bytes``? ``(True, None)`` or ``(False, reason)``.
 
         Cheap to call per file: usage is cached for a few seconds and counts the images accepted since.
-        Runs the retention order above (under the lock) before it says no."""
+        Runs the retention order above (under the lock) before it says no; says no while the disk
+        has less than ``min_free_mb`` free once the image is written."""
         with self._lock:
+            if self._check_free(size_bytes) is not None:
+                return False, self.disk_full_reason
             if self._measure() + size_bytes > self.budget_bytes:
                 self._enforce_locked(size_bytes)
             elif self.refusing is not None:

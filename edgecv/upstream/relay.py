@@ -97,7 +97,7 @@ class Relay:
         budget: DiskBudget | None = None,
         transport: Transport | None = None,
         rng: random.Random | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.monotonic,  # backoff never follows a stepped system clock
         privacy: PrivacyFilter | None = None,
     ) -> None:
         require_sync_url(settings)
@@ -483,10 +483,11 @@ class Relay:
         self.last_error, self.last_error_at = error, utc_now()
 
     def _backoff_iso(self) -> str | None:
-        if self._backoff_until <= self._clock():
+        left = self._backoff_until - self._clock()
+        if left <= 0:
             return None
         return (
-            datetime.fromtimestamp(self._backoff_until, timezone.utc)
+            datetime.fromtimestamp(time.time() + left, timezone.utc)
             .isoformat(timespec="seconds")
             .replace("+00:00", "Z")
         )

@@ -18,7 +18,7 @@ import numpy as np
 
 from edgecv.config import Config
 from edgecv.detections import Detections
-from edgecv.errors import EdgecvError, InferenceError
+from edgecv.errors import DiskFull, EdgecvError, InferenceError
 from edgecv.imageio import decode_file, decode_file_sized
 from edgecv.privacy import policy as privacy_policy
 from edgecv.records import Job, Observation
@@ -56,6 +56,7 @@ class Worker:
     The backlog path drives it through ``edgecv.work.steps.JobSteps``."""
 
     IDLE_WAIT_S = 1.0  # upper bound on an idle wait; a queued job wakes the worker at once
+    DISK_FULL_RETRY_S = 5.0  # a finished job waiting for disk space tries to record itself this often
 
     def __init__(
         self,
@@ -109,14 +110,24 @@ class Worker:
     def run_forever(self, stop: threading.Event) -> None:
         """Process jobs until ``stop`` is set; an idle worker waits for the signal."""
         self.stop_event = stop
+        paused = False
         while not stop.is_set():
             self.signal.clear()
             try:
                 job = self.run_once()
+            except DiskFull as exc:  # claiming needs a write too: wait for space
+                if not paused:
+                    log.warning("worker paused: %s", exc)
+                paused = True
+                stop.wait(self.DISK_FULL_RETRY_S)
+                continue
             except Exception:  # e.g. the database is locked for longer than the busy timeout
                 log.exception("worker iteration failed; retrying")
                 stop.wait(1.0)
                 continue
+            if paused:
+                log.info("worker resumed: the job log takes writes again")
+                paused = False
             if job is None:
                 self.signal.wait(self.IDLE_WAIT_S)
 
@@ -222,13 +233,16 @@ class Worker:
             result["privacy"] = privacy_policy(self.config.privacy)  # how its image may leave the device
         except Exception as exc:
             return self.fail(job, exc)
-        finished = self.store.complete_job(
-            job.id,
-            self.owner,
-            result,
-            inference_ms=inference_ms,
-            device=detector.device,
-            model_version=detector.package.version,
+        finished = self._record(
+            lambda: self.store.complete_job(
+                job.id,
+                self.owner,
+                result,
+                inference_ms=inference_ms,
+                device=detector.device,
+                model_version=detector.package.version,
+            ),
+            job,
         )
         if self.metrics is not None:
             self.metrics.observe_inference(inference_ms, model=job.model)
@@ -259,15 +273,35 @@ class Worker:
             log.warning("catalogue not used: %s", exc)
             return False
 
+    def _record(self, write: Callable[[], Job], job: Job) -> Job:
+        """Run ``write`` (the transaction that finishes ``job``); while the disk is full, keep the result
+        in hand and try again every ``DISK_FULL_RETRY_S`` until space returns or the agent stops (then
+        the job, still ``processing``, is queued again at the next start)."""
+        warned = False
+        while True:
+            try:
+                return write()
+            except DiskFull:
+                if self.stop_event is None or self.stopping():
+                    raise
+                if not warned:
+                    log.error("disk full: job %s is done but waits to be recorded until space returns", job.id)
+                    warned = True
+                self.stop_event.wait(self.DISK_FULL_RETRY_S)
+
     def fail(self, job: Job, exc: BaseException) -> Job:
-        """Record a failure with a stable code; a bug or runtime crash never takes the worker down."""
+        """Record a failure with a stable code; a bug or runtime crash never takes the worker down.
+
+        A full disk is not the job's failure: DiskFull is raised again (the job stays in hand)."""
+        if isinstance(exc, DiskFull):
+            raise exc
         if isinstance(exc, EdgecvError):
             log.warning("job %s failed: %s: %s", job.id, exc.code, exc)
             code, message = exc.code, str(exc)
         else:
             log.error("job %s failed unexpectedly", job.id, exc_info=exc)
             code, message = InferenceError.code, f"unexpected error while processing: {exc!r}"
-        return self._finished(self.store.fail_job(job.id, self.owner, code, message))
+        return self._finished(self._record(lambda: self.store.fail_job(job.id, self.owner, code, message), job))
 
     def _finished(self, job: Job) -> Job:
         if self.on_finished is not None:
