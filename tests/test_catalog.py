@@ -440,3 +440,15 @@ def test_the_shipped_embedder_loads_checks_its_sha256_and_embeds(tmp_path):
     with pytest.raises(ModelPackageError, match="does not match the sha256"):
         learned.LearnedEmbedder(broken)
     assert features.dim() == features.DIM + model.dim
+
+
+def test_cached_embeddings_made_by_other_features_are_not_used(cat_config, monkeypatch):
+    """An upgrade that changes the embedder must not match new crops against old reference embeddings."""
+    _fill(cat_config, 2)
+    first = build(cat_config.catalog_dir, cat_config.cache_dir)
+    monkeypatch.setattr(features, "signature", lambda: "another-embedder")
+    calls = []
+    real = features.reference_views
+    monkeypatch.setattr(catalog_index.features, "reference_views", lambda img: calls.append(1) or real(img))
+    again = build(cat_config.catalog_dir, cat_config.cache_dir)
+    assert len(calls) == 2 and again.version == first.version  # re-embedded; the catalogue itself is the same

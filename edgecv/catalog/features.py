@@ -69,6 +69,16 @@ def _describe(patches: list[np.ndarray]) -> np.ndarray:
     return _l2_rows(both).astype(np.float32)
 
 
+FEATURES_VERSION = 1  # bump when the hand-made part changes: cached reference embeddings are then stale
+
+
+def signature() -> str:
+    """What made an embedding (hand-made part version, learned model's sha256): the catalogue's cached
+    reference embeddings are used only when it matches, so a new edgecv never mixes old and new ones."""
+    model = learned.embedder()
+    return f"hand{FEATURES_VERSION}-{SIZE}:{model.sha256[:16] if model is not None else 'none'}"
+
+
 def dim() -> int:
     """Length of the embedding this installation makes (the catalogue's cache is keyed by it)."""
     model = learned.embedder()

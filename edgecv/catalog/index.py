@@ -147,7 +147,11 @@ def _load_cache(path: Path) -> dict[str, tuple[np.ndarray, str]]:
     try:
         with np.load(path, allow_pickle=False) as z:
             keys, counts, emb, digests = z["keys"], z["counts"], z["emb"], z["digests"]
-            if emb.shape[1:] != (features.dim(),):
+            made_by = str(z["signature"]) if "signature" in z.files else None
+            if emb.shape[1:] != (features.dim(),) or made_by != features.signature():
+                log.info(
+                    "catalogue cache %s was made by other features: embedding every reference again", path
+                )
                 return {}
     except (OSError, KeyError, ValueError) as exc:
         if path.exists():
@@ -176,6 +180,7 @@ def _save_cache(path: Path, entries: dict[str, tuple[np.ndarray, str]]) -> None:
             keys=np.array(keys, dtype=str),
             counts=np.array([len(entries[k][0]) for k in keys], np.int64),
             digests=np.array([entries[k][1] for k in keys], dtype=str),
+            signature=np.array(features.signature()),
             emb=emb,
         )
         tmp.replace(path)

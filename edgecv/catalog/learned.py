@@ -38,6 +38,7 @@ class LearnedEmbedder:
         if digest != card.get("sha256"):
             raise ModelPackageError(f"catalogue embedder: {path} does not match the sha256 in {card_path}")
         self.dim = int(card["output"]["dim"])
+        self.sha256 = digest
         if find_spec("openvino") is not None:
             self._runtime = OpenVinoBackend(path, num_threads=1, cpu_pinning=False)
         else:
