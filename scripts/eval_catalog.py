@@ -171,6 +171,64 @@ def evaluate(args, k: int) -> dict:
     return out
 
 
+def end_to_end(args) -> None:
+    """Held-out shelves through the shelf detector and the catalogue, as a job would run them: of the
+    catalogued products on the shelf, how many get a detector box (IoU >= 0.5) named right; how many of the
+    named boxes are right; and how many distractors are called unknown (k = 1 references)."""
+    import tempfile
+
+    from heldout import catalog_skus as C
+
+    from edgecv.catalog.index import build
+    from edgecv.config import Config
+    from edgecv.detections import box_iou
+    from edgecv.work.pool import DetectorPool
+
+    rng = np.random.default_rng(args.seed)
+    known = list(range(args.skus))
+    unknown = list(range(10_000, 10_000 + max(4, args.skus // 4)))
+    detector = DetectorPool(Config()).get("shelf-detection-v2")
+    tag = detector.package.labels.index("price-tag")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "catalog"
+        for s in known:
+            (root / f"sku-{s:05d}").mkdir(parents=True)
+            cv2.imwrite(str(root / f"sku-{s:05d}" / "pack.png"), C.pack_shot(C.design(s)))
+        index = build(root)
+        found = right = named = named_right = strangers = strangers_unknown = total = 0
+        for _ in range(args.shelves):
+            pick = list(rng.choice(known, 16, replace=False)) + list(rng.choice(unknown, 4, replace=False))
+            img, boxes, which = C.shelf(rng, [C.design(int(s)) for s in pick])
+            truth = [int(pick[w]) for w in which.tolist()]
+            det = detector.detect(img)
+            prod = det.class_id != tag
+            rec = index.recognise(img, det.xyxy[prod], DEFAULT_THRESHOLD, det.confidence[prod])
+            kept = det.xyxy[prod][rec.keep]
+            iou = box_iou(boxes[:, None, :], kept[None, :, :]) if len(kept) else np.zeros((len(boxes), 0))
+            for t, s in enumerate(truth):
+                j = int(np.argmax(iou[t])) if iou.shape[1] else -1
+                hit = j >= 0 and iou[t, j] >= 0.5
+                if s < 10_000:
+                    total += 1
+                    found += hit
+                    right += hit and rec.sku[j] == f"sku-{s:05d}"
+                else:
+                    strangers += 1
+                    strangers_unknown += hit and rec.sku[j] is None
+            named += sum(k is not None for k in rec.sku)
+            for j, k in enumerate(rec.sku):
+                if k is None:
+                    continue
+                t = int(np.argmax(iou[:, j])) if len(boxes) else -1
+                named_right += t >= 0 and iou[t, j] >= 0.5 and k == f"sku-{truth[t]:05d}"
+    print(
+        f"end to end, {args.shelves} held-out shelves, {args.skus} SKUs (k = 1), shelf detector + catalogue: "
+        f"{found / total:.3f} of {total} catalogued products get a box (IoU >= 0.5), {right / total:.3f} a box "
+        f"named right; {named_right / max(named, 1):.3f} of {named} named boxes are right; "
+        f"{strangers_unknown / max(strangers, 1):.3f} of {strangers} distractors get a box called unknown"
+    )
+
+
 def bench_scale(args) -> None:
     """A catalogue of ``--scale`` held-out SKUs with 5 references each, written to a temp folder: cold
     build, cached load, memory of the index, and recognition time per shelf photo against the shelf
@@ -247,8 +305,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--no-views", dest="views", action="store_false", help="references as given, no extra views"
     )
+    p.add_argument("--end-to-end", action="store_true", help="held-out shelves through the shelf detector too")
     p.add_argument("--scale", type=int, default=0, help="time a catalogue of this many SKUs (k = 5) instead")
     args = p.parse_args(argv)
+    if args.end_to_end:
+        print(f"catalogue end to end; CPU flags: {cpu_flags()}")
+        end_to_end(args)
+        return 0
     if args.scale:
         print(f"catalogue at scale; CPU flags: {cpu_flags()}")
         bench_scale(args)
