@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 MODEL_DIR = Path(__file__).resolve().parent / "embedder"
 CARD = "embedder.json"
 SIZE = 64
-BATCH = 64  # crops per inference request (a shelf photo's products are one or two requests)
+BATCH = 64  # crops per inference request at most (the model's batch is dynamic: no padding)
 
 
 class LearnedEmbedder:
@@ -49,9 +49,7 @@ class LearnedEmbedder:
         out = np.zeros((len(crops), self.dim), np.float32)
         for at in range(0, len(crops), BATCH):
             batch = crops[at : at + BATCH].transpose(0, 3, 1, 2).astype(np.float32) / 255.0
-            if len(batch) < BATCH:  # one input shape: the compiled model is not reshaped per call
-                batch = np.concatenate([batch, np.zeros((BATCH - len(batch), 3, SIZE, SIZE), np.float32)])
-            out[at : at + BATCH] = self._runtime.infer(np.ascontiguousarray(batch))[: len(crops) - at]
+            out[at : at + BATCH] = self._runtime.infer(np.ascontiguousarray(batch))
         return out
 
 
