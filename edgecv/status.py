@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from edgecv import __version__
+from edgecv.catalog.folder import scan
 from edgecv.config import Config
 from edgecv.errors import is_disk_full
 from edgecv.records import Job, utc_now
@@ -265,6 +266,7 @@ def status_snapshot(config: Config) -> dict[str, Any]:
         "inbox": None if config.inbox is None else str(config.inbox),
         "agent": agent,
         "models": _models(config),
+        "catalog": _catalog(config),
         "intake": _intake(config),
     }
     if not config.db_path.exists():
@@ -291,6 +293,16 @@ def status_snapshot(config: Config) -> dict[str, Any]:
             retention=_retention(config, db.optional(retention_sql.last_sweep, store)),
         )
     return snapshot
+
+
+def _catalog(config: Config) -> dict[str, Any]:
+    """The product catalogue's folder, SKU count and problems (a folder scan: nothing is embedded)."""
+    skus, problems = scan(config.catalog_dir)
+    return {
+        "folder": str(config.catalog_dir),
+        "skus": len(skus),
+        "problems": sum(1 for p in problems if p.severity == "error"),
+    }
 
 
 def _retention(config: Config, last: dict[str, Any] | None) -> dict[str, Any]:
@@ -389,6 +401,12 @@ def status_lines(snapshot: dict[str, Any]) -> list[str]:
         sync_line = f"disabled (no sync.url); {backlog['pending']} result(s) kept locally"
     lines.append(f"sync:       {sync_line}")
     lines.append(f"retention:  {_retention_line(snapshot['retention'])}")
+    catalog = snapshot.get("catalog") or {}
+    if catalog.get("skus"):
+        problems = f"; {catalog['problems']} problem(s): `edgecv catalog check`" if catalog["problems"] else ""
+        lines.append(f"catalog:    {catalog['skus']} SKU(s) in {catalog['folder']}{problems}")
+    else:
+        lines.append(f"catalog:    none in {catalog.get('folder')} (products keep the detector's labels)")
     loaded = agent.get("modelsLoaded", {}) if agent["running"] else {}
     if not snapshot["models"]:
         lines.append("models:     none installed")

@@ -452,3 +452,14 @@ def test_cached_embeddings_made_by_other_features_are_not_used(cat_config, monke
     monkeypatch.setattr(catalog_index.features, "reference_views", lambda img: calls.append(1) or real(img))
     again = build(cat_config.catalog_dir, cat_config.cache_dir)
     assert len(calls) == 2 and again.version == first.version  # re-embedded; the catalogue itself is the same
+
+
+def test_status_names_the_catalogue_and_its_problems(cat_config):
+    _fill(cat_config, 2)
+    (cat_config.catalog_dir / "empty-sku").mkdir()
+    r = _cli(cat_config, "status", "--json")
+    assert r.exit_code == 0, r.output
+    catalog = json.loads(r.output)["catalog"]
+    assert catalog == {"folder": str(cat_config.catalog_dir), "skus": 2, "problems": 1}
+    text = _cli(cat_config, "status").output
+    assert "catalog:    2 SKU(s) in" in text and "1 problem(s): `edgecv catalog check`" in text
