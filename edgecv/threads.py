@@ -87,3 +87,22 @@ def limit_blas_threads() -> None:
         threadpool_limits(limits=1, user_api="blas")
     except Exception as exc:  # a BLAS threadpoolctl does not know: slower, not wrong
         log.debug("BLAS threads not limited: %s", exc)
+
+
+VECTOR_EXTENSIONS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_int8")
+
+
+def cpu_flags() -> list[str]:
+    """The CPU's vector extensions that decide inference speed here (AVX2, AVX-512, VNNI, AMX), sorted; every
+    speed figure is printed with them, since CPUs differ up to 6x. Empty where /proc/cpuinfo is absent."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            words = set(fh.read().split())
+    except OSError:
+        return []
+    return sorted(words & set(VECTOR_EXTENSIONS))
+
+
+def cpu_flags_text() -> str:
+    """``cpu_flags()`` as one line for a benchmark's header."""
+    return " ".join(cpu_flags()) or "none of " + "/".join(VECTOR_EXTENSIONS)

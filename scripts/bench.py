@@ -49,6 +49,7 @@ from edgecv.config import load_config  # noqa: E402
 from edgecv.errors import EdgecvError  # noqa: E402
 from edgecv.runtime.detector import Detector  # noqa: E402
 from edgecv.runtime.installed import find_package, installed_models  # noqa: E402
+from edgecv.threads import cpu_flags_text as cpu_flags  # noqa: E402
 
 BENCH_APP = Path(sys.executable).with_name("benchmark_app")
 
@@ -56,15 +57,6 @@ BENCH_APP = Path(sys.executable).with_name("benchmark_app")
 def log(msg: str) -> None:
     print(msg, flush=True)
 
-
-def cpu_flags() -> str:
-    """The vector extensions that decide OpenVINO's speed here (every figure is read against them)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "unknown"
-    found = set(re.findall(r"\b(avx512_vnni|avx512f|avx_vnni|amx_int8|avx2)\b", text))
-    return " ".join(sorted(found)) or "none of avx2/avx512"
 
 
 # -- inputs ------------------------------------------------------------------------------------------

@@ -14,7 +14,6 @@ a 15 MB bundle in <= 10 s. Prints figures only; nothing here passes or fails.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tarfile
 import tempfile
@@ -30,17 +29,9 @@ from edgecv.errors import EdgecvError  # noqa: E402
 from edgecv.runtime.bundle import generate_keys, pack  # noqa: E402
 from edgecv.runtime.lifecycle import install  # noqa: E402
 from edgecv.runtime.package import bundled_models_dir  # noqa: E402
+from edgecv.threads import cpu_flags_text as cpu_flags  # noqa: E402
 
 DOMAINS = {"shelf-detection-v2": "shelves", "building-inspection-v1": "facades", "damage-assessment-v1": "damage"}
-
-
-def cpu_flags() -> str:
-    out = subprocess.run(
-        ["grep", "-o", "-w", "-E", "avx512_vnni|avx512f|avx_vnni|amx_int8|avx2", "/proc/cpuinfo"],
-        capture_output=True,
-        text=True,
-    ).stdout.split()
-    return " ".join(sorted(set(out))) or "none of avx2/avx512f/avx512_vnni/avx_vnni/amx_int8"
 
 
 def tamper_cases(bundle: Path, work: Path) -> list[tuple[str, Path]]:

@@ -20,7 +20,6 @@ the threshold, unknown-product precision/recall/F1, and the recognition time per
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import time
 from pathlib import Path
@@ -32,15 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from edgecv.catalog import features  # noqa: E402
 from edgecv.catalog.matching import DEFAULT_THRESHOLD, Matcher  # noqa: E402
-
-
-def cpu_flags() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "unknown"
-    found = set(re.findall(r"\b(avx512_vnni|avx512f|avx_vnni|amx_int8|avx2)\b", text))
-    return " ".join(sorted(found)) or "none of avx2/avx512"
+from edgecv.threads import cpu_flags_text as cpu_flags  # noqa: E402
 
 
 def jitter(rng: np.random.Generator, boxes: np.ndarray, amount: float = 0.04) -> np.ndarray:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import time
 from pathlib import Path
@@ -37,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from edgecv.config import PrivacySettings  # noqa: E402
 from edgecv.privacy import MARGIN, PrivacyFilter  # noqa: E402
+from edgecv.threads import cpu_flags_text as cpu_flags  # noqa: E402
 
 SEED = {"tune": 1010, "eval": 2020}
 COVER = 0.6
@@ -123,15 +123,6 @@ def covered(face, boxes, shape) -> bool:
     x1, y1, x2, y2 = face
     area = max(1, (x2 - x1) * (y2 - y1))
     return mask[max(0, y1) : y2, max(0, x1) : x2].sum() / area >= COVER
-
-
-def cpu_flags() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "unknown"
-    flags = sorted(set(re.findall(r"\b(avx512_vnni|avx512f|avx_vnni|amx_int8|avx2)\b", text)))
-    return " ".join(flags) or "none of avx2/avx512"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -46,6 +46,7 @@ from edgecv.evaluation import (  # noqa: E402
     false_detections,
 )
 from edgecv.runtime.package import load_package, read_manifest, write_manifest  # noqa: E402
+from edgecv.threads import cpu_flags  # noqa: E402
 
 log = logging.getLogger("evaluate")
 
@@ -291,15 +292,6 @@ def bench(a: argparse.Namespace, pkg_dir: Path) -> dict:
         speed[k] = {**best, "rounds": [r.get("throughputFps") for r in rs]}
         log.info("%s: %.1f img/s (rounds %s)", k, best.get("throughputFps", float("nan")), speed[k]["rounds"])
     return speed
-
-
-def cpu_flags() -> list[str]:
-    """The CPU's vector extensions that matter for INT8/bf16 inference."""
-    try:
-        flags = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
-        return []
-    return sorted(flags & {"avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "avx512_bf16"})
 
 
 def table(reports: list[dict]) -> str:

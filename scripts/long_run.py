@@ -39,6 +39,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edgecv.threads import cpu_flags
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from power_cut import API_KEY, REPO, SECRET, TENANT, Receiver, free_port, rows, start_agent  # noqa: E402
 
@@ -170,11 +172,7 @@ def report(args, work, db, port, receiver, dropped, samples, duration) -> int:
     rss0, rss1 = warm[0][1], samples[-1][1]
     fd0, fd1 = warm[0][2], samples[-1][2]
     stats = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/_admin/stats?tenant={TENANT}").read())
-    cpu = sorted(
-        set(
-            re.findall(r"\b(avx512_vnni|avx512f|avx_vnni|amx_int8|avx2)\b", Path("/proc/cpuinfo").read_text())
-        )
-    )
+    cpu = cpu_flags()
     p95s = [p95(f) for f in fifths]
     checks = {
         "RSS growth after warm-up <= 5 %": rss1 <= rss0 * 1.05,

@@ -27,7 +27,6 @@ import hashlib
 import json
 import os
 import random
-import re
 import signal
 import socket
 import sqlite3
@@ -42,6 +41,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+from edgecv.threads import cpu_flags
 
 REPO = Path(__file__).resolve().parents[1]
 API_KEY = "power-cut-key"
@@ -230,11 +231,7 @@ def report(args, seed, work, db, receiver, images, inbox, port, kill_s, done_at_
         "webhook event for every job": all(receiver.events.get(r[1], 0) >= 1 for r in jobs),
         "integrity_check ok": rows(db, "PRAGMA integrity_check") == [("ok",)],
     }
-    cpu = sorted(
-        set(
-            re.findall(r"\b(avx512_vnni|avx512f|avx_vnni|amx_int8|avx2)\b", Path("/proc/cpuinfo").read_text())
-        )
-    )
+    cpu = cpu_flags()
     log_text = (work / "agent.log").read_text(errors="replace")
     print()
     print(f"seed {seed}; CPU flags: {' '.join(cpu) or 'none of avx2/avx512'}; {os.cpu_count()} CPUs")
