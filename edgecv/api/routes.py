@@ -68,6 +68,17 @@ def require_json(request: Request) -> None:
         )
 
 
+def require_multipart(request: Request, parts: str) -> None:
+    """An upload must be multipart/form-data; otherwise 415 naming what was sent and what to send."""
+    content_type = request.headers.get("content-type", "")
+    if not content_type.lower().startswith("multipart/form-data"):
+        raise ApiError(
+            f"expected multipart/form-data with {parts}, got {content_type or 'no content type'!r}",
+            status=415,
+            code="unsupported_media_type",
+        )
+
+
 def require_tenant(request: Request, tenantId: str) -> ApiState:
     st = state(request)
     if tenantId != st.config.tenant_id:
@@ -251,13 +262,7 @@ async def create_observation(st: Tenant, request: Request) -> JSONResponse:
     Identical bytes are one observation: uploading them again returns the same id."""
     from edgecv.ingest import ingest_bytes
 
-    content_type = request.headers.get("content-type", "")
-    if not content_type.lower().startswith("multipart/form-data"):
-        raise ApiError(
-            f"expected multipart/form-data with a 'file' part, got {content_type or 'no content type'!r}",
-            status=415,
-            code="unsupported_media_type",
-        )
+    require_multipart(request, "a 'file' part")
     # text parts may be as large as the body limit (BodyLimit answers 413 beyond it), so that the
     # field checks below, not the multipart parser's generic 400, answer an over-long metadata field
     max_part = st.config.api.max_upload_mb * 1024 * 1024
@@ -437,13 +442,7 @@ _MATCH_DOC = {
 
 async def _catalog_form(st: ApiState, request: Request, fields: dict[str, type]) -> tuple[list, dict]:
     """(files [(name, bytes)], field values) of a multipart catalogue request; ApiError on a bad one."""
-    content_type = request.headers.get("content-type", "")
-    if not content_type.lower().startswith("multipart/form-data"):
-        raise ApiError(
-            f"expected multipart/form-data with 'file' parts, got {content_type or 'no content type'!r}",
-            status=415,
-            code="unsupported_media_type",
-        )
+    require_multipart(request, "'file' parts")
     max_part = st.config.api.max_upload_mb * 1024 * 1024
     files, values = [], {}
     async with request.form(max_files=MAX_CATALOG_FILES, max_fields=16, max_part_size=max_part) as form:
