@@ -245,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         dynamic_axes={"crops": {0: "n"}, "embedding": {0: "n"}}, opset_version=17, dynamo=False,
     )
     card = {
+        "file": onnx_path.name,
         "input": {"name": "crops", "shape": ["n", 3, SIZE, SIZE], "color": "BGR", "scale": "0..1"},
         "output": {"name": "embedding", "dim": DIM, "normalised": True},
         "trained": {

@@ -7,16 +7,13 @@ hand-made features; without the model file the catalogue runs on those alone.
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 import logging
-from importlib.util import find_spec
 from pathlib import Path
 
 import numpy as np
 
 from edgecv.errors import ModelPackageError
-from edgecv.runtime.backends import OnnxRuntimeBackend, OpenVinoBackend
+from edgecv.runtime.backends import open_shipped
 
 log = logging.getLogger(__name__)
 
@@ -28,21 +25,9 @@ BATCH = 64  # crops per inference request at most (the model's batch is dynamic:
 
 class LearnedEmbedder:
     def __init__(self, model_dir: Path = MODEL_DIR) -> None:
-        card_path = model_dir / CARD
-        path = model_dir / "embedder.onnx"
-        try:
-            card = json.loads(card_path.read_text())
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        except (OSError, ValueError) as exc:
-            raise ModelPackageError(f"catalogue embedder: cannot read {model_dir}: {exc}") from exc
-        if digest != card.get("sha256"):
-            raise ModelPackageError(f"catalogue embedder: {path} does not match the sha256 in {card_path}")
+        card, self._runtime = open_shipped(model_dir, CARD, "catalogue embedder", num_threads=1)
         self.dim = int(card["output"]["dim"])
-        self.sha256 = digest
-        if find_spec("openvino") is not None:
-            self._runtime = OpenVinoBackend(path, num_threads=1, cpu_pinning=False)
-        else:
-            self._runtime = OnnxRuntimeBackend(path, num_threads=1)
+        self.sha256 = str(card["sha256"])
 
     def embed(self, crops: np.ndarray) -> np.ndarray:
         """uint8 BGR crops [n, SIZE, SIZE, 3] -> float32 [n, dim], unit rows."""

@@ -392,3 +392,29 @@ class OnnxRuntimeBackend:
     def infer_queue(self, callback: InferCallback) -> SyncQueue:
         """ONNX Runtime has no request queue here: each submit runs inline (its own threads parallelise)."""
         return SyncQueue(self.infer, callback)
+
+
+def open_shipped(
+    model_dir: Path, card: str, what: str, *, num_threads: int = 1, backend: str = "auto"
+) -> tuple[dict, Backend]:
+    """A small model that ships inside edgecv (the scene check, the face detector, the catalogue's
+    embedder): ``model_dir/card`` is its JSON card, naming the model ``file`` and its ``sha256``. The file
+    is checked against it (ModelPackageError naming ``what`` otherwise) and opened on OpenVINO's CPU (not
+    pinned, LATENCY) where OpenVINO is installed, else ONNX Runtime, on ``num_threads`` threads.
+    Returns (card, runtime)."""
+    import hashlib
+    import json
+    from importlib.util import find_spec
+
+    meta_path = model_dir / card
+    try:
+        meta = json.loads(meta_path.read_text())
+        path = model_dir / meta["file"]
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelPackageError(f"{what}: cannot read {meta_path}: {exc}") from exc
+    if digest != meta.get("sha256"):
+        raise ModelPackageError(f"{what}: {path} does not match the sha256 in {meta_path}; reinstall edgecv")
+    if backend in ("auto", "openvino") and find_spec("openvino") is not None:
+        return meta, OpenVinoBackend(path, performance_hint="LATENCY", num_threads=num_threads, cpu_pinning=False)
+    return meta, OnnxRuntimeBackend(path, num_threads=num_threads)

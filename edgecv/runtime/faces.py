@@ -12,17 +12,13 @@ as RGB 0..255. Boxes come back in the image's pixels, one row ``x1, y1, x2, y2, 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-from importlib.util import find_spec
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from edgecv.errors import ModelPackageError
-from edgecv.runtime.backends import OnnxRuntimeBackend, OpenVinoBackend
+from edgecv.runtime.backends import open_shipped
 from edgecv.runtime.decode import nms
 
 log = logging.getLogger(__name__)
@@ -36,25 +32,9 @@ class FaceDetector:
     """The face model, opened once and shared by every thread (one request per thread)."""
 
     def __init__(self, model_dir: Path = FACES_DIR, *, input_px: int = 640, backend: str = "auto") -> None:
-        meta_path = model_dir / META
-        try:
-            meta = json.loads(meta_path.read_text())
-            path = model_dir / meta["file"]
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        except (OSError, ValueError, KeyError) as exc:
-            raise ModelPackageError(f"face detector: cannot read {meta_path}: {exc}") from exc
-        if digest != meta.get("sha256"):
-            raise ModelPackageError(
-                f"face detector: {path} does not match the sha256 in {meta_path}; reinstall edgecv"
-            )
+        meta, self._runtime = open_shipped(model_dir, META, "face detector", num_threads=2, backend=backend)
         self.name = str(meta.get("name", "centerface"))
         self.input_px = int(input_px)
-        if backend in ("auto", "openvino") and find_spec("openvino") is not None:
-            self._runtime = OpenVinoBackend(
-                path, performance_hint="LATENCY", num_threads=2, cpu_pinning=False
-            )
-        else:
-            self._runtime = OnnxRuntimeBackend(path, num_threads=2)
 
     def _tensor(self, image_bgr: np.ndarray) -> tuple[np.ndarray, float]:
         h, w = image_bgr.shape[:2]

@@ -10,18 +10,15 @@ models) are never checked.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from dataclasses import dataclass
-from importlib.util import find_spec
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from edgecv.errors import ModelPackageError
-from edgecv.runtime.backends import OnnxRuntimeBackend, OpenVinoBackend
+from edgecv.runtime.backends import open_shipped
 from edgecv.runtime.package import DomainSpec
 
 log = logging.getLogger(__name__)
@@ -55,23 +52,9 @@ class SceneCheck:
     """The scene classifier, opened once and shared by every thread (one request per thread)."""
 
     def __init__(self, model_dir: Path = SCENE_DIR, backend: str = "auto") -> None:
-        meta_path = model_dir / META
-        try:
-            meta = json.loads(meta_path.read_text())
-            path = model_dir / meta["file"]
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        except (OSError, ValueError, KeyError) as exc:
-            raise ModelPackageError(f"scene check: cannot read {meta_path}: {exc}") from exc
-        if digest != meta.get("sha256"):
-            raise ModelPackageError(
-                f"scene check: {path} does not match the sha256 in {meta_path}; reinstall edgecv"
-            )
+        meta, self._runtime = open_shipped(model_dir, META, "scene check", num_threads=1, backend=backend)
         self.scenes: list[str] = list(meta["scenes"])
         self.size = int(meta["input"]["size"])
-        if backend in ("auto", "openvino") and find_spec("openvino") is not None:
-            self._runtime = OpenVinoBackend(path, num_threads=1, cpu_pinning=False)
-        else:
-            self._runtime = OnnxRuntimeBackend(path, num_threads=1)
 
     def scores(self, image_bgr: np.ndarray) -> dict[str, float]:
         """Probability of each scene for the whole image (they sum to 1)."""
