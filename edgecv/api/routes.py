@@ -162,32 +162,18 @@ def list_jobs(
 
 # -- observations ------------------------------------------------------------------------------------
 
-_UPLOAD_DOC = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["file"],
-                    "additionalProperties": False,
-                    "properties": {
-                        "file": {
-                            "type": "string",
-                            "format": "binary",
-                            "description": "JPEG, PNG, BMP or WebP",
-                        },
-                        "metadata": {
-                            "type": "string",
-                            "description": "JSON object stored with the observation",
-                        },
-                        "model": {"type": "string", "description": "Also queue a job for this model"},
-                    },
-                }
-            }
-        },
-    }
-}
+def _multipart_body(**properties: dict) -> dict:
+    """The OpenAPI request body of a multipart upload: a required ``file`` part and the given fields, no
+    others (the handlers refuse unknown fields with 422)."""
+    schema = {"type": "object", "required": ["file"], "additionalProperties": False, "properties": properties}
+    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}}
+
+
+_UPLOAD_DOC = _multipart_body(
+    file={"type": "string", "format": "binary", "description": "JPEG, PNG, BMP or WebP"},
+    metadata={"type": "string", "description": "JSON object stored with the observation"},
+    model={"type": "string", "description": "Also queue a job for this model"},
+)
 
 
 def _safe_name(filename: str | None) -> str:
@@ -396,48 +382,18 @@ _FILES = {
     "minItems": 1,
     "maxItems": MAX_CATALOG_FILES,
 }
-_CATALOG_UPLOAD_DOC = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["file"],
-                    "additionalProperties": False,
-                    "properties": {
-                        "file": {**_FILES, "description": "Reference images (JPEG, PNG, WebP; 8 px or more)"},
-                        **{
-                            k: {"type": "number", "minimum": 0, "maximum": 1e8}
-                            if t is float
-                            else {"type": "string", "maxLength": 256}
-                            for k, t in _SKU_FIELDS.items()
-                        },
-                    },
-                }
-            }
-        },
-    }
-}
-_MATCH_DOC = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["file"],
-                    "additionalProperties": False,
-                    "properties": {
-                        "file": {**_FILES, "description": "Product photos; one result per part, in order"},
-                        "top": {"type": "integer", "minimum": 1, "maximum": 100, "default": 5},
-                        "model": {"type": "string", "description": "Detector that finds the product"},
-                    },
-                }
-            }
-        },
-    }
-}
+_CATALOG_UPLOAD_DOC = _multipart_body(
+    file={**_FILES, "description": "Reference images (JPEG, PNG, WebP; 8 px or more)"},
+    **{
+        k: {"type": "number", "minimum": 0, "maximum": 1e8} if t is float else {"type": "string", "maxLength": 256}
+        for k, t in _SKU_FIELDS.items()
+    },
+)
+_MATCH_DOC = _multipart_body(
+    file={**_FILES, "description": "Product photos; one result per part, in order"},
+    top={"type": "integer", "minimum": 1, "maximum": 100, "default": 5},
+    model={"type": "string", "description": "Detector that finds the product"},
+)
 
 
 async def _catalog_form(st: ApiState, request: Request, fields: dict[str, type]) -> tuple[list, dict]:
