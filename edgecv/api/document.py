@@ -129,6 +129,12 @@ def _security(doc: dict[str, Any], operations, *, token: bool) -> None:
             op["security"] = [{}, {SCHEME: []}]
 
 
+def _multipart_form(operations: dict[str, Any], operation_id: str) -> dict[str, Any] | None:
+    """The multipart/form-data request body of an operation (None when it has none)."""
+    body = operations.get(operation_id, {}).get("requestBody", {})
+    return body.get("content", {}).get("multipart/form-data")
+
+
 def _examples(doc: dict[str, Any], operations: dict[str, Any], config: Config, models: list[str]) -> None:
     tenant = config.tenant_id
     for op in operations.values():
@@ -142,8 +148,7 @@ def _examples(doc: dict[str, Any], operations: dict[str, Any], config: Config, m
                 param["schema"]["examples"] = [tenant]
     schemas = doc.get("components", {}).get("schemas", {})
     model = config.default_model if config.default_model in models else (models[0] if models else None)
-    upload = operations.get("createObservation", {}).get("requestBody", {}).get("content", {})
-    form = upload.get("multipart/form-data")
+    form = _multipart_form(operations, "createObservation")
     model_fields = [schemas.get("StartJob", {}).get("properties", {}).get("model")]
     if form is not None:
         model_fields.append(form["schema"]["properties"].get("model"))
@@ -158,24 +163,14 @@ def _examples(doc: dict[str, Any], operations: dict[str, Any], config: Config, m
         for param in op.get("parameters", []):
             if param.get("in") == "path" and param.get("name") == "sku":
                 param["example"] = EXAMPLE_SKU
-    match = (
-        operations.get("matchCatalog", {})
-        .get("requestBody", {})
-        .get("content", {})
-        .get("multipart/form-data")
-    )
+    match = _multipart_form(operations, "matchCatalog")
     if match is not None:
         field = match["schema"]["properties"]["model"]
         field["description"] = "An installed detector (GET …/cv/models); default: the agent's default_model."
         if models:
             field["enum"] = list(models)
         match["example"] = {"file": [EXAMPLE_BMP_16.decode("ascii")], "top": 3}
-    images = (
-        operations.get("addSkuImages", {})
-        .get("requestBody", {})
-        .get("content", {})
-        .get("multipart/form-data")
-    )
+    images = _multipart_form(operations, "addSkuImages")
     if images is not None:
         images["example"] = {
             "file": [EXAMPLE_BMP_16.decode("ascii")],
