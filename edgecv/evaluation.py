@@ -522,11 +522,16 @@ def evaluate_grouped(
     precision: str | None = "int8",
     limit: int = 0,
     max_det: int = 300,
+    scene=None,
 ) -> dict:
     """Class-agnostic evaluation on a folder labelled with coarser classes (``groups``: folder class name →
     the package labels it covers, e.g. ``{"product": [every SKU], "price-tag": ["price-tag"]}``). The
     model's classes are mapped to the groups; COCO mAP over the groups at conf 0.001 and, per group at the
-    package's threshold, recall, precision and extra boxes (unmatched detections / truth boxes)."""
+    package's threshold, recall, precision and extra boxes (unmatched detections / truth boxes).
+
+    With ``scene`` (a ``SceneCheck``) the figures are also given the way a job sees the images: an image
+    the check refuses for the package's domain has no detections (``job``: images refused, and per group
+    recall, precision and extra boxes at the threshold)."""
     pkg, det = _open(package, backend, precision, None)
     names = list(groups)
     class_map = np.full(len(pkg.labels), -1, np.int64)
@@ -541,7 +546,7 @@ def evaluate_grouped(
         only = [(b[c == gi], c[c == gi], w, h) for b, c, w, h in truths]
         pr = precision_recall(only, [d[np.flatnonzero(d.class_id == gi)] for d in dets], op_conf)
         per_group[g] = {**pr, **m["per_class"].get(g, {})}
-    return {
+    out = {
         "model": pkg.name,
         "data": str(data_dir),
         "images": m["images"],
@@ -549,6 +554,20 @@ def evaluate_grouped(
         "mAP50_95": m["mAP50_95"],
         "groups": per_group,
     }
+    if scene is not None and pkg.domain is not None:
+        refused = [
+            not scene.verdict(cv2.imread(str(path), cv2.IMREAD_COLOR), pkg.domain).in_domain
+            for path, _, _ in split.items
+        ]
+        job_dets = [Detections.empty() if r else d for d, r in zip(dets, refused, strict=True)]
+        job = {"refused": int(sum(refused)), "groups": {}}
+        for gi, g in enumerate(names):
+            only = [(b[c == gi], c[c == gi], w, h) for b, c, w, h in truths]
+            job["groups"][g] = precision_recall(
+                only, [d[np.flatnonzero(d.class_id == gi)] for d in job_dets], op_conf
+            )
+        out["job"] = job
+    return out
 
 
 def false_detections(
@@ -569,7 +588,9 @@ def false_detections(
     pkg, det = _open(package, backend, precision, None)
     rows = []
     for name, kind, img in images:
-        refused = scene is not None and pkg.domain is not None and not scene.verdict(img, pkg.domain).in_domain
+        refused = (
+            scene is not None and pkg.domain is not None and not scene.verdict(img, pkg.domain).in_domain
+        )
         d = Detections.empty() if refused else det.detect(img)
         top = [pkg.labels[c] for c in d.class_id[np.argsort(-d.confidence)][:3]]
         rows.append((name, kind, len(d), float(d.confidence.max()) if len(d) else 0.0, top, refused))

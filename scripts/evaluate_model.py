@@ -120,9 +120,14 @@ def heldout(pkg, tmp: Path, quick: bool, pictures: Path | None) -> dict:
     if pkg.pipeline == "shelf":
         plain = shelves_plain.write_set(tmp / "shelves-plain", 20 if quick else 60, seed=7000)
         groups = {"product": [n for n in pkg.labels if n != "price-tag"], "price-tag": ["price-tag"]}
+        scene = None
+        if pkg.domain is not None:
+            from edgecv.runtime.scene import SceneCheck
+
+            scene = SceneCheck()
         out["secondStyle"] = {
             "set": "scripts/heldout/shelves_plain.py seed 7000",
-            **evaluate_grouped(pkg, plain, groups),
+            **evaluate_grouped(pkg, plain, groups, scene=scene),
         }
     if pictures:
         draw_failures(pkg, negs, out, tmp, pictures)
@@ -269,6 +274,14 @@ def heldout_headline(h: dict) -> dict:
             "AP50": p.get("AP50"),
             "AP50_95": p.get("AP50_95"),
         }
+        job = h["secondStyle"].get("job")
+        if job:
+            out["secondStyleProducts"]["job"] = {
+                "refused": job["refused"],
+                "images": h["secondStyle"]["images"],
+                "recall": job["groups"]["product"]["recall"],
+                "extraBoxes": job["groups"]["product"]["extraBoxes"],
+            }
     return out
 
 
@@ -313,6 +326,9 @@ def table(reports: list[dict]) -> str:
             if p
             else "-"
         )
+        sjob = h.get("secondStyle", {}).get("job")
+        if sjob:
+            second += f" (job: {sjob['groups']['product']['recall']:.3f}, {sjob['refused']} refused)"
         job = h.get("negativesJob", {}).get("byKind", {})
         job_cell = " / ".join(
             f"{job[k]['falsePerImage']:.2f} ({job[k]['refused']}/{job[k]['images']})" if k in job else "-"

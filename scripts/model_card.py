@@ -317,6 +317,14 @@ def heldout_lines(h: dict | None) -> list[str]:
             f"- second shelf style ({h['secondStyle']['images']} images): product recall {p['recall']:.3f}, "
             f"extra boxes {100 * p['extraBoxes']:.1f} %, AP50 {fmt(p.get('AP50'))}, AP50-95 {fmt(p.get('AP50_95'))}"
         )
+        job = h["secondStyle"].get("job")
+        if job:
+            jp = job["groups"]["product"]
+            lines.append(
+                f"- the same images the way a job sees them (scene check first): {job['refused']} of "
+                f"{h['secondStyle']['images']} refused, product recall {jp['recall']:.3f}, extra boxes "
+                f"{100 * jp['extraBoxes']:.1f} %"
+            )
     return lines
 
 

@@ -78,6 +78,13 @@ def main(argv: list[str] | None = None) -> int:
         default=0.0,
         help="probability of an exposure gain x0.5-x1.6 (clipped), on top of the HSV jitter",
     )
+    ap.add_argument(
+        "--grow-like",
+        type=int,
+        default=0,
+        help="with --init and more classes in the data than the package: new classes start as the mean of "
+        "the package's first N classes (0 = all)",
+    )
     a = ap.parse_args(argv)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -104,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         val_every_min=a.val_every,
         resume=a.resume,
         init=str(Path(a.init) / "model-fp32.onnx") if a.init and Path(a.init).is_dir() else a.init,
+        grow_like=range(a.grow_like) if a.grow_like else None,
         reg_lo=a.reg_lo,
         balance=a.balance,
         aug=Augment(

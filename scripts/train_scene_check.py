@@ -7,7 +7,7 @@ completes with no detections and says so (``result.domain``, docs/api.md).
     python scripts/train_scene_check.py --out runs/scene --export edgecv/runtime/scene
 
 Training data (nothing downloaded; see docs/training.md, "Scene check"):
-  * retail:   shelves from ``scripts/datagen`` (fresh seeds, several sizes) and, with ``--grocery-store``, the
+  * retail:   shelves from ``scripts/datagen`` (``shelves`` and ``shelves_wide`` alternately; fresh seeds, several sizes) and, with ``--grocery-store``, the
               in-store phone photos of the Grocery Store Dataset's classes that its licence issue allows for
               training (Fruit, Vegetables, Packages/Juice, Packages/Milk; train split only);
   * facade:   facades from ``scripts/datagen``;
@@ -39,7 +39,8 @@ sys.path.insert(0, str(ROOT))
 SCENES = ("retail", "facade", "surface", "other")
 SIZE = 128  # network input, square; the whole image is resized to it (aspect not kept)
 KEEP = 176  # short side of the cached images, so crops still have pixels to spare
-GEN_DOMAINS = {"retail": "shelves", "facade": "facades", "surface": "damage"}
+# retail alternates the demo's shelves and the wide generator's (made-up packs, any colours, stronger camera)
+GEN_DOMAINS = {"retail": ("shelves", "shelves_wide"), "facade": ("facades",), "surface": ("damage",)}
 GEN_SIZES = ((1280, 720), (960, 720), (720, 960), (1024, 1024), (640, 480))
 GROCERY_ALLOWED = ("Fruit", "Vegetables", "Packages/Juice", "Packages/Milk")
 
@@ -55,12 +56,12 @@ def synthetic(scene: str, count: int, seed: int) -> list[np.ndarray]:
     from datagen import common as C
     from datagen import domain_module
 
-    domain = GEN_DOMAINS[scene]
-    mod = domain_module(domain)
+    domains = GEN_DOMAINS[scene]
     out = []
     for i in range(count):
         w, h = GEN_SIZES[i % len(GEN_SIZES)]
-        sample = mod.make(C.image_rng(seed, i, domain), w, h)
+        domain = domains[i % len(domains)]
+        sample = domain_module(domain).make(C.image_rng(seed, i, domain), w, h)
         out.append(_keep(sample.image))
     return out
 

@@ -23,7 +23,7 @@ def _available(domain: str) -> bool:
     return (SCRIPTS / "datagen" / f"{domain}.py").exists()
 
 
-DOMAINS = [d for d in ("shelves", "facades", "damage") if _available(d)]
+DOMAINS = [d for d in ("shelves", "facades", "damage", "shelves_wide") if _available(d)]
 
 
 def _digest(folder: Path) -> dict[str, str]:
@@ -164,6 +164,25 @@ def test_shelf_truth_consistent(tmp_path):
             shelves.shelf_position(i, t["rowCount"]) for i in range(t["rowCount"])
         ]
         assert 3 <= t["rowCount"] <= 6
+
+
+@pytest.mark.skipif("shelves_wide" not in DOMAINS, reason="no wide shelves generator")
+def test_wide_shelves_label_made_up_packs_as_product(tmp_path):
+    """The wide generator's own packs are class ``product``; demo SKUs among them keep their class."""
+    from datagen import shelves, shelves_wide
+
+    assert shelves_wide.NAMES[: len(shelves.NAMES)] == shelves.NAMES
+    assert shelves_wide.NAMES[shelves_wide.PRODUCT_CLASS] == "product"
+    a = tmp_path / "w"
+    gen.generate("shelves_wide", a, 6, 11, SIZE)
+    assert (a / "names.txt").read_text().split("\n")[:27] == [*shelves_wide.NAMES, ""]
+    counts = np.zeros(len(shelves_wide.NAMES), int)
+    for t in _truth(a):
+        for c, (x1, y1, x2, y2) in _label_boxes(a, t["image"][:-4], SIZE[0], SIZE[1]):
+            counts[c] += 1
+            assert 0 <= x1 < x2 <= SIZE[0] + 0.01 and 0 <= y1 < y2 <= SIZE[1] + 0.01
+    assert counts[shelves_wide.PRODUCT_CLASS] > 6 * 10  # mostly made-up packs
+    assert counts[shelves.TAG_CLASS] > 0
 
 
 def test_shelf_position_mapping():

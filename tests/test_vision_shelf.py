@@ -197,3 +197,17 @@ def test_prices_and_tag_names_come_from_the_engines_it_is_given(caplog):
     bare = get_pipeline("shelf")(inp)
     assert {d["attributes"]["priceTag"] for d in bare["detections"]} == {None}
     assert "no text engines" in caplog.text
+
+
+def test_generic_product_class_is_unknown_not_a_sku():
+    """A detector with a generic ``product`` class (packs it cannot name): without a catalogue those boxes
+    keep the name, are counted in ``unknownProducts`` and not in ``uniqueSKUs``."""
+    labels = ["Cola", "Lemon", "product", "price-tag"]
+    det = shelf_boxes([[("Cola", 2), ("Water", 3)]], [130.0])  # "Water" is index 2: "product" here
+    res = get_pipeline("shelf")(PipelineInput(np.zeros((420, 800, 3), np.uint8), det, labels, {}, {"ocr": False}))
+    names = [d["objectName"] for d in res["detections"]]
+    assert names.count("product") == 3 and names.count("Cola") == 2
+    s = res["summary"]
+    assert (s["totalProducts"], s["uniqueSKUs"], s["unknownProducts"]) == (5, 1, 3)
+    # a detector without that class: no unknownProducts field (the result keeps its old shape)
+    assert "unknownProducts" not in run_shelf(shelf_boxes(ROWS, BOARDS))["summary"]

@@ -27,6 +27,9 @@ from edgecv.vision.rows import ShelfLayout, layout, shelf_position
 log = logging.getLogger(__name__)
 
 TAG_LABEL = "price-tag"
+# the detector's class for a pack it finds but cannot name (shelf-detection-v2 2.2: any pack that is not one
+# of the demo SKUs); without a catalogue such boxes keep this name and count as unknown, not as one SKU
+PRODUCT_LABEL = "product"
 
 
 def run(inp: PipelineInput) -> dict:
@@ -51,10 +54,10 @@ def run(inp: PipelineInput) -> dict:
         shelf = layout(products, rec.group, tags)
         extra = [{"sku": sku, "recognitionScore": sc} for sku, sc in zip(rec.sku, rec.score, strict=True)]
     else:
-        index, unknown = None, set()
         products = det.xyxy[prod_idx]
         prod_names = [class_names[k] for k in class_of.reshape(-1)[prod_idx].tolist()]
         keys = prod_names
+        index, unknown = None, {inp.options.get("product_label", PRODUCT_LABEL)} & set(prod_names)
         shelf = layout(products, det.class_id[prod_idx], tags)
         extra = [{} for _ in prod_idx]
 
@@ -93,8 +96,9 @@ def run(inp: PipelineInput) -> dict:
         "emptyTagSlots": len(shelf.empty_tags),
     }
     out = {"detections": detections, "summary": summary}
-    if index is not None:
+    if index is not None or unknown:
         summary["unknownProducts"] = sum(1 for k in keys if k in unknown)
+    if index is not None:
         summary.update(price_check or {})
         out["catalog"] = index.describe()
     return out

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-DOMAINS = ("shelves", "facades", "damage")
+DOMAINS = ("shelves", "facades", "damage", "shelves_wide")
 
 
 def domain_module(name: str):

@@ -7,6 +7,7 @@ shelfPosition).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache, lru_cache
 
@@ -722,6 +723,33 @@ def _price_str(v: float) -> str:
     return f"{v:.2f}"
 
 
+# ------------------------------------------------------------------------------------------ stock
+@dataclass(frozen=True)
+class Stock:
+    """What a bay is stocked with: the packs (``SKU`` sizes, brand, price, tag text), how each is drawn
+    (``level(i, w, h)``: BGRA float32 at least w x h; ``hull(i)``: outline in unit coordinates) and the
+    class id each is labelled with. The default is the demo catalogue; ``shelves_wide`` makes up new ones."""
+
+    items: Sequence[SKU]
+    level: Callable[[int, int, int], np.ndarray]
+    hull: Callable[[int], np.ndarray]
+    class_ids: Sequence[int]
+
+
+@dataclass(frozen=True)
+class Look:
+    """Optional departures from the demo look (used by ``shelves_wide``; None keeps the demo's draws)."""
+
+    board: tuple[float, float, float] | None = None  # shelf-edge colour
+    panel: tuple[float, float, float] | None = None  # back-panel colour
+    tag: Callable[[str, str, int], np.ndarray] | None = None  # (tag text, price, style) -> float32 BGR
+    homography: float = 0.0  # perspective strength (0: the demo's mild one, half the time)
+
+
+def demo_stock() -> Stock:
+    return Stock(CATALOGUE, _pyramid_level, _sprite_hull_unit, tuple(range(len(CATALOGUE))))
+
+
 # ------------------------------------------------------------------------------------------ scene
 @dataclass
 class Run:
@@ -760,11 +788,23 @@ def _pegboard(rng, img, base) -> None:
             cv2.circle(img, (x, y), 2, col, -1, cv2.LINE_AA)
 
 
-def generate(rng: np.random.Generator, width: int = 1280, height: int = 720):
+def generate(
+    rng: np.random.Generator,
+    width: int = 1280,
+    height: int = 720,
+    stock: Stock | None = None,
+    look: Look | None = None,
+):
     """One shelf image → (float32 image before finish, boxes, truth)."""
+    stock = stock or demo_stock()
+    look = look or Look()
+    CAT = stock.items
     W, H = width, height
     sh_h, sh_w = H // 4 + 1, W // 4 + 1
     bg_small, bg_kind, bg_base = _background_small(rng, sh_w, sh_h)
+    if look.panel is not None:
+        bg_small *= np.float32(look.panel) / np.maximum(np.float32(bg_base), 1.0)
+        bg_base = look.panel
 
     n_rows = int(rng.choice([3, 4, 5, 6], p=[0.3, 0.35, 0.2, 0.15]))
     clear_mm = rng.uniform(170, 330, n_rows)
@@ -783,6 +823,8 @@ def generate(rng: np.random.Generator, width: int = 1280, height: int = 720):
     board_kind = int(rng.integers(0, 4))  # 0 white channel, 1 metal, 2 wood, 3 black
     board_base = [(235, 235, 232), (165, 168, 172), (70, 120, 170), (40, 40, 42)][board_kind]
     board_base = C.jitter_color(rng, board_base, 12)
+    if look.board is not None:
+        board_base = look.board
 
     # row geometry
     rows = []
@@ -811,7 +853,7 @@ def generate(rng: np.random.Generator, width: int = 1280, height: int = 720):
         vprof2[a : a + n] = np.linspace(rng.uniform(0.55, 0.8), 1.0, n, dtype=np.float32) ** 0.7
 
     # products
-    n_sku = len(CATALOGUE)
+    n_sku = len(CAT)
     target_runs = int(rng.integers(16, 31))
     runs_per_row = np.full(n_rows, target_runs // n_rows)
     runs_per_row[: target_runs % n_rows] += 1
@@ -824,7 +866,7 @@ def generate(rng: np.random.Generator, width: int = 1280, height: int = 720):
     draw_items = []  # deferred draws (sku, x, y, w, h, brightness)
     for rw in rows:
         r = rw["row"]
-        fits = [i for i in range(n_sku) if CATALOGUE[i].h_mm <= rw["clear_mm"] - 8]
+        fits = [i for i in range(n_sku) if CAT[i].h_mm <= rw["clear_mm"] - 8]
         fresh = [i for i in fits if i not in used_skus]
         rng.shuffle(fresh)
         others = [i for i in fits if i in used_skus]
@@ -834,10 +876,10 @@ def generate(rng: np.random.Generator, width: int = 1280, height: int = 720):
         chosen = cand[:m]
         # brand blocks: often keep a brand together (planograms do), which also puts look-alikes side by side
         if rng.random() < 0.6:
-            chosen.sort(key=lambda i: (CATALOGUE[i].brand, CATALOGUE[i].h_mm))
+            chosen.sort(key=lambda i: (CAT[i].brand, CAT[i].h_mm))
         gap_f = rng.uniform(0.5, 3.0)  # px between facings
         gap_r = rng.uniform(4, 14)  # px between runs
-        widths = [CATALOGUE[i].w_mm * s for i in chosen]
+        widths = [CAT[i].w_mm * s for i in chosen]
         while chosen and sum(widths) + gap_r * (len(chosen) - 1) > usable:
             k = int(np.argmax(widths))
             chosen.pop(k)
@@ -876,7 +918,7 @@ def generate(rng: np.random.Generator, width: int = 1280, height: int = 720):
             first = int(rng.integers(0, f - vis + 1))
             run = Run(len(all_runs), sk, r, f, vis, x, x + slot_w, first)
             all_runs.append(run)
-            ph = CATALOGUE[sk].h_mm * s
+            ph = CAT[sk].h_mm * s
             for j in range(first, first + vis):
                 px = x + j * (wd + gap_f) + rng.uniform(-0.4, 0.4) * gap_f
                 py = rw["board"] - ph + rng.uniform(0, 1.5) * s * 2
@@ -906,7 +948,7 @@ def generate(rng: np.random.Generator, width: int = 1280, height: int = 720):
         iw, ih = max(2, int(round(wd))), max(2, int(round(ph)))
         xi, yi = int(round(px)), int(round(py))
         if run_id not in cache:
-            rgba = cv2.resize(_pyramid_level(sk, iw, ih), (iw, ih), interpolation=cv2.INTER_AREA)
+            rgba = cv2.resize(stock.level(sk, iw, ih), (iw, ih), interpolation=cv2.INTER_AREA)
             y0c, y1c = max(0, yi), max(0, min(H, yi + ih))
             light = np.ones(ih, np.float32)
             light[y0c - yi : y1c - yi] = vprof2[y0c:y1c]
@@ -915,7 +957,7 @@ def generate(rng: np.random.Generator, width: int = 1280, height: int = 720):
             cache[run_id] = (np.ascontiguousarray(pre), 1.0 - a3)
         pre, inv = cache[run_id]
         C.blend_premultiplied(canvas, pre, inv, xi, yi)
-        hull = _sprite_hull_unit(sk) * np.float64([iw, ih]) + np.float64([xi, yi])
+        hull = stock.hull(sk) * np.float64([iw, ih]) + np.float64([xi, yi])
         products.append((sk, r, run_id, hull))
 
     # shelf boards (lips), uprights, top header and floor
@@ -962,7 +1004,7 @@ def generate(rng: np.random.Generator, width: int = 1280, height: int = 720):
     tag_style = int(rng.integers(0, len(TAG_STYLES)))
     for run in all_runs:
         rw = rows[run.row]
-        sku = CATALOGUE[run.sku]
+        sku = CAT[run.sku]
         price = sku.price
         style = tag_style
         if promo and rng.random() < 0.25:
@@ -976,7 +1018,7 @@ def generate(rng: np.random.Generator, width: int = 1280, height: int = 720):
         tw = th * 2.3
         tx = run.x0 + rng.uniform(0, max(0.0, min(run.x1 - run.x0 - tw, 6 * s)))
         ty = rw["board"] + (lip - th) / 2
-        timg = tag_image(sku.tag_name, pstr, style)
+        timg = (look.tag or tag_image)(sku.tag_name, pstr, style)
         iw, ih = max(4, int(round(tw))), max(3, int(round(th)))
         small = cv2.resize(timg, (iw, ih), interpolation=cv2.INTER_AREA)
         xi, yi = int(round(tx)), int(round(ty))
@@ -1016,6 +1058,8 @@ def generate(rng: np.random.Generator, width: int = 1280, height: int = 720):
 
     # camera: mild perspective
     Hm = C.random_homography(rng, W, H, 0.02) if rng.random() < 0.5 else None
+    if look.homography > 0:
+        Hm = C.random_homography(rng, W, H, look.homography)
     if Hm is not None:
         canvas = cv2.warpPerspective(
             canvas, Hm, (W, H), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101
@@ -1027,12 +1071,12 @@ def generate(rng: np.random.Generator, width: int = 1280, height: int = 720):
     prod_truth = []
     for pid, (sk, r, run_id, _hull) in enumerate(products):
         xyxy = all_xyxy[pid]
-        boxes.append((sk, xyxy))
+        boxes.append((stock.class_ids[sk], xyxy))
         prod_truth.append(
             {
                 "id": pid,
-                "sku": CATALOGUE[sk].name,
-                "classId": sk,
+                "sku": CAT[sk].name,
+                "classId": stock.class_ids[sk],
                 "row": r,
                 "runId": run_id,
                 "xyxy": [C.r2(v) for v in xyxy],
@@ -1050,7 +1094,7 @@ def generate(rng: np.random.Generator, width: int = 1280, height: int = 720):
             {
                 "id": tid,
                 "price": t["price"],
-                "sku": CATALOGUE[run.sku].name,
+                "sku": CAT[run.sku].name,
                 "row": run.row,
                 "runId": run.run_id,
                 "xyxy": [C.r2(v) for v in xyxy],
@@ -1076,7 +1120,7 @@ def generate(rng: np.random.Generator, width: int = 1280, height: int = 720):
         run_truth.append(
             {
                 "runId": run.run_id,
-                "sku": CATALOGUE[run.sku].name,
+                "sku": CAT[run.sku].name,
                 "row": run.row,
                 "shelfPosition": positions[run.row],
                 "facings": run.visible,
@@ -1095,13 +1139,13 @@ def generate(rng: np.random.Generator, width: int = 1280, height: int = 720):
 
     planogram = []
     for r in range(n_rows):
-        items = [{"sku": CATALOGUE[run.sku].name, "facings": run.planned} for run in all_runs if run.row == r]
+        items = [{"sku": CAT[run.sku].name, "facings": run.planned} for run in all_runs if run.row == r]
         planogram.append({"row": r, "shelfPosition": positions[r], "items": items})
     planned_total = sum(run.planned for run in all_runs)
     present = sum(min(run.visible, run.planned) for run in all_runs)
     visible_by_sku: dict[str, int] = {}
     for run in all_runs:
-        nm = CATALOGUE[run.sku].name
+        nm = CAT[run.sku].name
         visible_by_sku[nm] = visible_by_sku.get(nm, 0) + run.visible
     out_of_stock = sorted(n for n, v in visible_by_sku.items() if v == 0)
     truth = {

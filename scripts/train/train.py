@@ -20,7 +20,7 @@ import torch
 
 from .data import Augment, YoloDataset
 from .loss import DetectionLoss
-from .model import STRIDES, EdgeDet, ExportWrapper, freeze_bn, from_onnx
+from .model import STRIDES, EdgeDet, ExportWrapper, freeze_bn, from_onnx, grow_classes
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,7 @@ class TrainConfig:
     limit: int = 0
     resume: str | None = None
     init: str | None = None  # model-fp32.onnx of a package (from_onnx): fine-tune it, BN frozen
+    grow_like: range | None = None  # new classes start from the mean of these old classes (None: all)
     reg_lo: int = 0
     balance: float = 0.0
     aug: Augment = field(default_factory=Augment)
@@ -204,8 +205,11 @@ def train(cfg: TrainConfig) -> Path:
     model = EdgeDet(len(names), cfg.size, reg_lo=cfg.reg_lo)
     if cfg.init:
         model = from_onnx(cfg.init, cfg.size)
-        if model.nc != len(names):
+        if model.nc > len(names):
             raise ValueError(f"{cfg.init} has {model.nc} classes, the data {len(names)}")
+        if model.nc < len(names):  # the data's first names are the package's; the rest are new classes
+            log.info("new classes after the package's %d: %s", model.nc, ", ".join(names[model.nc :]))
+            grow_classes(model, len(names), cfg.grow_like)
         shift_bins(model, cfg.reg_lo - model.reg_lo)
         model.reg_lo = cfg.reg_lo
     elif cfg.resume:
