@@ -320,7 +320,7 @@ def activity(store: HasConn, *, now: datetime | None = None, minutes: int = 60, 
     }
 
 
-def disk(config: Config, budget: DiskBudget | None) -> dict[str, Any]:
+def disk(config: Config, budget: DiskBudget) -> dict[str, Any]:
     """Spool + job log against ``sync.disk_budget_mb``, free space on the data dir's filesystem, and why
     intake is paused (None when it is not)."""
     try:
@@ -328,11 +328,11 @@ def disk(config: Config, budget: DiskBudget | None) -> dict[str, Any]:
     except OSError:
         free = None
     return {
-        "usedBytes": budget.used_bytes() if budget is not None else None,
+        "usedBytes": budget.used_bytes(),
         "budgetBytes": config.sync.disk_budget_mb * MIB,
         "freeBytes": free,
         "minFreeBytes": config.min_free_mb * MIB,
-        "paused": budget.pause_reason() if budget is not None else _intake(config)["reason"],
+        "paused": budget.pause_reason(),
     }
 
 

@@ -29,6 +29,7 @@ from edgecv.api.state import ApiState, error_response, state
 from edgecv.errors import JobNotFound, ObservationNotFound, PrivacyError
 from edgecv.ids import first_id_at
 from edgecv.ingest import quarantined
+from edgecv.upstream.budget import DiskBudget
 from edgecv.upstream.images import image_bytes
 
 CSP = (
@@ -41,7 +42,11 @@ SECURITY_HEADERS = {
     "referrer-policy": "no-referrer",
     "x-frame-options": "DENY",
 }
-STATIC = {"dashboard.css": "text/css; charset=utf-8", "dashboard.js": "text/javascript; charset=utf-8"}
+STATIC = {
+    "dashboard.css": "text/css; charset=utf-8",
+    "dashboard.js": "text/javascript; charset=utf-8",
+    "favicon.svg": "image/svg+xml",
+}
 PAGE_SIZE = 25
 THUMB_PX = 160
 SESSION_MAX_AGE_S = 7 * 24 * 3600
@@ -153,7 +158,7 @@ def static_file(name: str) -> Response:
 def _status_values(st: ApiState) -> tuple[dict, dict, dict]:
     snapshot = status_mod.status_snapshot(st.config)
     activity = status_mod.activity(st.store)
-    disk = status_mod.disk(st.config, st.budget)
+    disk = status_mod.disk(st.config, st.budget or DiskBudget.from_config(st.store, st.config))
     return snapshot, activity, disk
 
 
@@ -218,6 +223,7 @@ def jobs_page(
     model: str | None = None,
     date_: Annotated[str | None, Query(alias="date")] = None,
     cursor: Annotated[str | None, Query(pattern=JOB_ID)] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = PAGE_SIZE,
 ) -> Response:
     if not _signed_in(request):
         return _login_redirect(request)
@@ -226,7 +232,9 @@ def jobs_page(
     model = model or None
     if status is not None and status not in pages.STATUSES:
         return _html(
-            pages.layout("Jobs", "jobs", f"<p class=error>status must be one of {', '.join(pages.STATUSES)}</p>"),
+            pages.layout(
+                "Jobs", "jobs", f"<p class=error>status must be one of {', '.join(pages.STATUSES)}</p>"
+            ),
             status_code=422,
         )
     after = before = None
@@ -238,11 +246,19 @@ def jobs_page(
                 pages.layout("Jobs", "jobs", "<p class=error>date must be YYYY-MM-DD</p>"), status_code=422
             )
     upper = min(cursor, before) if cursor and before else cursor or before
-    jobs, next_cursor = st.store.list_jobs(status=status, model=model, limit=PAGE_SIZE, cursor=upper, after=after)
+    jobs, next_cursor = st.store.list_jobs(status=status, model=model, limit=limit, cursor=upper, after=after)
     names = st.store.original_names([j.observation_id for j in jobs])
-    filters = {"status": status, "model": model, "date": date_ or None, "cursor": cursor}
+    filters = {
+        "status": status,
+        "model": model,
+        "date": date_ or None,
+        "limit": str(limit) if limit != PAGE_SIZE else None,
+        "cursor": cursor,
+    }
     models = sorted(set(st.models()) | ({model} if model else set()))
-    return _html(pages.jobs_page([j.to_dict() for j in jobs], names, filters, models, next_cursor, _device_name()))
+    return _html(
+        pages.jobs_page([j.to_dict() for j in jobs], names, filters, models, next_cursor, _device_name())
+    )
 
 
 def _job(st: ApiState, job_id: str) -> Any:
@@ -260,14 +276,22 @@ def job_page(request: Request, job_id: str) -> Response:
     job = _job(st, job_id)
     if job is None:
         return _html(
-            pages.layout("Job not found", "jobs", f"<p>There is no job {pages.e(job_id)}. <a href=/jobs>All jobs</a></p>"),
+            pages.layout(
+                "Job not found",
+                "jobs",
+                f"<p>There is no job {pages.e(job_id)}. <a href=/jobs>All jobs</a></p>",
+            ),
             status_code=404,
         )
     try:
         observation = st.store.get_observation(job.observation_id).to_dict()
     except ObservationNotFound:
         observation = {}
-    return _html(pages.job_page(job.to_dict(), observation, _device_name()))
+    return _html(
+        pages.job_page(
+            job.to_dict(), observation, _device_name(), inference_ms=job.inference_ms, ran_on=job.device
+        )
+    )
 
 
 @router.get("/jobs/{job_id}/image")
@@ -310,7 +334,9 @@ async def job_thumb(request: Request, job_id: str) -> Response:
     except PrivacyError as exc:
         return error_response(403, exc.code, f"the image of {job_id} is not served to remote clients: {exc}")
     if data is None:
-        return error_response(410, "image_gone", f"the image of {job_id} is no longer in the spool (retention)")
+        return error_response(
+            410, "image_gone", f"the image of {job_id} is no longer in the spool (retention)"
+        )
     return Response(data, media_type=media_type, headers=_headers("private, max-age=3600"))
 
 
@@ -362,4 +388,3 @@ def catalog_image(request: Request, sku: str, image: str) -> Response:
     path = st.config.catalog_dir / sku / image
     media = {"png": "image/png", "webp": "image/webp"}.get(image.rsplit(".", 1)[-1].lower(), "image/jpeg")
     return Response(path.read_bytes(), media_type=media, headers=_headers("private, max-age=300"))
-

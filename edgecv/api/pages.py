@@ -51,6 +51,7 @@ def layout(title: str, active: str, body: str, *, live: bool = False, device: st
         '<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{e(title)} · edgecv</title>"
+        '<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">'
         '<link rel="stylesheet" href="/static/dashboard.css">'
         '<script src="/static/dashboard.js" defer></script></head>'
         f'<body{live_attr}><header><span class="brand">edgecv</span><nav>{nav}</nav>'
@@ -117,7 +118,7 @@ def throughput_svg(per_minute: list[Mapping[str, Any]]) -> str:
         h_bad = 40 * m["failed"] / top
         tip = f"{m['minute']}Z: {m['completed']} completed, {m['failed']} failed"
         bars.append(
-            f'<g><title>{e(tip)}</title>'
+            f"<g><title>{e(tip)}</title>"
             f'<rect class="ok" x="{i * 4}" y="{40 - h_ok:.2f}" width="3" height="{h_ok:.2f}"/>'
             f'<rect class="bad" x="{i * 4}" y="{40 - h_ok - h_bad:.2f}" width="3" height="{h_bad:.2f}"/></g>'
         )
@@ -144,26 +145,26 @@ def status_page(
     cards = (
         '<section class="cards">'
         f'<div class="card"><h2>Queue</h2>{_stat(v, "queue.depth", "queued")}'
-        f'{_stat(v, "queue.processing", "processing")}</div>'
+        f"{_stat(v, 'queue.processing', 'processing')}</div>"
         f'<div class="card"><h2>Last hour</h2>{_stat(v, "hour.completed", "completed")}'
-        f'{_stat(v, "hour.failed", "failed")}{_stat(v, "hour.perMinute", "jobs / min")}'
+        f"{_stat(v, 'hour.failed', 'failed')}{_stat(v, 'hour.perMinute', 'jobs / min')}"
         f"{throughput_svg(activity['perMinute'])}</div>"
         '<div class="card"><h2>Jobs by status</h2>'
         + "".join(_stat(v, f"jobs.{s}", s) for s in STATUSES)
         + "</div>"
         f'<div class="card"><h2>Sync</h2><p>{_live(v, "sync.state")}</p>'
-        f'{_stat(v, "sync.pending", "pending")}{_stat(v, "sync.parked", "parked")}'
-        f'{_stat(v, "sync.images", "images to upload")}'
+        f"{_stat(v, 'sync.pending', 'pending')}{_stat(v, 'sync.parked', 'parked')}"
+        f"{_stat(v, 'sync.images', 'images to upload')}"
         f'<p class="small">last success {_live(v, "sync.lastSuccess")}; last error {_live(v, "sync.lastError")}</p></div>'
         f'<div class="card"><h2>Disk</h2>{_stat(v, "disk.used", "spool + job log")}'
-        f'{_stat(v, "disk.budget", "budget (sync.disk_budget_mb)")}{_stat(v, "disk.free", "free on disk")}'
+        f"{_stat(v, 'disk.budget', 'budget (sync.disk_budget_mb)')}{_stat(v, 'disk.free', 'free on disk')}"
         f'<p class="small">{_live(v, "disk.intake")}</p></div>'
         "</section>"
     )
     errors = "".join(
         f'<tr><td><a href="/jobs/{e(j["id"])}">{e(j["id"])}</a></td><td>{e(j["model"])}</td>'
-        f'<td>{e(j["completedAt"])}</td><td><code>{e(j["error"]["code"])}</code></td>'
-        f'<td>{e(j["error"]["message"])}</td></tr>'
+        f"<td>{e(j['completedAt'])}</td><td><code>{e(j['error']['code'])}</code></td>"
+        f"<td>{e(j['error']['message'])}</td></tr>"
         for j in activity["lastErrors"]
     )
     errors_table = (
@@ -176,7 +177,7 @@ def status_page(
         "Status",
         "status",
         f'<p class="small">{e(agent_text)}; data dir {e(snapshot["dataDir"])}; inbox '
-        f'{e(snapshot["inbox"] or "(not set)")}</p>'
+        f"{e(snapshot['inbox'] or '(not set)')}</p>"
         f"{cards}<h2>Last errors</h2>{errors_table}<h2>Models and devices</h2>{models_table(models)}",
         live=True,
         device=device,
@@ -185,8 +186,8 @@ def status_page(
 
 def models_table(models: list[Mapping[str, Any]]) -> str:
     rows = "".join(
-        f'<tr><td>{e(m["name"])}</td><td>{e(m["version"])}</td><td>{e(m.get("pipeline"))}</td>'
-        f'<td>{e(", ".join(m["weights"]))}</td><td>{e(m["loaded"])}</td></tr>'
+        f"<tr><td>{e(m['name'])}</td><td>{e(m['version'])}</td><td>{e(m.get('pipeline'))}</td>"
+        f"<td>{e(', '.join(m['weights']))}</td><td>{e(m['loaded'])}</td></tr>"
         for m in models
     )
     if not rows:
@@ -202,7 +203,7 @@ def models_table(models: list[Mapping[str, Any]]) -> str:
 
 def _outcome(job: Mapping[str, Any]) -> str:
     if job["status"] == "failed" and job.get("error"):
-        return f'<code>{e(job["error"]["code"])}</code>'
+        return f"<code>{e(job['error']['code'])}</code>"
     if job["status"] == "completed":
         result = job.get("result") or {}
         n = len(result.get("detections", []))
@@ -241,7 +242,7 @@ def jobs_page(
         f'<img class="thumb" loading="lazy" alt="" src="/jobs/{e(j["id"])}/thumb"></a></td>'
         f'<td><a href="/jobs/{e(j["id"])}">{e(j["id"])}</a></td><td>{e(names.get(j["observationId"], ""))}</td>'
         f'<td><span class="badge {e(j["status"])}">{e(j["status"])}</span></td><td>{e(j["model"])}</td>'
-        f'<td>{e(j["createdAt"])}</td><td>{_outcome(j)}</td></tr>'
+        f"<td>{e(j['createdAt'])}</td><td>{_outcome(j)}</td></tr>"
         for j in jobs
     )
     table = (
@@ -265,7 +266,15 @@ def _attributes(attributes: Mapping[str, Any] | None) -> str:
     return ", ".join(f"{k}={v}" for k, v in (attributes or {}).items())
 
 
-def job_page(job: Mapping[str, Any], observation: Mapping[str, Any], device: str) -> str:
+def job_page(
+    job: Mapping[str, Any],
+    observation: Mapping[str, Any],
+    device: str,
+    *,
+    inference_ms: float | None = None,
+    ran_on: str | None = None,
+) -> str:
+    """``job`` as the API returns it; ``inference_ms`` and ``ran_on`` (the device) from the job log."""
     result = job.get("result") or {}
     detections = result.get("detections", [])
     facts = [
@@ -276,13 +285,15 @@ def job_page(job: Mapping[str, Any], observation: Mapping[str, Any], device: str
         ("created", e(job.get("createdAt"))),
         ("started", e(job.get("startedAt"))),
         ("finished", e(job.get("completedAt"))),
-        ("inference", e(None if job.get("inferenceMs") is None else f"{job['inferenceMs']:.1f} ms on {job.get('device')}")),
+        ("inference", e(None if inference_ms is None else f"{inference_ms:.1f} ms on {ran_on}")),
     ]  # fmt: skip
     if job.get("error"):
-        facts.append(("error", f'<code>{e(job["error"]["code"])}</code> {e(job["error"]["message"])}'))
+        facts.append(("error", f"<code>{e(job['error']['code'])}</code> {e(job['error']['message'])}"))
     domain = result.get("domain") or {}
     if domain.get("inDomain") is False:
-        facts.append(("domain", e(f"not the model's kind of picture ({domain.get('scene', '')}); no detections")))
+        facts.append(
+            ("domain", e(f"not the model's kind of picture ({domain.get('scene', '')}); no detections"))
+        )
     facts_html = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in facts)
     figure = (
         '<div class="figure" id="figure">'
@@ -292,12 +303,16 @@ def job_page(job: Mapping[str, Any], observation: Mapping[str, Any], device: str
         '<p id="box-info" class="small">Hover a box for its name, confidence and attributes.</p>'
         + json_block(
             "job-data",
-            {"width": observation.get("width"), "height": observation.get("height"), "detections": detections},
+            {
+                "width": observation.get("width"),
+                "height": observation.get("height"),
+                "detections": detections,
+            },
         )
     )
     det_rows = "".join(
-        f'<tr><td>{i + 1}</td><td>{e(d.get("objectName"))}</td><td>{d.get("confidence", 0):.2f}</td>'
-        f'<td>{e(_box(d.get("boundingBox")))}</td><td>{e(_attributes(d.get("attributes")))}</td></tr>'
+        f"<tr><td>{i + 1}</td><td>{e(d.get('objectName'))}</td><td>{d.get('confidence', 0):.2f}</td>"
+        f"<td>{e(_box(d.get('boundingBox')))}</td><td>{e(_attributes(d.get('attributes')))}</td></tr>"
         for i, d in enumerate(detections)
     )
     det_table = (
@@ -333,7 +348,10 @@ def shelf_section(result: Mapping[str, Any]) -> str:
     summary = result.get("summary") or {}
     score = summary.get("complianceScore")
     facts = [
-        ("compliance", "–" if score is None else f"{score * 100:.1f} % ({summary.get('complianceBasis', '')})"),
+        (
+            "compliance",
+            "–" if score is None else f"{score * 100:.1f} % ({summary.get('complianceBasis', '')})",
+        ),
         ("products", summary.get("totalProducts")),
         ("unique SKUs", summary.get("uniqueSKUs")),
         ("shelf rows", summary.get("shelfRows")),
@@ -354,7 +372,15 @@ def shelf_section(result: Mapping[str, Any]) -> str:
         if key in seen:  # one line per facing run: every pack of a run carries the same facings and tag
             continue
         seen.add(key)
-        runs.append((SHELF_ORDER.get(position, 9), position, d.get("objectName"), attrs.get("facings"), attrs.get("priceTag")))
+        runs.append(
+            (
+                SHELF_ORDER.get(position, 9),
+                position,
+                d.get("objectName"),
+                attrs.get("facings"),
+                attrs.get("priceTag"),
+            )
+        )
     rows = "".join(
         f"<tr><td>{e(pos)}</td><td>{e(name)}</td><td>{e(facings)}</td><td>{e(price)}</td></tr>"
         for _, pos, name, facings, price in sorted(runs, key=lambda r: r[0])
@@ -372,8 +398,8 @@ def shelf_section(result: Mapping[str, Any]) -> str:
 
 def quarantine_page(entries: list[Mapping[str, Any]], total: int, folder: str, device: str) -> str:
     rows = "".join(
-        f'<tr><td>{e(q["quarantinedAt"])}</td><td><code>{e(q["code"])}</code></td><td>{e(q["file"])}</td>'
-        f'<td>{e(q["reason"])}</td><td>{e(size(q["sizeBytes"]))}</td></tr>'
+        f"<tr><td>{e(q['quarantinedAt'])}</td><td><code>{e(q['code'])}</code></td><td>{e(q['file'])}</td>"
+        f"<td>{e(q['reason'])}</td><td>{e(size(q['sizeBytes']))}</td></tr>"
         for q in entries
     )
     shown = f"the newest {len(entries)} of " if total > len(entries) else ""
@@ -394,7 +420,11 @@ def models_page(packages: list[Mapping[str, Any]], loaded: Mapping[str, Any], de
     sections = []
     for p in packages:
         where = loaded.get(p["name"])
-        on = f"loaded on {where.get('device')} ({where.get('backend')}/{where.get('precision')})" if where else "not loaded yet"
+        on = (
+            f"loaded on {where.get('device')} ({where.get('backend')}/{where.get('precision')})"
+            if where
+            else "not loaded yet"
+        )
         evaluation = (p.get("evaluation") or {}).get("default") or {}
         labels = [label for label in p.get("labels", [])]
         sections.append(
@@ -413,13 +443,13 @@ def models_page(packages: list[Mapping[str, Any]], loaded: Mapping[str, Any], de
 
 def catalog_page(describe: Mapping[str, Any], skus: list[Mapping[str, Any]], folder: str, device: str) -> str:
     rows = "".join(
-        f'<tr><td>{_sku_image(s)}</td><td><code>{e(s["id"])}</code></td><td>{e(s.get("name"))}</td>'
-        f'<td>{e(s.get("size"))}</td><td>{e(_price(s))}</td><td>{len(s.get("images", []))}</td></tr>'
+        f"<tr><td>{_sku_image(s)}</td><td><code>{e(s['id'])}</code></td><td>{e(s.get('name'))}</td>"
+        f"<td>{e(s.get('size'))}</td><td>{e(_price(s))}</td><td>{len(s.get('images', []))}</td></tr>"
         for s in skus
     )
     body = (
-        f'<p>{e(describe.get("skus"))} SKU(s), {e(describe.get("references"))} reference image(s), version '
-        f'<code>{e(describe.get("version"))}</code>, in <code>{e(folder)}</code> (<code>edgecv catalog add</code>).</p>'
+        f"<p>{e(describe.get('skus'))} SKU(s), {e(describe.get('references'))} reference image(s), version "
+        f"<code>{e(describe.get('version'))}</code>, in <code>{e(folder)}</code> (<code>edgecv catalog add</code>).</p>"
         + (
             '<table id="catalog"><tr><th></th><th>SKU</th><th>name</th><th>size</th><th>expected price</th>'
             f"<th>images</th></tr>{rows}</table>"
