@@ -323,7 +323,7 @@ def job_page(
     )
     shelf = shelf_section(result) if _is_shelf(result) else ""
     body = (
-        f'<div class="job"><div>{figure}</div><table class="facts">{facts_html}</table></div>'
+        f'<div class="job-view"><div>{figure}</div><table class="facts">{facts_html}</table></div>'
         f"{shelf}{'<h2>Detections</h2>' + det_table if det_table else ''}"
         f'<h2>Result JSON</h2><pre id="result-json">{e(json.dumps(job, indent=2))}</pre>'
     )
