@@ -10,6 +10,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 import requests
+from helpers.agent import wait_until
 from helpers.api import finish, live_api, queued_job
 
 from edgecv.api.auth import SESSION_COOKIE, session_value
@@ -180,3 +181,40 @@ def test_quarantined_lists_reasons_newest_first(store, config, inbox):
 def test_the_finished_index_exists(store):
     names = {row[1] for row in store.conn.execute("PRAGMA index_list(jobs)")}
     assert "jobs_by_finish" in names
+
+
+@pytest.mark.process
+def test_edgecv_serve_serves_the_dashboard(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from helpers.sync_server import free_port
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGECV_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgecv", "--data-dir", str(tmp_path / "data"), "serve", "--port", str(port)],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = ""
+        for line in proc.stderr:
+            if "edgecv API for tenant" in line:
+                break
+        assert f"http://127.0.0.1:{port} (dashboard at /)" in line, line
+        page = wait_until(lambda: _get(f"http://127.0.0.1:{port}/"), timeout=60)  # listens once the line is out
+        assert page.status_code == 200 and "<h1>Status</h1>" in page.text
+        assert "default-src 'self'" in page.headers["content-security-policy"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+def _get(url: str) -> requests.Response | None:
+    try:
+        return requests.get(url, timeout=30)
+    except requests.ConnectionError:
+        return None
