@@ -205,7 +205,9 @@ def test_edgecv_serve_serves_the_dashboard(tmp_path):
             if "edgecv API for tenant" in line:
                 break
         assert f"http://127.0.0.1:{port} (dashboard at /)" in line, line
-        page = wait_until(lambda: _get(f"http://127.0.0.1:{port}/"), timeout=60)  # listens once the line is out
+        page = wait_until(
+            lambda: _get(f"http://127.0.0.1:{port}/"), timeout=60
+        )  # listens once the line is out
         assert page.status_code == 200 and "<h1>Status</h1>" in page.text
         assert "default-src 'self'" in page.headers["content-security-policy"]
     finally:
@@ -218,3 +220,44 @@ def _get(url: str) -> requests.Response | None:
         return requests.get(url, timeout=30)
     except requests.ConnectionError:
         return None
+
+
+def test_thumbnails_for_remote_clients_go_through_the_privacy_filter(config, store):
+    """A browser on another machine gets thumbnails with faces blurred (``[privacy] faces``), this machine
+    the plain downscaled image, like the API's image route."""
+    import asyncio
+    from pathlib import Path
+
+    import cv2
+    import numpy as np
+    from starlette.requests import Request
+
+    from edgecv.api.dashboard import THUMB_PX, job_thumb
+    from edgecv.ingest import ingest_bytes
+
+    photo = (Path(__file__).parent / "fixtures" / "astronaut.jpg").read_bytes()  # 512x512, one face
+    job = ingest_bytes(store, config, photo, name="aisle.jpg", model="rect").job
+    with live_api(config, store) as server:
+
+        def thumb(client: str) -> np.ndarray:
+            scope = {
+                "type": "http",
+                "method": "GET",
+                "path": "/",
+                "headers": [],
+                "client": (client, 50123),
+                "app": server.app,
+            }
+            response = asyncio.run(job_thumb(Request(scope), job.id))
+            assert response.status_code == 200 and response.media_type == "image/jpeg"
+            return cv2.imdecode(np.frombuffer(response.body, np.uint8), cv2.IMREAD_COLOR)
+
+        local, remote = thumb("127.0.0.1"), thumb("192.0.2.10")
+    assert local.shape == remote.shape == (THUMB_PX, THUMB_PX, 3)
+    s = THUMB_PX / 512
+    x1, y1, x2, y2 = (round(v * s) for v in (180, 62, 268, 175))  # the face, as in test_privacy_faces
+
+    def sharpness(image: np.ndarray) -> float:
+        return float(cv2.Laplacian(cv2.cvtColor(image[y1:y2, x1:x2], cv2.COLOR_BGR2GRAY), cv2.CV_64F).var())
+
+    assert sharpness(remote) < sharpness(local) / 3, (sharpness(remote), sharpness(local))
