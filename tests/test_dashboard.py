@@ -261,3 +261,24 @@ def test_thumbnails_for_remote_clients_go_through_the_privacy_filter(config, sto
         return float(cv2.Laplacian(cv2.cvtColor(image[y1:y2, x1:x2], cv2.COLOR_BGR2GRAY), cv2.CV_64F).var())
 
     assert sharpness(remote) < sharpness(local) / 3, (sharpness(remote), sharpness(local))
+
+
+def test_facing_runs_split_consecutive_packs_by_their_facings():
+    from edgecv.api.pages import facing_runs
+
+    def det(name, position, facings, price=None):
+        return {"objectName": name, "attributes": {"shelfPosition": position, "facings": facings, "priceTag": price}}
+
+    detections = [
+        det("Cola", "top", 2, "0.89"), det("Cola", "top", 2, "0.89"),  # one run of two
+        det("Cola", "top", 1, "0.95"),  # the same product again after the run: a run of its own
+        det("Cola", "bottom", 1),  # another row
+        det("Milk", "bottom", 3, "1.19"), det("Milk", "bottom", 3, "1.19"), det("Milk", "bottom", 3, "1.19"),
+    ]  # fmt: skip
+    runs = facing_runs(detections)
+    assert [(r["name"], r["position"], r["facings"], r["price"], r["packs"]) for r in runs] == [
+        ("Cola", "top", 2, "0.89", 2),
+        ("Cola", "top", 1, "0.95", 1),
+        ("Cola", "bottom", 1, None, 1),
+        ("Milk", "bottom", 3, "1.19", 3),
+    ]

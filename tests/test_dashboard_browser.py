@@ -232,6 +232,8 @@ def test_job_page_draws_the_boxes_over_the_image(site, browser, shots):
     out = ", ".join(summary["outOfStock"]) or "none"
     assert f"out of stock {out}" in shelf
     runs = browser.find_elements("css selector", "#shelf-runs tr")[1:]
+    # one line per facing run: its facings add up to the products found
+    assert sum(int(r.find_elements("css selector", "td")[2].text) for r in runs) == len(detections)
     assert runs and {r.find_elements("css selector", "td")[1].text for r in runs} == {
         d["objectName"] for d in detections
     }

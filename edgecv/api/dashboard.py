@@ -16,6 +16,7 @@ import socket
 from datetime import date, datetime, timezone
 from importlib import resources
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -79,15 +80,9 @@ def _signed_in(request: Request) -> bool:
 
 def _login_redirect(request: Request) -> RedirectResponse:
     path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    response = RedirectResponse(f"/login?next={_quote(path)}", status_code=303)
+    response = RedirectResponse(f"/login?next={quote(path, safe='')}", status_code=303)
     response.headers.update(_headers())
     return response
-
-
-def _quote(path: str) -> str:
-    from urllib.parse import quote
-
-    return quote(path, safe="")
 
 
 def _unauthorised() -> JSONResponse:

@@ -340,7 +340,31 @@ def _is_shelf(result: Mapping[str, Any]) -> bool:
     return "complianceScore" in (result.get("summary") or {})
 
 
-SHELF_ORDER = {"top": 0, "eye-level": 1, "middle": 2, "bottom": 3}
+def facing_runs(detections: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The facing runs of a shelf result, in its order (top row first, left to right): consecutive packs of
+    one product in one row, as many as the first one's ``facings`` (docs/results.md)."""
+    runs: list[dict[str, Any]] = []
+    for d in detections:
+        attrs = d.get("attributes") or {}
+        run = runs[-1] if runs else None
+        if (
+            run is not None
+            and run["name"] == d.get("objectName")
+            and run["position"] == attrs.get("shelfPosition")
+            and run["packs"] < (run["facings"] or 1)
+        ):
+            run["packs"] += 1
+            continue
+        runs.append(
+            {
+                "position": attrs.get("shelfPosition"),
+                "name": d.get("objectName"),
+                "facings": attrs.get("facings"),
+                "price": attrs.get("priceTag"),
+                "packs": 1,
+            }
+        )
+    return runs
 
 
 def shelf_section(result: Mapping[str, Any]) -> str:
@@ -363,27 +387,10 @@ def shelf_section(result: Mapping[str, Any]) -> str:
         facts.append(("price compliance", f"{summary['priceCompliance'] * 100:.1f} %"))
     if summary.get("mispricedSKUs"):
         facts.append(("mispriced", ", ".join(summary["mispricedSKUs"])))
-    runs: list[tuple[int, str, str, Any, Any]] = []  # (row order, position, product, facings, price)
-    seen = set()
-    for d in result.get("detections", []):
-        attrs = d.get("attributes") or {}
-        position = attrs.get("shelfPosition", "")
-        key = (position, d.get("objectName"), attrs.get("facings"), attrs.get("priceTag"))
-        if key in seen:  # one line per facing run: every pack of a run carries the same facings and tag
-            continue
-        seen.add(key)
-        runs.append(
-            (
-                SHELF_ORDER.get(position, 9),
-                position,
-                d.get("objectName"),
-                attrs.get("facings"),
-                attrs.get("priceTag"),
-            )
-        )
     rows = "".join(
-        f"<tr><td>{e(pos)}</td><td>{e(name)}</td><td>{e(facings)}</td><td>{e(price)}</td></tr>"
-        for _, pos, name, facings, price in sorted(runs, key=lambda r: r[0])
+        f"<tr><td>{e(run['position'])}</td><td>{e(run['name'])}</td><td>{e(run['facings'])}</td>"
+        f"<td>{e(run['price'])}</td></tr>"
+        for run in facing_runs(result.get("detections", []))
     )
     facts_html = "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in facts)
     return (
@@ -426,7 +433,7 @@ def models_page(packages: list[Mapping[str, Any]], loaded: Mapping[str, Any], de
             else "not loaded yet"
         )
         evaluation = (p.get("evaluation") or {}).get("default") or {}
-        labels = [label for label in p.get("labels", [])]
+        labels = list(p.get("labels", []))
         sections.append(
             f'<section class="card model"><h2>{e(p["name"])} <small>{e(p.get("version"))}</small></h2>'
             f'<p>{e(p.get("description"))}</p><table class="facts">'
