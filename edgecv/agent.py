@@ -261,4 +261,4 @@ class Agent:
             services.api.start()
             self.services.append(services.api)
             self.api_url = services.api.url
-            log.info("local API on %s", services.api.url)
+            log.info("local API on %s (dashboard at %s/)", services.api.url, services.api.url.rstrip("/"))

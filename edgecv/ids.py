@@ -70,3 +70,9 @@ def not_before(id_: str) -> None:
 def new_id(prefix: str) -> str:
     """``new_id("job")`` → ``"job_01JD…"``."""
     return f"{prefix}_{ulid()}"
+
+
+def first_id_at(prefix: str, ms: int) -> str:
+    """An id that sorts before every id made at or after unix millisecond ``ms`` and after every id made
+    before it: a bound for time windows over ids (``first_id_at("job", t0) < job ids of [t0, …)``)."""
+    return f"{prefix}_{_encode(max(0, ms), 10)}{'0' * 16}"

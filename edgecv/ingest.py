@@ -351,6 +351,43 @@ def quarantine(config: Config, path: Path, reason: str, code: str) -> Path:
     return dest
 
 
+def quarantined(config: Config, limit: int = 200) -> tuple[list[dict[str, Any]], int]:
+    """The newest ``limit`` quarantined files with their reasons (``name``, ``code``, ``file`` as dropped,
+    ``reason``, ``sizeBytes``, ``quarantinedAt`` UTC), and how many there are in all."""
+    try:
+        reasons = sorted(config.quarantine_dir.glob("*.reason"), key=lambda p: p.name, reverse=True)
+    except OSError:
+        return [], 0
+    entries = []
+    for reason_file in reasons[:limit]:
+        fields: dict[str, str] = {}
+        try:
+            text = reason_file.read_text(encoding="utf-8", errors="replace")
+            mtime = reason_file.stat().st_mtime
+        except OSError:  # removed by an operator meanwhile
+            continue
+        for line in text.splitlines():
+            key, sep, value = line.partition(": ")
+            if sep and key in ("code", "file", "reason"):
+                fields[key] = value
+        moved = reason_file.with_name(reason_file.name[: -len(".reason")])
+        try:
+            size = moved.lstat().st_size
+        except OSError:
+            size = None
+        entries.append(
+            {
+                "name": moved.name,
+                "code": fields.get("code", "unknown"),
+                "file": fields.get("file", ""),
+                "reason": fields.get("reason", text.strip()),
+                "sizeBytes": size,
+                "quarantinedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(mtime)),
+            }
+        )
+    return entries, len(reasons)
+
+
 def _move(path: Path, dest: Path) -> None:
     try:
         os.replace(path, dest)

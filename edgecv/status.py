@@ -12,9 +12,11 @@ import fcntl
 import json
 import logging
 import os
+import shutil
 import socket
 import threading
 from collections.abc import Mapping
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +29,8 @@ from edgecv.runtime.installed import installed_models
 from edgecv.store import readonly as db
 from edgecv.store import retention as retention_sql
 from edgecv.store import schema_version
-from edgecv.store.counts import jobs_by_status, outbox_by_state
-from edgecv.upstream.budget import MIB, free_space_reason
+from edgecv.store.counts import HasConn, finished_by_minute, jobs_by_status, outbox_by_state
+from edgecv.upstream.budget import MIB, DiskBudget, free_space_reason
 
 log = logging.getLogger(__name__)
 
@@ -293,6 +295,45 @@ def status_snapshot(config: Config) -> dict[str, Any]:
             retention=_retention(config, db.optional(retention_sql.last_sweep, store)),
         )
     return snapshot
+
+
+def activity(store: HasConn, *, now: datetime | None = None, minutes: int = 60, failures: int = 5) -> dict[str, Any]:
+    """What the job log did lately (the dashboard's status page): completed and failed jobs per minute
+    over the last ``minutes`` (every minute listed, oldest first) and the ``failures`` latest failures."""
+    now = now or datetime.now(timezone.utc)
+    start = (now - timedelta(minutes=minutes - 1)).replace(second=0, microsecond=0)
+    keys = [(start + timedelta(minutes=i)).strftime("%Y-%m-%dT%H:%M") for i in range(minutes)]
+    per_minute = {key: {"minute": key, "completed": 0, "failed": 0} for key in keys}
+    for minute, status, count in finished_by_minute(store, keys[0]):
+        if minute in per_minute:
+            per_minute[minute][status] = count
+    series = list(per_minute.values())
+    completed = sum(m["completed"] for m in series)
+    return {
+        "minutes": minutes,
+        "since": keys[0] + ":00Z",
+        "completed": completed,
+        "failed": sum(m["failed"] for m in series),
+        "perMinute": series,
+        "jobsPerMinute": round(completed / minutes, 2),
+        "lastErrors": [_job_brief(job) for job in db.recent_failures(store, failures)],
+    }
+
+
+def disk(config: Config, budget: DiskBudget) -> dict[str, Any]:
+    """Spool + job log against ``sync.disk_budget_mb``, free space on the data dir's filesystem, and why
+    intake is paused (None when it is not)."""
+    try:
+        free = shutil.disk_usage(config.data_dir).free
+    except OSError:
+        free = None
+    return {
+        "usedBytes": budget.used_bytes(),
+        "budgetBytes": config.sync.disk_budget_mb * MIB,
+        "freeBytes": free,
+        "minFreeBytes": config.min_free_mb * MIB,
+        "paused": budget.pause_reason(),
+    }
 
 
 def _catalog(config: Config) -> dict[str, Any]:

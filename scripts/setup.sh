@@ -1,9 +1,30 @@
 #!/usr/bin/env bash
 # Create .venv and install edgecv into it (editable). Usage: scripts/setup.sh [EXTRAS], e.g. "test".
-# Everything edgecv needs comes from PyPI; no apt packages or services are required.
+# Everything edgecv needs comes from PyPI. The "test" extras also need Debian's chromium and
+# chromium-driver for the dashboard's browser tests: installed here with apt-get when missing (as root, or
+# through passwordless sudo; without either the browser tests are skipped and say why).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="${1:-}"
+
+apt_install() {  # apt_install PACKAGE... (fails as root; warns where it cannot become root)
+  local run=()
+  if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+      run=(sudo -n)
+    else
+      echo "warning: cannot install $* (not root, no passwordless sudo); tests that need them are skipped" >&2
+      return 0
+    fi
+  fi
+  ${run[@]+"${run[@]}"} apt-get update -qq
+  ${run[@]+"${run[@]}"} env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+if [[ ",$extras," == *",test,"* ]] && command -v apt-get >/dev/null \
+  && { [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; }; then
+  apt_install chromium chromium-driver
+fi
 python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
 if [ -n "$extras" ]; then

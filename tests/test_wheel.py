@@ -92,6 +92,8 @@ def test_wheel_contains_the_agent_and_every_shipped_model(built):
         n.rsplit("/", 1)[1] for n in names if n.startswith("edgecv/store/migrations/")
     )
     assert any(n.endswith(".dist-info/entry_points.txt") for n in names)
+    for f in (REPO / "edgecv" / "api" / "static").iterdir():  # the dashboard's stylesheet, script and icon
+        assert f"edgecv/api/static/{f.name}" in names, f"{f} is not in the wheel"
     for f in (REPO / "edgecv" / "runtime" / "price_ocr").iterdir():  # price reader and tag box refiner
         assert f"edgecv/runtime/price_ocr/{f.name}" in names, f"{f} is not in the wheel"
     for manifest in (REPO / "models").glob("*/model.json"):

@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from edgecv import __version__
-from edgecv.api import routes
+from edgecv.api import dashboard, routes
 from edgecv.api.auth import cross_site_reason, host_allowed, token_matches
 from edgecv.api.metrics import Metrics
 from edgecv.api.state import ApiState, ModelsProvider, error_response
@@ -254,4 +254,5 @@ def create_app(
     app.add_middleware(BodyLimit, max_bytes=config.api.max_upload_mb * 1024 * 1024)
     app.add_middleware(BrowserGuard, settings=config.api)  # added last: runs first
     routes.register(app)
+    app.include_router(dashboard.router)  # the pages at / (edgecv.api.dashboard)
     return app

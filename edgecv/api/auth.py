@@ -3,6 +3,7 @@ never a web page on another site (Host and Origin checks against DNS rebinding a
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import ipaddress
 from collections.abc import Collection
@@ -43,6 +44,20 @@ def token_matches(header: str | None, token: str) -> bool:
         return False
     scheme, _, value = header.partition(" ")
     return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), token.encode())
+
+
+SESSION_COOKIE = "edgecv_session"
+
+
+def session_value(token: str) -> str:
+    """The dashboard's session cookie for ``token``: derived from it (HMAC), so the cookie never holds the
+    token itself, and changing ``api.token`` ends every session."""
+    return hmac.new(token.encode(), b"edgecv dashboard session v1", hashlib.sha256).hexdigest()
+
+
+def session_matches(cookie: str | None, token: str) -> bool:
+    """Whether a session cookie was made from ``token`` (constant-time comparison)."""
+    return bool(cookie) and hmac.compare_digest(cookie.encode(), session_value(token).encode())
 
 
 def host_name(authority: str) -> str | None:

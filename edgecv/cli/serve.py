@@ -42,7 +42,9 @@ def serve(app, host: str | None, port: int | None, webhooks: bool) -> None:
         raise fail(exc) from None
     services.start_loops(stop)
     click.echo(
-        f"edgecv API for tenant {config.tenant_id!r} on http://{config.api.host}:{config.api.port}", err=True
+        f"edgecv API for tenant {config.tenant_id!r} on http://{config.api.host}:{config.api.port} "
+        "(dashboard at /)",
+        err=True,
     )
     try:
         services.api.serve_forever()

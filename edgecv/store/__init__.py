@@ -326,8 +326,10 @@ class Store:
         model: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        after: str | None = None,
     ) -> tuple[list[Job], str | None]:
         """Newest first. ``cursor`` is the last id of the previous page; returns ``(jobs, next_cursor)``.
+        ``after`` keeps only ids above it (with ``cursor``, a time window: ids sort by creation time).
 
         Keyset pagination on the time-sortable id: jobs inserted while a client pages have larger ids
         and never shift the pages it has not read yet.
@@ -344,6 +346,9 @@ class Store:
         if cursor is not None:
             clauses.append("id < ?")
             params.append(cursor)
+        if after is not None:
+            clauses.append("id > ?")
+            params.append(after)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         limit = max(1, min(int(limit), 1000))
         rows = self.conn.execute(

@@ -1,4 +1,5 @@
-"""The job log's counts: jobs by status, the sync outbox by state, the webhook backlog.
+"""The job log's counts: jobs by status, finished jobs per minute, the sync outbox by state, the webhook
+backlog.
 
 One set of reads for everyone who counts (``edgecv status``, the agent, ``/metrics``, the relay's
 backlog): each takes anything with a ``conn`` (a :class:`~edgecv.store.Store` or the read-only view
@@ -33,6 +34,17 @@ def outbox_by_state(store: HasConn) -> dict[str, int]:
 def webhook_backlog(store: HasConn) -> int:
     """Webhook deliveries still to send."""
     return store.conn.execute("SELECT COUNT(*) FROM webhook_deliveries WHERE state = 'pending'").fetchone()[0]
+
+
+def finished_by_minute(store: HasConn, since: str) -> list[tuple[str, str, int]]:
+    """``(minute, status, jobs)`` for jobs that completed or failed at or after ``since`` (ISO UTC);
+    ``minute`` is ``YYYY-MM-DDTHH:MM``, oldest first. One range of the ``jobs_by_finish`` index."""
+    rows = store.conn.execute(
+        "SELECT substr(completed_at, 1, 16) AS minute, status, COUNT(*) FROM jobs "
+        "WHERE status IN ('completed', 'failed') AND completed_at >= ? GROUP BY minute, status ORDER BY minute",
+        (since,),
+    )
+    return [(row[0], row[1], row[2]) for row in rows]
 
 
 def _grouped(store: HasConn, sql: str, keys: tuple[str, ...]) -> dict[str, int]:

@@ -98,6 +98,16 @@ def last_job(store: ReadOnlyStore, status: str) -> Job | None:
     return _job(row) if row else None
 
 
+def recent_failures(store: ReadOnlyStore, limit: int) -> list[Job]:
+    """The ``limit`` most recently failed jobs, newest first."""
+    from edgecv.store import _job
+
+    rows = store.conn.execute(
+        "SELECT * FROM jobs WHERE status = 'failed' ORDER BY completed_at DESC, id DESC LIMIT ?", (limit,)
+    ).fetchall()
+    return [_job(row) for row in rows]
+
+
 def newest_job_time(store: ReadOnlyStore) -> str | None:
     """The latest timestamp any job carries (ISO UTC), for the clock sanity check."""
     row = store.conn.execute(
