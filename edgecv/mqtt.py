@@ -336,7 +336,9 @@ class Publisher:
                     self.run_once(self.poll_s)
                 except Exception as exc:  # e.g. the database: a bad pass must not end the loop
                     log.exception("MQTT pass failed; reconnecting")
-                    self._drop(f"{type(exc).__name__}: {exc}")
+                    with contextlib.suppress(Exception):  # the job log may be what failed
+                        self._drop(f"{type(exc).__name__}: {exc}")
+                    stop.wait(1.0)
         finally:
             self.close()
         log.info("MQTT publisher stopped")
@@ -430,7 +432,7 @@ class Publisher:
         """A connection attempt or the link failed: save and log the error (once while it repeats),
         and try again after a capped, jittered backoff."""
         self._failures += 1
-        delay = min(self.reconnect_max_s, self.reconnect_base_s * 2 ** (self._failures - 1))
+        delay = min(self.reconnect_max_s, self.reconnect_base_s * 2 ** min(self._failures - 1, 20))
         delay *= random.uniform(0.5, 1.0)
         self._next_try = time.monotonic() + delay
         if error != self._last_error:
