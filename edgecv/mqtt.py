@@ -287,7 +287,7 @@ class Publisher:
         *,
         poll_s: float = 0.5,
         reconnect_base_s: float = 0.5,
-        reconnect_max_s: float = 30.0,
+        reconnect_max_s: float = 15.0,
     ) -> None:
         self.store = store
         self.settings = settings

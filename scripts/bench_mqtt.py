@@ -12,13 +12,20 @@ measures in the same run:
   take PUBACKs, delete the acknowledged rows (what the agent's MQTT thread does).
 
 Target: publisher ≥ 1,000 events/s. Prints the CPU's vector extensions with the figures.
+
+``--outage-s 60 --events 500`` instead runs the issue's outage: the publisher runs on its thread as in
+the agent, the broker is stopped, ``--events`` jobs complete evenly over ``--outage-s`` seconds, the
+broker starts again; it prints how long the backlog took to drain and what the subscriber received
+(unique job ids, duplicates).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -50,8 +57,9 @@ RESULT = {
 }
 
 
-def make_backlog(store: Store, n: int) -> None:
-    for i in range(n):
+def make_backlog(store: Store, n: int, first: int = 0) -> list[str]:
+    ids = []
+    for i in range(first, first + n):
         _, job, _ = store.add_observation(
             sha256=f"{i:064x}",
             spool_path=f"spool/{i}.jpg",
@@ -65,6 +73,57 @@ def make_backlog(store: Store, n: int) -> None:
         )
         store.claim_job("bench", 60, job_id=job.id)
         store.complete_job(job.id, "bench", RESULT, inference_ms=20.0, device="CPU")
+        ids.append(job.id)
+    return ids
+
+
+def outage(tmp: Path, events: int, outage_s: float) -> None:
+    """The broker away for ``outage_s`` while ``events`` jobs complete; then back."""
+    broker = Broker(tmp / "broker").start()
+    try:
+        store = Store(tmp / "edgecv.db")
+        settings = MqttSettings(host="127.0.0.1", port=broker.port, topic_prefix="bench/edge")
+        publisher = Publisher(store, settings, "bench-device")
+        sub = Subscriber(broker, ["bench/edge/jobs/#"], client_id="bench-outage-sub", persistent=True)
+        stop = threading.Event()
+        thread = threading.Thread(target=publisher.run_forever, args=(stop,), daemon=True)
+        thread.start()
+        ids = make_backlog(store, 20)  # delivered before the outage
+        while mqtt_sql.backlog(store):
+            time.sleep(0.05)
+        broker.stop()
+        start = time.monotonic()
+        for k in range(events):
+            ids += make_backlog(store, 1, first=20 + k)
+            time.sleep(max(0.0, start + (k + 1) * outage_s / events - time.monotonic()))
+        waiting = mqtt_sql.backlog(store)
+        error = (mqtt_sql.load_status(store) or {}).get("last_error")
+        broker.start()
+        back = time.monotonic()
+        while mqtt_sql.backlog(store) and time.monotonic() - back < 300:
+            time.sleep(0.02)
+        drained = time.monotonic() - back
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            got = [json.loads(p)["jobId"] for _, p, _ in sub.matching("bench/edge/jobs/")]
+            if set(got) >= set(ids):
+                break
+            time.sleep(0.05)
+        stop.set()
+        thread.join(30)
+        sub.close()
+        store.close()
+    finally:
+        broker.stop()
+    print(f"outage: broker stopped {outage_s:.0f} s while {events} jobs completed; {waiting} events waited")
+    print(f"publisher's last error while down: {error}")
+    print(f"after the broker came back: backlog drained in {drained:.2f} s")
+    print(
+        f"subscriber: {len(set(got))} of {len(ids)} job ids, {len(got) - len(set(got))} duplicate(s), "
+        f"missing {len(set(ids) - set(got))}; first arrivals in completion order: "
+        f"{list(dict.fromkeys(got)) == ids}"
+    )
+    print(f"CPU flags: {cpu_flags_text()}")
 
 
 def ceiling(broker: Broker, payloads: list[bytes], qos: int) -> float:
@@ -91,11 +150,16 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=5000)
     parser.add_argument("--qos", type=int, default=1, choices=(0, 1))
     parser.add_argument("--include-result", action="store_true", help="the whole result in each event")
+    parser.add_argument("--outage-s", type=float, help="run the outage scenario with this many seconds down")
     args = parser.parse_args()
     if mosquitto_path() is None:
         raise SystemExit(
             "Error: mosquitto is not installed; apt-get install mosquitto (scripts/setup.sh test)"
         )
+    if args.outage_s:
+        with tempfile.TemporaryDirectory() as tmp:
+            outage(Path(tmp), args.events, args.outage_s)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         broker = Broker(Path(tmp) / "broker").start()
         try:

@@ -144,6 +144,24 @@ def test_bad_mqtt_settings_name_the_key(tmp_path, section, expected):
     assert expected in str(err.value)
 
 
+def test_password_file_and_tls_files_are_read_with_clear_errors(config, tmp_path):
+    from edgecv.logging_setup import redact
+    from edgecv.mqtt import read_password, tls_context
+
+    pw = tmp_path / "pw"
+    pw.write_text("from-a-file\nignored\n")
+    settings = dataclasses.replace(config.mqtt, host="b", password_file=pw)
+    assert read_password(settings) == "from-a-file"
+    assert redact("login with from-a-file") == "login with [REDACTED]"
+    pw.unlink()
+    with pytest.raises(ConfigError, match=r"mqtt.password_file: cannot read .*pw"):
+        read_password(settings)
+    bad = tmp_path / "ca.pem"
+    bad.write_text("not a certificate")
+    with pytest.raises(ConfigError, match=r"mqtt.ca_file: cannot load .*ca.pem as PEM CA certificates"):
+        tls_context(dataclasses.replace(config.mqtt, host="b", tls=True, ca_file=bad))
+
+
 # -- rows written with the completion ------------------------------------------------------------------
 
 
