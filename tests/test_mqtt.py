@@ -10,6 +10,7 @@ import logging
 import socket
 import threading
 import time
+from collections import Counter
 
 import pytest
 from helpers.agent import AgentThread, wait_until
@@ -232,6 +233,26 @@ def test_events_reach_a_subscriber_and_leave_the_job_log_once_acknowledged(confi
     got = [json.loads(p)["jobId"] for p in sub.on(f"{PREFIX}/jobs/completed")]
     assert got == [j.id for j in jobs]  # in completion order
     assert json.loads(sub.on(f"{PREFIX}/jobs/failed")[0])["jobId"] == failed.id
+    sub.close()
+
+
+@pytest.mark.process
+@needs_broker
+def test_the_agent_publishes_its_jobs_and_says_offline_when_it_stops(config, broker):
+    cfg = mqtt_config(config, broker)
+    sub = Subscriber(broker, [f"{PREFIX}/#"])
+    with AgentThread(cfg) as agent:
+        (cfg.inbox / "a.jpg").write_bytes(distinct_jpeg(1))
+        wait_until(lambda: sub.on(f"{PREFIX}/jobs/completed"))
+        job = agent.done_jobs()[0]
+        line = next(x for x in status_lines(status_snapshot(cfg)) if x.startswith("mqtt:"))
+        assert line.startswith(f"mqtt:       connected to 127.0.0.1:{broker.port} since ")
+    event = json.loads(sub.on(f"{PREFIX}/jobs/completed")[0])
+    counts = Counter(d["objectName"] for d in job.result["detections"])
+    assert (event["jobId"], event["model"], event["counts"]) == (job.id, "rect", dict(counts))
+    assert event["summary"] == job.result["summary"] and event["detections"] == sum(counts.values()) > 0
+    wait_until(lambda: sub.on(f"{PREFIX}/availability")[-1:] == [b"offline"])
+    assert sub.on(f"{PREFIX}/availability")[0] == b"online"
     sub.close()
 
 
