@@ -104,6 +104,29 @@ class RetentionSettings:
 
 
 @dataclass
+class MqttSettings:
+    # MQTT events (edgecv.mqtt, docs/mqtt.md): off until host is set.
+    host: str | None = None
+    port: int | None = None  # None: 1883, or 8883 with tls
+    tls: bool = False
+    ca_file: Path | None = None  # with tls: the CA that signed the broker's certificate (unset: system CAs)
+    cert_file: Path | None = None  # client certificate (brokers that require one)
+    key_file: Path | None = None  # its private key (unset: inside cert_file)
+    tls_insecure: bool = False  # skip the broker host name check (the certificate chain is still checked)
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)  # never logged; or EDGECV_MQTT_PASSWORD
+    password_file: Path | None = None  # a file holding the password (first line), instead of password
+    client_id: str | None = None  # unset: edgecv-<device id>
+    topic_prefix: str | None = None  # unset: edgecv/<device id>
+    qos: int = 1  # 1: at least once (acknowledged by the broker); 0: at most once
+    include_result: bool = False  # the whole job result (all detections) in every event
+    discovery: bool = True  # Home Assistant MQTT discovery messages for the state sensors
+    discovery_prefix: str = "homeassistant"
+    keepalive_s: int = 30  # the broker publishes "offline" (last will) ~1.5x this after a lost link
+    state_interval_s: float = 5.0  # how often the retained state topics are refreshed (when changed)
+
+
+@dataclass
 class Config:
     data_dir: Path = field(default_factory=default_data_dir)
     inbox: Path | None = None
@@ -154,6 +177,7 @@ class Config:
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     privacy: PrivacySettings = field(default_factory=PrivacySettings)
+    mqtt: MqttSettings = field(default_factory=MqttSettings)
 
     # The edgecv.toml this was read from (None: defaults, env and flags only). Not a dataclass field, so
     # not a settable key.
@@ -196,6 +220,7 @@ _SECTIONS = {
     "webhooks": WebhookSettings,
     "retention": RetentionSettings,
     "privacy": PrivacySettings,
+    "mqtt": MqttSettings,
 }
 _MAPPINGS = {"folders", "planograms"}
 
@@ -370,6 +395,10 @@ def load_config(
         if "catalog" in raw and cfg.catalog is not None and not cfg.catalog.is_absolute():
             cfg.catalog = (path.parent / cfg.catalog).resolve()
         cfg.trusted_keys = [_relative_key_path(path.parent, k) for k in cfg.trusted_keys]
+        for key in ("ca_file", "cert_file", "key_file", "password_file"):
+            value = getattr(cfg.mqtt, key)
+            if value is not None and not value.is_absolute():
+                setattr(cfg.mqtt, key, (path.parent / value).resolve())
         cfg.planograms = {
             k: v if v.is_absolute() else (path.parent / v).resolve() for k, v in cfg.planograms.items()
         }
@@ -467,6 +496,7 @@ def validate(cfg: Config) -> None:
     if not (0 <= cfg.api.port < 65536):
         raise _invalid("api.port", cfg.api.port, "expected 0..65535 (0 = any free port)", str(cfg.api.port))
     cfg.api.allowed_hosts = [_allowed_host(name) for name in cfg.api.allowed_hosts]
+    _validate_mqtt(cfg.mqtt)
     if not 0.0 <= cfg.catalog_threshold <= 1.0:
         raise _invalid("catalog_threshold", cfg.catalog_threshold, "expected a number in 0..1")
     if cfg.domain_threshold is not None and not 0.0 <= cfg.domain_threshold <= 1.0:
@@ -487,3 +517,35 @@ def validate(cfg: Config) -> None:
             )
         if not model:
             raise ConfigError(f"folders.{folder}: model name is empty", key=f"folders.{folder}", value=model)
+
+
+def _validate_mqtt(mqtt: MqttSettings) -> None:
+    if mqtt.port is not None and not 0 < mqtt.port < 65536:
+        raise _invalid("mqtt.port", mqtt.port, "expected 1..65535", str(mqtt.port))
+    if mqtt.qos not in (0, 1):
+        raise _invalid("mqtt.qos", mqtt.qos, "expected 0 or 1 (1: at least once)", str(mqtt.qos))
+    if mqtt.keepalive_s < 5:
+        raise _invalid("mqtt.keepalive_s", mqtt.keepalive_s, "must be at least 5", str(mqtt.keepalive_s))
+    if mqtt.state_interval_s <= 0:
+        raise _invalid("mqtt.state_interval_s", mqtt.state_interval_s, "must be more than 0")
+    for key in ("topic_prefix", "discovery_prefix"):
+        value = getattr(mqtt, key)
+        if value is not None and (
+            not value.strip("/") or value != value.strip("/") or any(c in value for c in "+#\x00")
+        ):
+            hint = "expected a topic such as 'edgecv/store-12' (no +, # or outer /)"
+            raise _invalid(f"mqtt.{key}", value, hint)
+    if mqtt.password is not None and mqtt.password_file is not None:
+        raise ConfigError(
+            "mqtt: set password or password_file, not both", key="mqtt.password_file", hint="one of them"
+        )
+    for key in ("ca_file", "cert_file", "key_file", "password_file"):
+        value = getattr(mqtt, key)
+        if value is not None and not value.is_file():
+            raise ConfigError(f"mqtt.{key}: file {value} does not exist", key=f"mqtt.{key}", value=value)
+    if (mqtt.cert_file or mqtt.key_file or mqtt.ca_file or mqtt.tls_insecure) and not mqtt.tls:
+        raise ConfigError(
+            "mqtt: ca_file, cert_file, key_file and tls_insecure need tls = true", key="mqtt.tls", hint="true"
+        )
+    if mqtt.key_file is not None and mqtt.cert_file is None:
+        raise ConfigError("mqtt.key_file: needs cert_file (the client certificate)", key="mqtt.cert_file")

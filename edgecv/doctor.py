@@ -490,6 +490,36 @@ def check_upstream(config: Config) -> list[Check]:
     ]
 
 
+def check_mqtt(config: Config) -> list[Check]:
+    """With ``[mqtt]`` host set: log in to the broker once (own client id), and the events waiting."""
+    settings = config.mqtt
+    if not settings.host:
+        return [Check("mqtt", OK, "off (no mqtt.host)")]
+    from edgecv.mqtt import broker_address, probe
+    from edgecv.store import mqtt as mqtt_sql
+
+    host, port = broker_address(settings)
+    waiting = ""
+    if config.db_path.exists():
+        with db.open_readonly(config.db_path) as store:
+            backlog = db.optional(mqtt_sql.backlog, store, default=0)
+        waiting = f"; {backlog} event(s) waiting in the job log" if backlog else ""
+    try:
+        problem = probe(settings)
+    except EdgecvError as exc:
+        return [Check("mqtt", FAIL, str(exc), "fix [mqtt] in edgecv.toml")]
+    if problem is None:
+        tls = " over TLS" if settings.tls else ""
+        who = f" as {settings.username}" if settings.username else ""
+        return [Check("mqtt", OK, f"logged in to {host}:{port}{tls}{who}{waiting}")]
+    hint = {
+        "login": "set mqtt.username and mqtt.password (or EDGECV_MQTT_PASSWORD, mqtt.password_file) "
+        "to an account the broker knows",
+        "tls": "point mqtt.ca_file at the CA that signed the broker's certificate; check mqtt.host and port",
+    }.get(problem.kind, "check that the broker runs and that mqtt.host and mqtt.port reach it")
+    return [Check("mqtt", FAIL, problem.text + waiting, hint)]
+
+
 def check_clock(config: Config, now: datetime | None = None) -> list[Check]:
     now = now or datetime.now(timezone.utc)
     hint = "enable time sync: timedatectl set-ntp true (and check the RTC battery)"
@@ -528,6 +558,7 @@ CHECKS: dict[str, Callable[[Config], list[Check]]] = {
     "permissions": check_permissions,
     "inbox": check_inbox,
     "upstream": check_upstream,
+    "mqtt": check_mqtt,
     "clock": check_clock,
 }
 

@@ -84,7 +84,7 @@ def _escape_char(c: str) -> str:
 
 def register_secrets(config: Config) -> None:
     """Remember the config's secret values so they are redacted from every later log line."""
-    SECRETS.add(config.sync.api_key, config.api.token, config.webhooks.secret)
+    SECRETS.add(config.sync.api_key, config.api.token, config.webhooks.secret, config.mqtt.password)
 
 
 def redact(text: str) -> str:

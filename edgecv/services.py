@@ -1,4 +1,4 @@
-"""The agent's services around one job log: webhook delivery, the sync relay and the local API.
+"""The agent's services around one job log: webhook delivery, the sync relay, MQTT and the local API.
 
 ``edgecv agent`` and ``edgecv serve`` build them here, the one place that knows how they fit together
 (one :class:`~edgecv.api.metrics.Metrics`, one :class:`~edgecv.upstream.budget.DiskBudget` shared by
@@ -25,6 +25,7 @@ from edgecv.upstream.budget import DiskBudget
 if TYPE_CHECKING:
     from edgecv.api.metrics import Metrics
     from edgecv.api.server import ApiServer
+    from edgecv.mqtt import Publisher
     from edgecv.upstream.relay import Relay
     from edgecv.webhook_delivery import Dispatcher
 
@@ -39,6 +40,7 @@ class Services:
     relay: Relay | None = None
     api: ApiServer | None = None
     retention: RetentionSweeper | None = None
+    mqtt: Publisher | None = None
 
     def start_loops(self, stop_event: threading.Event) -> list[threading.Thread]:
         """Run webhook delivery and the relay on their threads until ``stop_event``; the API is
@@ -50,6 +52,8 @@ class Services:
             threads.append(start_thread("edgecv-sync", self.relay.run_forever, stop_event))
         if self.retention is not None:
             threads.append(start_thread("edgecv-retention", self.retention.run_forever, stop_event))
+        if self.mqtt is not None:
+            threads.append(start_thread("edgecv-mqtt", self.mqtt.run_forever, stop_event))
         return threads
 
 
@@ -86,6 +90,10 @@ def build_services(
     sweeper = RetentionSweeper(store, config.data_dir, config.retention)
     if relay and sweeper.enabled:  # with the relay: the process that syncs is the one that removes
         services.retention = sweeper
+    if relay:  # and the one that publishes MQTT events (when [mqtt] host is set)
+        from edgecv.mqtt import build_publisher
+
+        services.mqtt = build_publisher(store, config)
     if api:
         from edgecv.api import make_server
 

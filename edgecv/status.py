@@ -280,6 +280,7 @@ def status_snapshot(config: Config) -> dict[str, Any]:
             lastFailed=None,
             sync=_sync_without_db(config),
             retention=_retention(config, None),
+            mqtt=_mqtt(config, None),
         )
         return snapshot
     with db.open_readonly(config.db_path) as store:
@@ -293,6 +294,7 @@ def status_snapshot(config: Config) -> dict[str, Any]:
             lastFailed=_job_brief(db.last_job(store, "failed")),
             sync=_sync(config, store),
             retention=_retention(config, db.optional(retention_sql.last_sweep, store)),
+            mqtt=_mqtt(config, store),
         )
     return snapshot
 
@@ -334,6 +336,43 @@ def disk(config: Config, budget: DiskBudget) -> dict[str, Any]:
         "minFreeBytes": config.min_free_mb * MIB,
         "paused": budget.pause_reason(),
     }
+
+
+def _mqtt(config: Config, store: db.ReadOnlyStore | None) -> dict[str, Any]:
+    """The MQTT publisher's saved view (edgecv.mqtt): connected, last error, events waiting."""
+    from edgecv.store import mqtt as mqtt_sql
+
+    saved = (db.optional(mqtt_sql.load_status, store) if store is not None else None) or {}
+    mqtt = config.mqtt
+    broker = f"{mqtt.host}:{mqtt.port or (8883 if mqtt.tls else 1883)}" if mqtt.host else None
+    if saved.get("enabled"):  # what the agent publishes to (its env may differ from this shell's)
+        broker = saved.get("broker") or broker
+    return {
+        "configured": broker is not None,
+        "broker": broker,
+        "connected": None if saved.get("connected") is None else bool(saved["connected"]),
+        "connectedSince": saved.get("connected_since"),
+        "lastError": saved.get("last_error"),
+        "lastErrorAt": saved.get("last_error_at"),
+        "backlog": (db.optional(mqtt_sql.backlog, store, default=0) if store is not None else 0),
+        "delivered": saved.get("delivered", 0),
+        "lastDeliveredAt": saved.get("last_delivered_at"),
+    }
+
+
+def _mqtt_line(mqtt: Mapping[str, Any], agent_running: bool) -> str:
+    waiting = f"backlog {mqtt['backlog']} event(s), {mqtt['delivered']} delivered"
+    if not mqtt["configured"]:
+        kept = f"; {mqtt['backlog']} event(s) kept until it is set again" if mqtt["backlog"] else ""
+        return f"off (no mqtt.host){kept}"
+    error = f"; last error ({mqtt['lastErrorAt']}): {mqtt['lastError']}" if mqtt["lastError"] else ""
+    if not agent_running:
+        return f"{mqtt['broker']}: not publishing (no agent running); {waiting}{error}"
+    if mqtt["connected"]:
+        return f"connected to {mqtt['broker']} since {mqtt['connectedSince']}; {waiting}"
+    if mqtt["connected"] is None:
+        return f"{mqtt['broker']}: not connected yet; {waiting}"
+    return f"NOT connected to {mqtt['broker']}; {waiting}{error}"
 
 
 def _catalog(config: Config) -> dict[str, Any]:
@@ -442,6 +481,8 @@ def status_lines(snapshot: dict[str, Any]) -> list[str]:
         sync_line = f"disabled (no sync.url); {backlog['pending']} result(s) kept locally"
     lines.append(f"sync:       {sync_line}")
     lines.append(f"retention:  {_retention_line(snapshot['retention'])}")
+    if "mqtt" in snapshot:
+        lines.append(f"mqtt:       {_mqtt_line(snapshot['mqtt'], agent['running'])}")
     catalog = snapshot.get("catalog") or {}
     if catalog.get("skus"):
         problems = f"; {catalog['problems']} problem(s): `edgecv catalog check`" if catalog["problems"] else ""

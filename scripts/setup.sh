@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Create .venv and install edgecv into it (editable). Usage: scripts/setup.sh [EXTRAS], e.g. "test".
-# Everything edgecv needs comes from PyPI. The "test" extras also need Debian's chromium and
-# chromium-driver for the dashboard's browser tests: installed here with apt-get when missing (as root, or
-# through passwordless sudo; without either the browser tests are skipped and say why).
+# Everything edgecv needs comes from PyPI. The "test" extras also need Debian packages: chromium and
+# chromium-driver (the dashboard's browser tests) and mosquitto (the MQTT tests start their own broker on a
+# free loopback port). They are installed here with apt-get when missing (as root, or through passwordless
+# sudo; without either those tests are skipped and say why).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="${1:-}"
@@ -17,13 +18,18 @@ apt_install() {  # apt_install PACKAGE... (fails as root; warns where it cannot 
       return 0
     fi
   fi
-  ${run[@]+"${run[@]}"} apt-get update -qq
-  ${run[@]+"${run[@]}"} env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+  local apt=(apt-get -q -o DPkg::Lock::Timeout=600)  # another apt may hold the lock for a while
+  ${run[@]+"${run[@]}"} "${apt[@]}" update -qq
+  ${run[@]+"${run[@]}"} env DEBIAN_FRONTEND=noninteractive "${apt[@]}" install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
-if [[ ",$extras," == *",test,"* ]] && command -v apt-get >/dev/null \
-  && { [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; }; then
-  apt_install chromium chromium-driver
+if [[ ",$extras," == *",test,"* ]] && command -v apt-get >/dev/null; then
+  need=()
+  { [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; } || need+=(chromium chromium-driver)
+  { [ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null; } || need+=(mosquitto)
+  if [ ${#need[@]} -gt 0 ]; then
+    apt_install "${need[@]}"
+  fi
 fi
 python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip

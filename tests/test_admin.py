@@ -60,7 +60,7 @@ def test_every_admin_command_has_help(command):
 # -- config init / check -------------------------------------------------------------------------
 
 
-TABLES = ("sync", "api", "webhooks", "retention", "privacy", "folders", "planograms")
+TABLES = ("sync", "api", "webhooks", "retention", "privacy", "mqtt", "folders", "planograms")
 
 
 def test_config_init_writes_a_template_that_validates_and_documents_every_key(tmp_path):
@@ -83,6 +83,7 @@ def test_config_init_writes_a_template_that_validates_and_documents_every_key(tm
         "webhooks": cfg.webhooks,
         "retention": cfg.retention,
         "privacy": cfg.privacy,
+        "mqtt": cfg.mqtt,
     }
     chunks = dict.fromkeys(sections, "")
     current = ""

@@ -23,6 +23,7 @@ from edgecv.errors import DiskFull, JobNotFound, ObservationNotFound, SchemaTooN
 from edgecv.ids import new_id, not_before
 from edgecv.paths import create_private_file, ensure_writable_dir, secure_paths
 from edgecv.records import JOB_STATUSES, Job, Observation, utc_now
+from edgecv.store import mqtt as mqtt_sql
 from edgecv.store import outbox
 from edgecv.store import webhooks as webhook_sql
 
@@ -464,10 +465,11 @@ class Store:
         return job
 
     def _on_finished(self, conn: sqlite3.Connection, job: Job) -> None:
-        """Rows written in the finishing transaction: the outbox entry for upstream sync and the
-        webhook deliveries (each module owns its table's rows)."""
+        """Rows written in the finishing transaction: the outbox entry for upstream sync, the
+        webhook deliveries and the MQTT event (each module owns its table's rows)."""
         outbox.enqueue_job_result(conn, job)
         webhook_sql.enqueue_job_event(conn, job)
+        mqtt_sql.enqueue_job_event(conn, job)
 
     def fail_queued_job(self, job_id: str, code: str, message: str) -> Job:
         """Fail a job that never ran (e.g. its model is not installed): claim and fail in one go."""
