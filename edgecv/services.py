@@ -25,6 +25,8 @@ from edgecv.upstream.budget import DiskBudget
 if TYPE_CHECKING:
     from edgecv.api.metrics import Metrics
     from edgecv.api.server import ApiServer
+    from edgecv.hard_images import HardImages
+    from edgecv.model_pull import ModelPuller
     from edgecv.upstream.relay import Relay
     from edgecv.webhook_delivery import Dispatcher
 
@@ -39,6 +41,8 @@ class Services:
     relay: Relay | None = None
     api: ApiServer | None = None
     retention: RetentionSweeper | None = None
+    model_pull: ModelPuller | None = None
+    hard_images: HardImages | None = None
 
     def start_loops(self, stop_event: threading.Event) -> list[threading.Thread]:
         """Run webhook delivery and the relay on their threads until ``stop_event``; the API is
@@ -50,6 +54,10 @@ class Services:
             threads.append(start_thread("edgecv-sync", self.relay.run_forever, stop_event))
         if self.retention is not None:
             threads.append(start_thread("edgecv-retention", self.retention.run_forever, stop_event))
+        if self.model_pull is not None:
+            threads.append(start_thread("edgecv-model-pull", self.model_pull.run_forever, stop_event))
+        if self.hard_images is not None:
+            threads.append(start_thread("edgecv-hard-images", self.hard_images.run_forever, stop_event))
         return threads
 
 
@@ -83,6 +91,14 @@ def build_services(
         from edgecv.upstream.relay import Relay
 
         services.relay = Relay.from_config(store, config, budget=services.budget, privacy=privacy)
+    if relay and config.sync.url and config.model_pull.enabled:
+        from edgecv.model_pull import ModelPuller
+
+        services.model_pull = ModelPuller(store, config)
+    if relay and config.hard_images.enabled:  # the sampler: with the relay, one per job log
+        from edgecv.hard_images import HardImages
+
+        services.hard_images = HardImages(store, config, services.budget)
     sweeper = RetentionSweeper(store, config.data_dir, config.retention)
     if relay and sweeper.enabled:  # with the relay: the process that syncs is the one that removes
         services.retention = sweeper
