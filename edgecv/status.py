@@ -419,9 +419,7 @@ def status_lines(snapshot: dict[str, Any]) -> list[str]:
     lines.append(f"retention:  {_retention_line(snapshot['retention'])}")
     catalog = snapshot.get("catalog") or {}
     if catalog.get("skus"):
-        problems = (
-            f"; {catalog['problems']} problem(s): `edgecv catalog check`" if catalog["problems"] else ""
-        )
+        problems = f"; {catalog['problems']} problem(s): `edgecv catalog check`" if catalog["problems"] else ""
         lines.append(f"catalog:    {catalog['skus']} SKU(s) in {catalog['folder']}{problems}")
     else:
         lines.append(f"catalog:    none in {catalog.get('folder')} (products keep the detector's labels)")
