@@ -233,3 +233,16 @@ def test_cli_flag_status_and_export(store, config, tmp_path):
     (tmp_path / "file").write_text("x")
     result = _cli(config, "export", "--hard", str(tmp_path / "file"))
     assert result.exit_code != 0 and "Traceback" not in result.output
+
+
+def test_the_agent_runs_the_sampler_when_enabled(config, inbox):
+    from helpers.agent import AgentThread, wait_until
+    from helpers.images import distinct_jpeg
+
+    config.hard_images.enabled = True
+    config.hard_images.confidence_low, config.hard_images.confidence_high = 0.0, 1.0  # every detection
+    with AgentThread(config) as running:
+        (inbox / "a.jpg").write_bytes(distinct_jpeg(3))
+        done = wait_until(lambda: running.done_jobs(), timeout=60)[0]
+        kept = wait_until(lambda: sql.get(running.store, done.id), timeout=60)
+    assert kept.reason == "low_confidence" and (config.data_dir / kept.path).is_file()

@@ -298,3 +298,21 @@ def test_the_cli_install_url_and_pull(tmp_path, keys, images, server):
         main, ["models", "install", f"http://127.0.0.1:{port}/x.edgecv"], catch_exceptions=False
     )
     assert result.exit_code == 1 and "Error: " in result.output and "Traceback" not in result.output
+
+
+def test_the_agent_pulls_when_enabled(tmp_path, config, keys, images, server):
+    from helpers.agent import AgentThread, wait_until
+
+    publish(server, build(tmp_path, keys[0], images, "1.0.0"))
+    config.trusted_keys = [str(keys[1])]
+    config.tenant_id = TENANT
+    config.sync.url, config.sync.api_key = server.url, API_KEY
+    config.model_pull.enabled = True
+    config.model_pull.models = [NAME]
+    with AgentThread(config) as running:
+        wait_until(lambda: read_state(config, NAME)["current"] == "1.0.0", timeout=60)
+        reported = wait_until(
+            lambda: server.upstream.device_models(TENANT, running.store.get_setting("device_id") or "-"),
+            timeout=60,
+        )
+    assert {m["name"]: m["version"] for m in reported["models"]}[NAME] == "1.0.0"
