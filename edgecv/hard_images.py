@@ -210,7 +210,7 @@ class HardImages:
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
-    tmp = target.with_name(target.name + ".tmp")
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.unlink(missing_ok=True)
     try:
         os.link(source, tmp)

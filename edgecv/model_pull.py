@@ -8,7 +8,8 @@ One round (:meth:`ModelPuller.run_once`, ``edgecv models pull``; the agent every
    version above the installed one is downloaded with resume and installed by
    :func:`edgecv.runtime.lifecycle.install_url`: signature against ``trusted_keys``, sha256, acceptance
    gate on this device, atomic switch. A refused version is not fetched again by this process until the
-   catalogue's sha256 for it changes; a download that stopped is resumed next round;
+   catalogue's sha256 for it changes (the next lower version is tried instead); the version an operator
+   rolled back from is left alone; a download that stopped is resumed next round;
 3. ``PUT /v1/tenants/{t}/devices/{deviceId}/models``: the versions installed here.
 
 The previous version stays active on every failure (that is the install's guarantee).
@@ -95,8 +96,8 @@ class ModelPuller:
             self.last_round = outcome
             return outcome
         outcome["reachable"] = True
-        for name, entry in self._candidates(catalogue).items():
-            self._pull_one(name, entry, outcome)
+        for name, entries in self._candidates(catalogue).items():
+            self._pull_one(name, entries, outcome)
         try:
             self._report()
             outcome["reported"] = True
@@ -134,11 +135,11 @@ class ModelPuller:
     def _installed_versions(self) -> dict[str, str]:
         return {name: pkg.version for name, pkg in installed_models(self.config).items()}
 
-    def _candidates(self, catalogue: list[dict[str, Any]]) -> dict[str, dict[str, Any] | None]:
-        """Per followed model: the newest catalogue entry above the installed version, or None."""
+    def _candidates(self, catalogue: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+        """Per followed model: the catalogue entries above the installed version, newest first."""
         installed = self._installed_versions()
         follow = self.config.model_pull.models or sorted(installed)
-        out: dict[str, dict[str, Any] | None] = {}
+        out: dict[str, list[dict[str, Any]]] = {}
         for name in follow:
             current = installed.get(name)
             newer = [
@@ -146,17 +147,30 @@ class ModelPuller:
                 for e in catalogue
                 if e["name"] == name and (current is None or version_key(e["version"]) > version_key(current))
             ]
-            out[name] = max(newer, key=lambda e: version_key(e["version"])) if newer else None
+            out[name] = sorted(newer, key=lambda e: version_key(e["version"]), reverse=True)
         return out
 
-    def _pull_one(self, name: str, entry: dict[str, Any] | None, outcome: dict[str, Any]) -> None:
-        if entry is None:
-            outcome["upToDate"].append(name)
-            return
+    def _pull_one(self, name: str, entries: list[dict[str, Any]], outcome: dict[str, Any]) -> None:
+        """Install the newest entry that is neither refused before nor rolled back from; a refusal
+        moves on to the next one, a download that stopped ends the model's turn (resumed next round)."""
+        rolled_back_from = read_state(self.config, name)["previous"]
+        for entry in entries:
+            version, sha = entry["version"], entry.get("sha256")
+            if version == rolled_back_from:
+                outcome["lines"].append(
+                    f"{name} {version}: rolled back from here; not installed again (`edgecv models "
+                    f"rollback {name}` returns to it)"
+                )
+                continue
+            if self._refused.get((name, version)) == sha:
+                outcome["lines"].append(f"{name} {version}: refused earlier; not fetched again")
+                continue
+            if self._install(name, entry, outcome) != "refused":
+                return
+        outcome["upToDate"].append(name)
+
+    def _install(self, name: str, entry: dict[str, Any], outcome: dict[str, Any]) -> str:
         version, sha = entry["version"], entry.get("sha256")
-        if self._refused.get((name, version)) == sha:
-            outcome["lines"].append(f"{name} {version}: refused earlier; not fetched again")
-            return
         url = self._absolute(entry["url"])
         try:
             report = install_url(
@@ -171,7 +185,7 @@ class ModelPuller:
             outcome["retry"].append({"name": name, "version": version, "error": str(exc)})
             outcome["lines"].append(f"{name} {version}: not installed yet, retried next round: {exc}")
             log.warning("model pull: %s %s not installed yet: %s", name, version, exc)
-            return
+            return "retry"
         except EdgecvError as exc:
             self._refused[(name, version)] = sha
             outcome["refused"].append({"name": name, "version": version, "error": str(exc)})
@@ -179,10 +193,11 @@ class ModelPuller:
             log.error(
                 "model pull: %s %s refused (the installed version stays active): %s", name, version, exc
             )
-            return
+            return "refused"
         outcome["installed"].append({"name": name, "version": version, "previous": report.previous})
         outcome["lines"].append(f"{name}: installed {version} (previous: {report.previous or 'none'})")
         log.info("model pull: installed %s %s (previous %s)", name, version, report.previous)
+        return "installed"
 
     def _absolute(self, url: str) -> str:
         if url.startswith(("http://", "https://")):

@@ -22,7 +22,7 @@ from edgecv.errors import InstallInProgress, ModelBundleError, UpstreamUnreachab
 from edgecv.model_pull import ModelPuller, version_key
 from edgecv.runtime.bundle import generate_keys, pack
 from edgecv.runtime.installed import find_package
-from edgecv.runtime.lifecycle import downloads_dir, install, install_url, read_state, versions_dir
+from edgecv.runtime.lifecycle import downloads_dir, install, install_url, read_state, rollback, versions_dir
 from edgecv.store import Store
 
 NAME = "widget"
@@ -261,12 +261,24 @@ def test_the_pull_installs_newer_versions_reports_them_and_skips_refused_ones(
         before = server.upstream.requests["models"]
         outcome = puller.run_once()  # refused once: not downloaded again (catalogue + report only)
         assert outcome["lines"] == ["widget 1.2.0: refused earlier; not fetched again"]
+        assert outcome["upToDate"] == [NAME]
         assert server.upstream.requests["models"] == before + 2
+        rollback(cfg, NAME)  # an operator went back to 1.0.0: the pull does not undo that
+        before = server.upstream.requests["models"]
+        outcome = puller.run_once()
+        assert outcome["lines"] == [
+            "widget 1.2.0: refused earlier; not fetched again",
+            "widget 1.1.0: rolled back from here; not installed again (`edgecv models rollback widget` "
+            "returns to it)",
+        ]
+        assert (
+            server.upstream.requests["models"] == before + 2 and read_state(cfg, NAME)["current"] == "1.0.0"
+        )
         server.stop()
         puller.transport.close()  # the stopped server's keep-alive handler would still answer
         outcome = puller.run_once()
         assert outcome["reachable"] is False and "not reachable" in outcome["lines"][0]
-        assert_clean(cfg, "1.1.0")
+        assert_clean(cfg, "1.0.0")
     finally:
         puller.transport.close()
         store.close()
