@@ -126,6 +126,9 @@ class HardImagesSettings:
     per_class_per_day: int = 20  # kept images per class (or reason) per UTC day
     max_mb: int = 256  # disk for kept images, at most this many MiB ...
     max_percent: float = 10.0  # ... and at most this share of sync.disk_budget_mb
+    # Send kept images (through the privacy filter) with their results as COCO pre-labels to the tenant
+    # API ([sync] url) when online. Off: they stay on the device for `edgecv export`.
+    upload: bool = False
 
 
 @dataclass

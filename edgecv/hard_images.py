@@ -108,8 +108,11 @@ def share_bytes(config: Config) -> int:
 class HardImages:
     """The sampler (``run_once`` / ``run_forever``) and user flags, around one job log and disk budget."""
 
-    def __init__(self, store: Store, config: Config, budget: DiskBudget | None = None) -> None:
+    def __init__(
+        self, store: Store, config: Config, budget: DiskBudget | None = None, uploader: Any = None
+    ) -> None:
         self.store, self.config = store, config
+        self.uploader = uploader  # an edgecv.upstream.hard_upload.HardImageUploader, or None
         self.budget = budget or DiskBudget.from_config(store, config)
         self.folder = config.hard_images_dir
         self.skipped: dict[str, int] = {}  # why hard images were not kept (rate, cap, disk, image gone)
@@ -118,14 +121,26 @@ class HardImages:
     # -- the sampler --------------------------------------------------------------------------------
 
     def run_forever(self, stop_event: threading.Event) -> None:
-        log.info("hard-image sampler started (%s)", ", ".join(self.config.hard_images.reasons))
-        while not stop_event.is_set():
-            try:
-                more = self.run_once()
-            except Exception:  # log it, keep the loop alive
-                log.exception("hard-image sampler round failed")
+        """Sample (when ``enabled``) and upload (with an uploader) until ``stop_event``."""
+        log.info(
+            "hard images: sampling %s, upload %s",
+            ", ".join(self.config.hard_images.reasons) if self.config.hard_images.enabled else "off",
+            "on" if self.uploader is not None else "off",
+        )
+        try:
+            while not stop_event.is_set():
                 more = 0
-            stop_event.wait(0 if more >= BATCH else INTERVAL_S)
+                try:
+                    if self.config.hard_images.enabled:
+                        more = self.run_once()
+                    if self.uploader is not None:
+                        more = max(more, BATCH if self.uploader.run_once() >= 16 else 0)
+                except Exception:  # log it, keep the loop alive
+                    log.exception("hard-image round failed")
+                stop_event.wait(0 if more >= BATCH else INTERVAL_S)
+        finally:
+            if self.uploader is not None:
+                self.uploader.close()
 
     def run_once(self) -> int:
         """Look at the jobs completed since the last round; keep the hard ones. Returns jobs looked at."""

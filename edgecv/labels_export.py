@@ -146,6 +146,32 @@ def _write_coco(out_dir: Path, rows: list, names: list[str]) -> None:
     _write_json(out_dir / "annotations.json", doc)
 
 
+def coco_labels(result: Any, width: int, height: int, file_name: str) -> dict[str, Any]:
+    """One image's job result as COCO pre-labels (what the hard-image upload sends with the image)."""
+    dets = _detections(result)
+    category = {name: i + 1 for i, name in enumerate(sorted({str(d.get("objectName")) for d in dets}))}
+    annotations = []
+    for n, d in enumerate(dets, start=1):
+        x, y, w, h = _box(d)
+        annotations.append(
+            {
+                "id": n,
+                "image_id": 1,
+                "category_id": category[str(d.get("objectName"))],
+                "bbox": [x, y, w, h],
+                "area": w * h,
+                "iscrowd": 0,
+                "score": d.get("confidence"),
+            }
+        )
+    return {
+        "format": "coco",
+        "images": [{"id": 1, "file_name": file_name, "width": width, "height": height}],
+        "annotations": annotations,
+        "categories": [{"id": i, "name": name, "supercategory": "object"} for name, i in category.items()],
+    }
+
+
 def _copy(source: Path, target: Path) -> None:
     tmp = target.with_name(target.name + ".tmp")
     shutil.copyfile(source, tmp)

@@ -95,10 +95,13 @@ def build_services(
         from edgecv.model_pull import ModelPuller
 
         services.model_pull = ModelPuller(store, config)
-    if relay and config.hard_images.enabled:  # the sampler: with the relay, one per job log
+    upload = config.hard_images.upload and bool(config.sync.url)
+    if relay and (config.hard_images.enabled or upload):  # the sampler: with the relay, one per job log
         from edgecv.hard_images import HardImages
+        from edgecv.upstream.hard_upload import HardImageUploader
 
-        services.hard_images = HardImages(store, config, services.budget)
+        uploader = HardImageUploader(store, config, privacy=privacy) if upload else None
+        services.hard_images = HardImages(store, config, services.budget, uploader)
     sweeper = RetentionSweeper(store, config.data_dir, config.retention)
     if relay and sweeper.enabled:  # with the relay: the process that syncs is the one that removes
         services.retention = sweeper

@@ -280,7 +280,7 @@ def status_snapshot(config: Config) -> dict[str, Any]:
             lastFailed=None,
             sync=_sync_without_db(config),
             retention=_retention(config, None),
-            hardImages=_hard_images(config, ({}, 0)),
+            hardImages=_hard_images(config, ({}, 0), {}),
         )
         return snapshot
     with db.open_readonly(config.db_path) as store:
@@ -294,13 +294,17 @@ def status_snapshot(config: Config) -> dict[str, Any]:
             lastFailed=_job_brief(db.last_job(store, "failed")),
             sync=_sync(config, store),
             retention=_retention(config, db.optional(retention_sql.last_sweep, store)),
-            hardImages=_hard_images(config, db.optional(hard_sql.totals, store, default=({}, 0))),
+            hardImages=_hard_images(
+                config,
+                db.optional(hard_sql.totals, store, default=({}, 0)),
+                db.optional(hard_sql.upload_counts, store, default={}),
+            ),
         )
     return snapshot
 
 
-def _hard_images(config: Config, totals: tuple[dict[str, int], int]) -> dict[str, Any]:
-    """Images kept for labelling (edgecv.hard_images): count by reason, bytes, their disk share."""
+def _hard_images(config: Config, totals: tuple[dict[str, int], int], uploads: dict[str, int]) -> dict[str, Any]:
+    """Images kept for labelling (edgecv.hard_images): count by reason, bytes, their disk share, uploads."""
     by_reason, size = totals
     return {
         "kept": sum(by_reason.values()),
@@ -308,6 +312,8 @@ def _hard_images(config: Config, totals: tuple[dict[str, int], int]) -> dict[str
         "bytes": size,
         "shareBytes": share_bytes(config),
         "sampling": config.hard_images.enabled,
+        "upload": config.hard_images.upload and bool(config.sync.url),
+        "uploads": uploads,
     }
 
 
@@ -430,6 +436,12 @@ def status_lines(snapshot: dict[str, Any]) -> list[str]:
             f"hard imgs:  {hard['kept']} kept for labelling{f' ({reasons})' if reasons else ''}, "
             f"{format_size(hard['bytes'])} of {format_size(hard['shareBytes'])}; "
             + ("sampling on" if hard["sampling"] else "sampling off (flags only)")
+            + (
+                f"; upload: {hard['uploads'].get('sent', 0)} sent, {hard['uploads'].get('pending', 0)} "
+                f"pending, {hard['uploads'].get('parked', 0)} parked"
+                if hard["upload"]
+                else ""
+            )
             + ("; `edgecv export --hard|--flagged`" if hard["kept"] else "")
         )
     loaded = agent.get("modelsLoaded", {}) if agent["running"] else {}

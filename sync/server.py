@@ -82,6 +82,18 @@ CREATE TABLE IF NOT EXISTS models (                 -- the model catalogue: sign
     published_at  REAL NOT NULL,
     PRIMARY KEY (tenant, name, version)
 );
+CREATE TABLE IF NOT EXISTS hard_items (             -- images devices kept for labelling, with pre-labels
+    tenant           TEXT NOT NULL,
+    idempotency_key  TEXT NOT NULL,
+    device_id        TEXT NOT NULL,
+    job_id           TEXT NOT NULL,
+    reason           TEXT NOT NULL,
+    image_sha256     TEXT NOT NULL,
+    item             TEXT NOT NULL,
+    item_hash        TEXT NOT NULL,
+    received_at      REAL NOT NULL,
+    PRIMARY KEY (tenant, idempotency_key)
+);
 CREATE TABLE IF NOT EXISTS device_models (          -- what each device reports it runs
     tenant       TEXT NOT NULL,
     device_id    TEXT NOT NULL,
@@ -102,6 +114,7 @@ JOBS_RE = re.compile(r"^/v1/tenants/([^/]+)/cv/jobs$")
 MODELS_RE = re.compile(r"^/v1/tenants/([^/]+)/models$")
 BUNDLE_RE = re.compile(r"^/v1/tenants/([^/]+)/models/([^/]+)/([^/]+)/bundle$")
 DEVICE_MODELS_RE = re.compile(r"^/v1/tenants/([^/]+)/devices/([^/]+)/models$")
+HARD_RE = re.compile(r"^/v1/tenants/([^/]+)/sync/hard-images$")
 RANGE_RE = re.compile(r"^bytes=(\d+)-(\d*)$")
 
 
@@ -203,6 +216,25 @@ def bundle_identity(data: bytes) -> tuple[str, str]:
     ):
         raise ValueError(f"bundle name/version {name!r} {version!r} are not usable in a URL")
     return name, version
+
+
+def validate_hard_item(item: dict[str, Any]) -> None:
+    """A kept-image item (``POST …/sync/hard-images``); raises ItemInvalid(code, message)."""
+    for key in ("deviceId", "jobId", "reason"):
+        if not isinstance(item.get(key), str) or not item[key]:
+            raise ItemInvalid("invalid_item", f"{key}: expected a non-empty string")
+    image = item.get("image")
+    if (
+        not isinstance(image, dict)
+        or not isinstance(image.get("sha256"), str)
+        or not SHA256_RE.match(image["sha256"])
+    ):
+        raise ItemInvalid("invalid_item", "image.sha256: expected 64 lowercase hex digits")
+    labels = item.get("labels")
+    if labels is not None and (
+        not isinstance(labels, dict) or not isinstance(labels.get("annotations", []), list)
+    ):
+        raise ItemInvalid("invalid_labels", "labels: expected a COCO object with an annotations list")
 
 
 def parse_model_report(doc: Any) -> list[dict[str, Any]]:
@@ -353,6 +385,69 @@ class Upstream:
             )
         return cur.rowcount == 1
 
+    # -- hard images ---------------------------------------------------------------------------
+
+    def ingest_hard(self, tenant: str, items: list[Any]) -> list[dict[str, Any]]:
+        """Kept images from devices: the latest item per (tenant, idempotencyKey) is kept."""
+        replies = []
+        with self.lock:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                for item in items:
+                    replies.append(self._ingest_hard_one(tenant, item))
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+        return replies
+
+    def _ingest_hard_one(self, tenant: str, item: dict[str, Any]) -> dict[str, Any]:
+        key = item["idempotencyKey"]
+        try:
+            validate_hard_item(item)
+        except ItemInvalid as exc:
+            return {"idempotencyKey": key, "status": "rejected", "code": exc.code, "message": str(exc)}
+        sha = item["image"]["sha256"]
+        if not self.conn.execute(
+            "SELECT 1 FROM images WHERE tenant = ? AND sha256 = ?", (tenant, sha)
+        ).fetchone():
+            return {
+                "idempotencyKey": key,
+                "status": "rejected",
+                "code": "image_missing",
+                "message": f"upload the image first: PUT …/sync/images/{sha}",
+            }
+        digest = hashlib.sha256(canonical(item)).hexdigest()
+        row = self.conn.execute(
+            "SELECT item_hash FROM hard_items WHERE tenant = ? AND idempotency_key = ?", (tenant, key)
+        ).fetchone()
+        if row is not None and row[0] == digest:
+            return {"idempotencyKey": key, "status": "duplicate", "jobId": item["jobId"]}
+        self.conn.execute(
+            "INSERT OR REPLACE INTO hard_items (tenant, idempotency_key, device_id, job_id, reason, image_sha256,"
+            " item, item_hash, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                tenant,
+                key,
+                item["deviceId"],
+                item["jobId"],
+                item["reason"],
+                sha,
+                json.dumps(item),
+                digest,
+                time.time(),
+            ),
+        )
+        return {"idempotencyKey": key, "status": "updated" if row else "created", "jobId": item["jobId"]}
+
+    def hard_items(self, tenant: str) -> list[dict[str, Any]]:
+        with self.lock:
+            rows = self.conn.execute(
+                "SELECT item FROM hard_items WHERE tenant = ? ORDER BY received_at, idempotency_key",
+                (tenant,),
+            ).fetchall()
+        return [json.loads(r[0]) for r in rows]
+
     # -- the model catalogue -------------------------------------------------------------------
 
     def publish_bundle(self, tenant: str, data: bytes) -> dict[str, Any]:
@@ -483,7 +578,7 @@ class Fault:
     retry_after: str | None = None  # "5" or "date:5"
     seconds: float = 0.0  # delay length; hang: 0 = until the server stops
     phase: str = "before"  # delay: before or after the commit
-    path: str = "results"  # results | images | jobs | models | any
+    path: str = "results"  # results | images | jobs | models | hard | any
     bytes: int = 0  # truncate: body bytes sent before closing; lie: bytes added to the stated length
 
     def __post_init__(self) -> None:
@@ -491,8 +586,10 @@ class Fault:
             raise ValueError(
                 f"fault kind: expected status, delay, drop, hang, truncate or lie, got {self.kind!r}"
             )
-        if self.path not in ("results", "images", "jobs", "models", "any"):
-            raise ValueError(f"fault path: expected results, images, jobs, models or any, got {self.path!r}")
+        if self.path not in ("results", "images", "jobs", "models", "hard", "any"):
+            raise ValueError(
+                f"fault path: expected results, images, jobs, models, hard or any, got {self.path!r}"
+            )
 
     @classmethod
     def parse(cls, spec: str) -> Fault:
@@ -608,6 +705,8 @@ class Handler(BaseHTTPRequestHandler):
             if IMAGE_RE.match(path)
             else "models"
             if MODELS_RE.match(path) or BUNDLE_RE.match(path) or DEVICE_MODELS_RE.match(path)
+            else "hard"
+            if HARD_RE.match(path)
             else "jobs"
         )
         body = self._read_body()
@@ -630,6 +729,8 @@ class Handler(BaseHTTPRequestHandler):
             ("HEAD", BUNDLE_RE, self._get_bundle),
             ("PUT", DEVICE_MODELS_RE, self._put_device_models),
             ("GET", DEVICE_MODELS_RE, self._get_device_models),
+            ("POST", HARD_RE, self._post_hard),
+            ("GET", HARD_RE, self._list_hard),
         )
         allowed = []
         for verb, pattern, handler in routes:
@@ -772,6 +873,28 @@ class Handler(BaseHTTPRequestHandler):
             self._json(200, self.server.upstream.list_jobs(tenant, query))
         except ValueError as exc:
             self._json(400, {"error": {"code": "invalid_query", "message": str(exc)}})
+
+    def _post_hard(self, tenant: str, *, body: bytes, fault: Fault | None = None, **_: Any) -> None:
+        try:
+            doc = json.loads(body)
+            items = doc["items"]
+            if not isinstance(items, list) or not items:
+                raise ValueError("items must be a non-empty list")
+            for n, item in enumerate(items):
+                if not isinstance(item, dict) or not isinstance(item.get("idempotencyKey"), str):
+                    raise ValueError(f"items[{n}] is not an object with an idempotencyKey string")
+                if not item["idempotencyKey"]:
+                    raise ValueError(f"items[{n}].idempotencyKey is empty")
+        except (ValueError, KeyError, TypeError) as exc:
+            return self._json(
+                400, {"error": {"code": "invalid_batch", "message": f"expected {{'items': [...]}}: {exc}"}}
+            )
+        replies = self.server.upstream.ingest_hard(tenant, items)
+        if not self._after_commit(fault):
+            self._json(200, {"results": replies})
+
+    def _list_hard(self, tenant: str, **_: Any) -> None:
+        self._json(200, {"data": self.server.upstream.hard_items(tenant)})
 
     def _list_models(self, tenant: str, **_: Any) -> None:
         self._json(200, {"models": self.server.upstream.list_models(tenant)})

@@ -183,7 +183,7 @@ def test_reference_upstream_passes_the_contract_fuzzer(tmp_path):
     finally:
         server.terminate()
         server.wait(10)
-    assert_clean(result, operations=10)
+    assert_clean(result, operations=12)
 
 
 def test_the_served_document_describes_this_agent(config, tmp_path):

@@ -246,3 +246,53 @@ def test_the_agent_runs_the_sampler_when_enabled(config, inbox):
         done = wait_until(lambda: running.done_jobs(), timeout=60)[0]
         kept = wait_until(lambda: sql.get(running.store, done.id), timeout=60)
     assert kept.reason == "low_confidence" and (config.data_dir / kept.path).is_file()
+
+
+def test_kept_images_go_upstream_with_pre_labels_once(store, config, tmp_path):
+    from helpers.sync_server import API_KEY, TENANT, add_faults, device_config, start_server
+
+    from edgecv.upstream.hard_upload import HardImageUploader
+
+    server = start_server(tmp_path / "up.db")
+    sync = device_config(config.data_dir, server.url).sync
+    config.sync, config.tenant_id = sync, TENANT
+    assert config.sync.api_key == API_KEY
+    jobs = [finished(store, config, i, r) for i, r in enumerate([UNSURE, OUT])]
+    kept = HardImages(store, config)
+    for job in jobs:
+        kept.flag(job.id, f"look at {job.id}")
+    uploader = HardImageUploader(store, config)
+    try:
+        assert uploader.run_once() == 2
+        items = server.upstream.hard_items(TENANT)
+        assert [i["jobId"] for i in items] == [j.id for j in jobs]
+        first = items[0]
+        assert first["idempotencyKey"] == f"{jobs[0].id}:hard" and first["detail"] == f"look at {jobs[0].id}"
+        assert [c["name"] for c in first["labels"]["categories"]] == ["bottle", "can"]
+        assert {a["bbox"][0] for a in first["labels"]["annotations"]} == {10.0, 5.0}
+        assert server.upstream.has_image(TENANT, first["image"]["sha256"])  # the image went first
+        assert server.upstream.stats(TENANT)["images"] == 2
+        privacy = [r[0] for r in server.upstream.conn.execute("SELECT privacy FROM images").fetchall()]
+        assert all("faces=blur" in p for p in privacy)  # through the privacy filter, as every upload
+        assert sql.upload_counts(store) == {"sent": 2}
+        before = dict(server.upstream.requests)
+        assert uploader.run_once() == 0 and server.upstream.requests == before  # nothing twice
+        kept.flag(jobs[0].id, "a second look")  # a new flag: sent again, the server keeps the latest
+        assert uploader.run_once() == 1
+        assert server.upstream.hard_items(TENANT)[-1]["detail"] == "a second look"
+        assert len(server.upstream.hard_items(TENANT)) == 2
+        # the upstream failing: the item stays pending, the uploader backs off, nothing is lost
+        kept.flag(jobs[1].id, "third")
+        add_faults(server, {"kind": "status", "status": 503, "path": "hard", "count": 1})
+        assert uploader.run_once() == 0
+        assert sql.upload_counts(store) == {"sent": 1, "pending": 1} and "HTTP 503" in uploader.last_error
+        uploader._until = 0.0  # the backoff has passed
+        assert uploader.run_once() == 1 and sql.upload_counts(store) == {"sent": 2}
+        server.stop()
+        uploader.transport.close()
+        kept.flag(jobs[1].id, "fourth")
+        assert uploader.run_once() == 0 and "upstream unreachable" in uploader.last_error
+        assert sql.upload_counts(store) == {"sent": 1, "pending": 1}
+    finally:
+        uploader.close()
+        server.stop()

@@ -25,6 +25,9 @@ class KeptImage:
     size_bytes: int
     kept_at: str
     day: str
+    upload_state: str = "pending"
+    upload_error: str | None = None
+    revision: int = 0
 
 
 def _kept(row) -> KeptImage:
@@ -120,7 +123,8 @@ def mark_flagged(store: Store, job_id: str, detail: str | None) -> None:
     """A user flagged a job whose image is already kept: the flag wins (reason and detail)."""
     with store.transaction() as conn:
         conn.execute(
-            "UPDATE hard_images SET reason = 'flagged', class_key = 'flagged', detail = ? WHERE job_id = ?",
+            "UPDATE hard_images SET reason = 'flagged', class_key = 'flagged', detail = ?,"
+            " upload_state = 'pending', upload_error = NULL, revision = revision + 1 WHERE job_id = ?",
             (detail, job_id),
         )
 
@@ -131,6 +135,36 @@ def listed(store: Store, reasons: list[str]) -> list[tuple[KeptImage, Job, Obser
     rows = store.conn.execute(
         f"SELECT job_id FROM hard_images WHERE reason IN ({marks}) ORDER BY kept_at, job_id", reasons
     ).fetchall()
+    return _with_jobs(store, rows)
+
+
+def pending_uploads(store: Store, limit: int) -> list[tuple[KeptImage, Job, Observation]]:
+    """Kept images not yet acknowledged by the tenant API, oldest first."""
+    rows = store.conn.execute(
+        "SELECT job_id FROM hard_images WHERE upload_state = 'pending' ORDER BY kept_at, job_id LIMIT ?",
+        (limit,),
+    ).fetchall()
+    return _with_jobs(store, rows)
+
+
+def mark_upload(store: Store, job_id: str, revision: int, state: str, error: str | None) -> None:
+    """Record an upload's outcome, unless the row changed since it was read (a new flag: send again)."""
+    with store.transaction() as conn:
+        conn.execute(
+            "UPDATE hard_images SET upload_state = ?, upload_error = ?, uploaded_at = CASE WHEN ? = 'sent'"
+            " THEN strftime('%Y-%m-%dT%H:%M:%fZ', 'now') ELSE uploaded_at END"
+            " WHERE job_id = ? AND revision = ? AND upload_state = 'pending'",
+            (state, error, state, job_id, revision),
+        )
+
+
+def upload_counts(store: Store) -> dict[str, int]:
+    return dict(
+        store.conn.execute("SELECT upload_state, COUNT(*) FROM hard_images GROUP BY upload_state").fetchall()
+    )
+
+
+def _with_jobs(store: Store, rows) -> list[tuple[KeptImage, Job, Observation]]:
     out = []
     for (job_id,) in rows:
         kept = get(store, job_id)
