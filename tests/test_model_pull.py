@@ -328,3 +328,42 @@ def test_the_agent_pulls_when_enabled(tmp_path, config, keys, images, server):
             timeout=60,
         )
     assert {m["name"]: m["version"] for m in reported["models"]}[NAME] == "1.0.0"
+
+
+FULL_DISK = """
+import resource, signal, sys
+from edgecv.config import load_config
+from edgecv.errors import EdgecvError
+from edgecv.runtime.lifecycle import install_url
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+resource.setrlimit(resource.RLIMIT_FSIZE, (50_000, 50_000))
+cfg = load_config(overrides={"data_dir": sys.argv[1], "trusted_keys": [sys.argv[2]], "min_free_mb": 0}, environ={})
+try:
+    install_url(cfg, sys.argv[3])
+except EdgecvError as exc:
+    print(exc)
+"""
+
+
+def test_no_room_for_the_download_keeps_what_was_written_for_later(tmp_path, cfg, keys, images, server):
+    """A file-size limit (RLIMIT_FSIZE) stands in for a full disk, as in test_model_bundles."""
+    import subprocess
+    import sys
+
+    install(cfg, build(tmp_path, keys[0], images, "1.0.0"))
+    entry = publish(server, build(tmp_path, keys[0], images, "2.0.0"))
+    url = url_of(server, "2.0.0")
+    cfg.sync.api_key = None  # the subprocess has no sync settings: serve without a key
+    server.httpd.settings.api_keys = set()
+    out = subprocess.run(
+        [sys.executable, "-c", FULL_DISK, str(cfg.data_dir), str(keys[1]), url],
+        capture_output=True, text=True, timeout=120, check=True,
+    ).stdout  # fmt: skip
+    assert "cannot write the download into" in out and "free space, then try again" in out
+    assert_clean(cfg, "1.0.0")
+    partial = next(p for p in downloads_dir(cfg).iterdir() if p.suffix == ".partial")
+    written = partial.stat().st_size
+    assert 0 < written <= 50_000 < entry["size"]
+    report = install_url(cfg, url, size=entry["size"], sha256=entry["sha256"])  # space is back
+    assert report.version == "2.0.0" and report.download["resumedFrom"] == written
+    assert partials(cfg) == []
