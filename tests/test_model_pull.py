@@ -305,6 +305,12 @@ def test_the_cli_install_url_and_pull(tmp_path, keys, images, server):
     assert result.output.strip() == "widget: installed 1.0.1 (previous: 1.0.0)"
     result = runner.invoke(main, ["models", "install", f"{server.url}/nothing/here"], catch_exceptions=False)
     assert result.exit_code == 1 and result.output.startswith("Error: ") and "HTTP 404" in result.output
+    result = runner.invoke(main, ["models", "install", str(tmp_path)], catch_exceptions=False)
+    assert (
+        result.exit_code == 1
+        and result.output.strip()
+        == f"Error: {tmp_path} is a folder; give the bundle file (NAME-VERSION.edgecv) or a URL"
+    )
     port = free_port()
     result = runner.invoke(
         main, ["models", "install", f"http://127.0.0.1:{port}/x.edgecv"], catch_exceptions=False

@@ -218,6 +218,8 @@ def install_model(app: AppContext, source: str, as_json: bool) -> None:
 
     from edgecv.runtime.lifecycle import install, install_url
 
+    if not source.startswith(("http://", "https://")) and Path(source).is_dir():
+        raise click.ClickException(f"{source} is a folder; give the bundle file (NAME-VERSION.edgecv) or a URL")
     try:
         if source.startswith(("http://", "https://")):
             report = install_url(app.config(), source)
