@@ -127,6 +127,34 @@ class MqttSettings:
 
 
 @dataclass
+class ModelPullSettings:
+    # The agent asks the upstream model catalogue (sync.url) for newer signed bundles every interval_s
+    # and installs them as `edgecv models install` would (docs/model-package.md). Off by default.
+    enabled: bool = False
+    interval_s: float = 3600.0
+    models: list[str] = field(default_factory=list)  # names to follow; empty = the ones installed here
+
+
+HARD_REASONS = ("low_confidence", "out_of_domain", "price_mismatch")
+
+
+@dataclass
+class HardImagesSettings:
+    # Keep images the models find hard, for labelling (docs/hard-images.md). User flags are always kept.
+    enabled: bool = False
+    reasons: list[str] = field(default_factory=lambda: list(HARD_REASONS))
+    rate: float = 1.0  # fraction of hard images kept (decided per job id: the same answer every time)
+    confidence_low: float = 0.25  # a detection with confidence in [low, high) makes an image hard
+    confidence_high: float = 0.5
+    per_class_per_day: int = 20  # kept images per class (or reason) per UTC day
+    max_mb: int = 256  # disk for kept images, at most this many MiB ...
+    max_percent: float = 10.0  # ... and at most this share of sync.disk_budget_mb
+    # Send kept images (through the privacy filter) with their results as COCO pre-labels to the tenant
+    # API ([sync] url) when online. Off: they stay on the device for `edgecv export`.
+    upload: bool = False
+
+
+@dataclass
 class Config:
     data_dir: Path = field(default_factory=default_data_dir)
     inbox: Path | None = None
@@ -178,6 +206,8 @@ class Config:
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     privacy: PrivacySettings = field(default_factory=PrivacySettings)
     mqtt: MqttSettings = field(default_factory=MqttSettings)
+    model_pull: ModelPullSettings = field(default_factory=ModelPullSettings)
+    hard_images: HardImagesSettings = field(default_factory=HardImagesSettings)
 
     # The edgecv.toml this was read from (None: defaults, env and flags only). Not a dataclass field, so
     # not a settable key.
@@ -210,6 +240,11 @@ class Config:
         return self.data_dir / "cache"
 
     @property
+    def hard_images_dir(self) -> Path:
+        """Images kept for labelling (edgecv.hard_images)."""
+        return self.data_dir / "hard"
+
+    @property
     def user_models_dir(self) -> Path:
         return self.data_dir / "models"
 
@@ -221,6 +256,8 @@ _SECTIONS = {
     "retention": RetentionSettings,
     "privacy": PrivacySettings,
     "mqtt": MqttSettings,
+    "model_pull": ModelPullSettings,
+    "hard_images": HardImagesSettings,
 }
 _MAPPINGS = {"folders", "planograms"}
 
@@ -493,6 +530,25 @@ def validate(cfg: Config) -> None:
         if getattr(cfg.retention, key) < 0:
             value = getattr(cfg.retention, key)
             raise _invalid(f"retention.{key}", value, "must be 0 (keep forever) or more days", str(value))
+    hard = cfg.hard_images
+    for reason in hard.reasons:
+        if reason not in HARD_REASONS:
+            raise _invalid("hard_images.reasons", reason, f"expected any of {', '.join(HARD_REASONS)}")
+    if not 0.0 <= hard.rate <= 1.0:
+        raise _invalid("hard_images.rate", hard.rate, "expected a number in 0..1")
+    if not 0.0 <= hard.confidence_low < hard.confidence_high <= 1.0:
+        raise _invalid(
+            "hard_images.confidence_low",
+            (hard.confidence_low, hard.confidence_high),
+            "expected 0 <= confidence_low < confidence_high <= 1",
+        )
+    for key in ("per_class_per_day", "max_mb"):
+        if getattr(hard, key) < 0:
+            raise _invalid(f"hard_images.{key}", getattr(hard, key), "must be 0 or more")
+    if not 0.0 <= hard.max_percent <= 100.0:
+        raise _invalid("hard_images.max_percent", hard.max_percent, "expected 0..100")
+    if cfg.model_pull.interval_s < 1:
+        raise _invalid("model_pull.interval_s", cfg.model_pull.interval_s, "must be at least 1 second")
     if not (0 <= cfg.api.port < 65536):
         raise _invalid("api.port", cfg.api.port, "expected 0..65535 (0 = any free port)", str(cfg.api.port))
     cfg.api.allowed_hosts = [_allowed_host(name) for name in cfg.api.allowed_hosts]

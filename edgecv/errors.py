@@ -199,6 +199,19 @@ def is_disk_full(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
+class CannotKeep(EdgecvError):
+    """An image cannot be kept for labelling (edgecv.hard_images): its job is not completed, its image is
+    no longer here, or the kept images' disk share is used up."""
+
+    code = "cannot_keep"
+
+
+class ExportError(EdgecvError):
+    """``edgecv export`` cannot write where it was asked to (a file in the way, an unknown format)."""
+
+    code = "export_invalid"
+
+
 class DatasetError(EdgecvError):
     """An evaluation dataset folder cannot be used (no usable labels, an unreadable annotation file)."""
 

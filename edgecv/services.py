@@ -25,6 +25,8 @@ from edgecv.upstream.budget import DiskBudget
 if TYPE_CHECKING:
     from edgecv.api.metrics import Metrics
     from edgecv.api.server import ApiServer
+    from edgecv.hard_images import HardImages
+    from edgecv.model_pull import ModelPuller
     from edgecv.mqtt import Publisher
     from edgecv.upstream.relay import Relay
     from edgecv.webhook_delivery import Dispatcher
@@ -41,6 +43,8 @@ class Services:
     api: ApiServer | None = None
     retention: RetentionSweeper | None = None
     mqtt: Publisher | None = None
+    model_pull: ModelPuller | None = None
+    hard_images: HardImages | None = None
 
     def start_loops(self, stop_event: threading.Event) -> list[threading.Thread]:
         """Run webhook delivery and the relay on their threads until ``stop_event``; the API is
@@ -54,6 +58,10 @@ class Services:
             threads.append(start_thread("edgecv-retention", self.retention.run_forever, stop_event))
         if self.mqtt is not None:
             threads.append(start_thread("edgecv-mqtt", self.mqtt.run_forever, stop_event))
+        if self.model_pull is not None:
+            threads.append(start_thread("edgecv-model-pull", self.model_pull.run_forever, stop_event))
+        if self.hard_images is not None:
+            threads.append(start_thread("edgecv-hard-images", self.hard_images.run_forever, stop_event))
         return threads
 
 
@@ -87,6 +95,17 @@ def build_services(
         from edgecv.upstream.relay import Relay
 
         services.relay = Relay.from_config(store, config, budget=services.budget, privacy=privacy)
+    if relay and config.sync.url and config.model_pull.enabled:
+        from edgecv.model_pull import ModelPuller
+
+        services.model_pull = ModelPuller(store, config)
+    upload = config.hard_images.upload and bool(config.sync.url)
+    if relay and (config.hard_images.enabled or upload):  # the sampler: with the relay, one per job log
+        from edgecv.hard_images import HardImages
+        from edgecv.upstream.hard_upload import HardImageUploader
+
+        uploader = HardImageUploader(store, config, privacy=privacy) if upload else None
+        services.hard_images = HardImages(store, config, services.budget, uploader)
     sweeper = RetentionSweeper(store, config.data_dir, config.retention)
     if relay and sweeper.enabled:  # with the relay: the process that syncs is the one that removes
         services.retention = sweeper

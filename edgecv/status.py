@@ -24,13 +24,15 @@ from edgecv import __version__
 from edgecv.catalog.folder import scan
 from edgecv.config import Config
 from edgecv.errors import is_disk_full
+from edgecv.hard_images import share_bytes
 from edgecv.records import Job, utc_now
 from edgecv.runtime.installed import installed_models
+from edgecv.store import hard_images as hard_sql
 from edgecv.store import readonly as db
 from edgecv.store import retention as retention_sql
 from edgecv.store import schema_version
 from edgecv.store.counts import HasConn, finished_by_minute, jobs_by_status, outbox_by_state
-from edgecv.upstream.budget import MIB, DiskBudget, free_space_reason
+from edgecv.upstream.budget import MIB, DiskBudget, format_size, free_space_reason
 
 log = logging.getLogger(__name__)
 
@@ -281,6 +283,7 @@ def status_snapshot(config: Config) -> dict[str, Any]:
             sync=_sync_without_db(config),
             retention=_retention(config, None),
             mqtt=_mqtt(config, None),
+            hardImages=_hard_images(config, ({}, 0), {}),
         )
         return snapshot
     with db.open_readonly(config.db_path) as store:
@@ -295,6 +298,11 @@ def status_snapshot(config: Config) -> dict[str, Any]:
             sync=_sync(config, store),
             retention=_retention(config, db.optional(retention_sql.last_sweep, store)),
             mqtt=_mqtt(config, store),
+            hardImages=_hard_images(
+                config,
+                db.optional(hard_sql.totals, store, default=({}, 0)),
+                db.optional(hard_sql.upload_counts, store, default={}),
+            ),
         )
     return snapshot
 
@@ -373,6 +381,22 @@ def _mqtt_line(mqtt: Mapping[str, Any], agent_running: bool) -> str:
     if mqtt["connected"] is None:
         return f"{mqtt['broker']}: not connected yet; {waiting}"
     return f"NOT connected to {mqtt['broker']}; {waiting}{error}"
+
+
+
+
+def _hard_images(config: Config, totals: tuple[dict[str, int], int], uploads: dict[str, int]) -> dict[str, Any]:
+    """Images kept for labelling (edgecv.hard_images): count by reason, bytes, their disk share, uploads."""
+    by_reason, size = totals
+    return {
+        "kept": sum(by_reason.values()),
+        "byReason": by_reason,
+        "bytes": size,
+        "shareBytes": share_bytes(config),
+        "sampling": config.hard_images.enabled,
+        "upload": config.hard_images.upload and bool(config.sync.url),
+        "uploads": uploads,
+    }
 
 
 def _catalog(config: Config) -> dict[str, Any]:
@@ -489,6 +513,21 @@ def status_lines(snapshot: dict[str, Any]) -> list[str]:
         lines.append(f"catalog:    {catalog['skus']} SKU(s) in {catalog['folder']}{problems}")
     else:
         lines.append(f"catalog:    none in {catalog.get('folder')} (products keep the detector's labels)")
+    hard = snapshot.get("hardImages")
+    if hard is not None:
+        reasons = ", ".join(f"{r} {n}" for r, n in sorted(hard["byReason"].items()))
+        lines.append(
+            f"hard imgs:  {hard['kept']} kept for labelling{f' ({reasons})' if reasons else ''}, "
+            f"{format_size(hard['bytes'])} of {format_size(hard['shareBytes'])}; "
+            + ("sampling on" if hard["sampling"] else "sampling off (flags only)")
+            + (
+                f"; upload: {hard['uploads'].get('sent', 0)} sent, {hard['uploads'].get('pending', 0)} "
+                f"pending, {hard['uploads'].get('parked', 0)} parked"
+                if hard["upload"]
+                else ""
+            )
+            + ("; `edgecv export --hard|--flagged`" if hard["kept"] else "")
+        )
     loaded = agent.get("modelsLoaded", {}) if agent["running"] else {}
     if not snapshot["models"]:
         lines.append("models:     none installed")

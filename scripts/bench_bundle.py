@@ -7,8 +7,10 @@ For each model: renders ``--images`` synthetic images of its domain (scripts/dat
 acceptance set, packs a signed bundle, installs it into a fresh data dir (signature, sha256 of every
 file, package load, the acceptance check on this CPU including INT8 vs FP32) and prints each stage's
 seconds; then flips one byte in the middle of every member in turn (and truncates the file) and counts
-how many of those bundles an install accepts (target: 0). Target from issue 22: install, verify and gate
-a 15 MB bundle in <= 10 s. Prints figures only; nothing here passes or fails.
+how many of those bundles an install accepts (target: 0). Then the same bundle over HTTP on loopback
+(`edgecv models install URL`, from the reference upstream in sync/): once whole, once cut at half by
+the server and resumed with Range. Target from issue 22: install, verify and gate a 15 MB bundle in
+<= 10 s. Prints figures only; nothing here passes or fails.
 """
 
 from __future__ import annotations
@@ -21,15 +23,17 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # sync/ (the reference upstream)
 
 from generate import render_one  # noqa: E402
 
 from edgecv.config import load_config  # noqa: E402
 from edgecv.errors import EdgecvError  # noqa: E402
 from edgecv.runtime.bundle import generate_keys, pack  # noqa: E402
-from edgecv.runtime.lifecycle import install  # noqa: E402
+from edgecv.runtime.lifecycle import install, install_url  # noqa: E402
 from edgecv.runtime.package import bundled_models_dir  # noqa: E402
 from edgecv.threads import cpu_flags_text as cpu_flags  # noqa: E402
+from sync.server import Fault, ReferenceServer  # noqa: E402
 
 DOMAINS = {"shelf-detection-v2": "shelves", "building-inspection-v1": "facades", "damage-assessment-v1": "damage"}
 
@@ -93,6 +97,29 @@ def bench(name: str, images: int, backend: str, root: Path) -> None:
         except EdgecvError:
             pass
     print(f"  tampering: {accepted} of {len(cases)} changed bundles accepted")
+    over_http(name, bundle, pub, backend, work)
+
+
+def over_http(name: str, bundle: Path, pub: Path, backend: str, work: Path) -> None:
+    """``install_url`` from the reference upstream on loopback: whole, then cut at half and resumed."""
+    with ReferenceServer() as server:
+        entry = server.publish(bundle)
+        url = f"{server.url}/v1/tenants/local/models/{entry['name']}/{entry['version']}/bundle"
+        for label, faults in (("whole", []), ("cut at half, resumed", [Fault("truncate", path="models", bytes=entry["size"] // 2)])):
+            server.faults.add(faults)
+            cfg = load_config(
+                overrides={"data_dir": work / f"data-http-{len(faults)}", "trusted_keys": [str(pub)],
+                           "backend": backend, "api.enabled": False},
+                environ={},
+            )  # fmt: skip
+            t0 = time.perf_counter()
+            report = install_url(cfg, url, size=entry["size"], sha256=entry["sha256"])
+            total = time.perf_counter() - t0
+            print(
+                f"  over HTTP ({label}): {total:.2f} s = download {report.seconds['download']:.2f} s "
+                f"({entry['size'] / 1e6 / max(report.seconds['download'], 1e-9):.0f} MB/s) + install "
+                f"{report.seconds['total']:.2f} s"
+            )
 
 
 def main() -> None:

@@ -12,10 +12,16 @@ Results are unique on ``(tenant, idempotencyKey)`` and on ``(tenant, deviceId, j
   HTTP date N seconds ahead) without committing anything;
 - ``kind=delay``: sleep ``seconds`` before processing (``phase=before``) or after committing (``phase=after``);
 - ``kind=drop``: commit, then close the connection without an answer;
-- ``kind=hang``: accept the request and never answer (until the server stops, or ``seconds``).
+- ``kind=hang``: accept the request and never answer (until the server stops, or ``seconds``);
+- ``kind=truncate`` (model bundle downloads): send ``bytes`` of the body, then close the connection;
+- ``kind=lie`` (model bundle downloads): state ``bytes`` more than the bundle has, padded with zeros.
 
-Each fault has ``count`` (default 1; -1 = until cleared) and ``path`` (``results``, ``images``, ``jobs`` or
-``any``). The admin endpoints (``/_admin/...``) take no auth: bind this server to loopback only.
+The model catalogue (``GET /v1/tenants/{t}/models``) serves signed bundles published with ``--bundle FILE``,
+``POST /_admin/models?tenant=t`` (the file as the body) or :meth:`ReferenceServer.publish`; downloads
+honour ``Range`` / ``If-Range``.
+
+Each fault has ``count`` (default 1; -1 = until cleared) and ``path`` (``results``, ``images``, ``jobs``,
+``models`` or ``any``). The admin endpoints (``/_admin/...``) take no auth: bind this server to loopback only.
 """
 
 from __future__ import annotations
@@ -66,6 +72,38 @@ CREATE TABLE IF NOT EXISTS images (
     privacy      TEXT,                           -- the X-Edgecv-Privacy header: what was done to faces
     PRIMARY KEY (tenant, sha256)
 );
+CREATE TABLE IF NOT EXISTS models (                 -- the model catalogue: signed bundles devices pull
+    tenant        TEXT NOT NULL,
+    name          TEXT NOT NULL,
+    version       TEXT NOT NULL,
+    sha256        TEXT NOT NULL,
+    size_bytes    INTEGER NOT NULL,
+    data          BLOB NOT NULL,
+    published_at  REAL NOT NULL,
+    PRIMARY KEY (tenant, name, version)
+);
+CREATE TABLE IF NOT EXISTS hard_items (             -- images devices kept for labelling, with pre-labels
+    tenant           TEXT NOT NULL,
+    idempotency_key  TEXT NOT NULL,
+    device_id        TEXT NOT NULL,
+    job_id           TEXT NOT NULL,
+    reason           TEXT NOT NULL,
+    image_sha256     TEXT NOT NULL,
+    item             TEXT NOT NULL,
+    item_hash        TEXT NOT NULL,
+    received_at      REAL NOT NULL,
+    PRIMARY KEY (tenant, idempotency_key)
+);
+CREATE TABLE IF NOT EXISTS device_models (          -- what each device reports it runs
+    tenant       TEXT NOT NULL,
+    device_id    TEXT NOT NULL,
+    name         TEXT NOT NULL,
+    version      TEXT,
+    previous     TEXT,
+    source       TEXT,
+    reported_at  REAL NOT NULL,
+    PRIMARY KEY (tenant, device_id, name)
+);
 """
 
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -73,6 +111,11 @@ RESULTS_RE = re.compile(r"^/v1/tenants/([^/]+)/sync/results$")
 IMAGE_RE = re.compile(r"^/v1/tenants/([^/]+)/sync/images/([^/]+)$")
 JOB_RE = re.compile(r"^/v1/tenants/([^/]+)/cv/jobs/([^/]+)$")
 JOBS_RE = re.compile(r"^/v1/tenants/([^/]+)/cv/jobs$")
+MODELS_RE = re.compile(r"^/v1/tenants/([^/]+)/models$")
+BUNDLE_RE = re.compile(r"^/v1/tenants/([^/]+)/models/([^/]+)/([^/]+)/bundle$")
+DEVICE_MODELS_RE = re.compile(r"^/v1/tenants/([^/]+)/devices/([^/]+)/models$")
+HARD_RE = re.compile(r"^/v1/tenants/([^/]+)/sync/hard-images$")
+RANGE_RE = re.compile(r"^bytes=(\d+)-(\d*)$")
 
 
 def canonical(value: Any) -> bytes:
@@ -151,6 +194,64 @@ def parse_limit(value: str | None) -> int:
     if not value.isascii() or not value.isdigit() or not 1 <= int(value) <= 1000:
         raise ValueError(f"limit: expected an integer from 1 to 1000, got {value!r}")
     return int(value)
+
+
+def bundle_identity(data: bytes) -> tuple[str, str]:
+    """``(name, version)`` from a bundle's first member, ``bundle.json``. Raises ValueError."""
+    import io
+    import tarfile
+
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+            member = tar.next()
+            if member is None or member.name != "bundle.json":
+                raise ValueError("the first member is not bundle.json")
+            fh = tar.extractfile(member)
+            model = json.loads(fh.read() if fh else b"")["model"]
+            name, version = model["name"], model["version"]
+    except (tarfile.TarError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"not an edgecv bundle: {exc}") from None
+    if not all(
+        isinstance(v, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}", v) for v in (name, version)
+    ):
+        raise ValueError(f"bundle name/version {name!r} {version!r} are not usable in a URL")
+    return name, version
+
+
+def validate_hard_item(item: dict[str, Any]) -> None:
+    """A kept-image item (``POST …/sync/hard-images``); raises ItemInvalid(code, message)."""
+    for key in ("deviceId", "jobId", "reason"):
+        if not isinstance(item.get(key), str) or not item[key]:
+            raise ItemInvalid("invalid_item", f"{key}: expected a non-empty string")
+    image = item.get("image")
+    if (
+        not isinstance(image, dict)
+        or not isinstance(image.get("sha256"), str)
+        or not SHA256_RE.match(image["sha256"])
+    ):
+        raise ItemInvalid("invalid_item", "image.sha256: expected 64 lowercase hex digits")
+    labels = item.get("labels")
+    if labels is not None and (
+        not isinstance(labels, dict) or not isinstance(labels.get("annotations", []), list)
+    ):
+        raise ItemInvalid("invalid_labels", "labels: expected a COCO object with an annotations list")
+
+
+def parse_model_report(doc: Any) -> list[dict[str, Any]]:
+    """The body of ``PUT …/devices/{id}/models``; raises ValueError naming the problem."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("models"), list):
+        raise ValueError("expected {'models': [...]}")
+    if "deviceId" in doc and not isinstance(doc["deviceId"], str):
+        raise ValueError("deviceId: expected a string")
+    out = []
+    for n, m in enumerate(doc["models"]):
+        if not isinstance(m, dict) or not isinstance(m.get("name"), str) or not m["name"]:
+            raise ValueError(f"models[{n}]: expected an object with a non-empty name")
+        for key in ("version", "previous", "source"):
+            if m.get(key) is not None and not isinstance(m[key], str):
+                raise ValueError(f"models[{n}].{key}: expected a string or null")
+        out.append(m)
+    return out
 
 
 # -- storage ---------------------------------------------------------------------------------------
@@ -284,6 +385,164 @@ class Upstream:
             )
         return cur.rowcount == 1
 
+    # -- hard images ---------------------------------------------------------------------------
+
+    def ingest_hard(self, tenant: str, items: list[Any]) -> list[dict[str, Any]]:
+        """Kept images from devices: the latest item per (tenant, idempotencyKey) is kept."""
+        replies = []
+        with self.lock:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                for item in items:
+                    replies.append(self._ingest_hard_one(tenant, item))
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+        return replies
+
+    def _ingest_hard_one(self, tenant: str, item: dict[str, Any]) -> dict[str, Any]:
+        key = item["idempotencyKey"]
+        try:
+            validate_hard_item(item)
+        except ItemInvalid as exc:
+            return {"idempotencyKey": key, "status": "rejected", "code": exc.code, "message": str(exc)}
+        sha = item["image"]["sha256"]
+        if not self.conn.execute(
+            "SELECT 1 FROM images WHERE tenant = ? AND sha256 = ?", (tenant, sha)
+        ).fetchone():
+            return {
+                "idempotencyKey": key,
+                "status": "rejected",
+                "code": "image_missing",
+                "message": f"upload the image first: PUT …/sync/images/{sha}",
+            }
+        digest = hashlib.sha256(canonical(item)).hexdigest()
+        row = self.conn.execute(
+            "SELECT item_hash FROM hard_items WHERE tenant = ? AND idempotency_key = ?", (tenant, key)
+        ).fetchone()
+        if row is not None and row[0] == digest:
+            return {"idempotencyKey": key, "status": "duplicate", "jobId": item["jobId"]}
+        self.conn.execute(
+            "INSERT OR REPLACE INTO hard_items (tenant, idempotency_key, device_id, job_id, reason, image_sha256,"
+            " item, item_hash, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                tenant,
+                key,
+                item["deviceId"],
+                item["jobId"],
+                item["reason"],
+                sha,
+                json.dumps(item),
+                digest,
+                time.time(),
+            ),
+        )
+        return {"idempotencyKey": key, "status": "updated" if row else "created", "jobId": item["jobId"]}
+
+    def hard_items(self, tenant: str) -> list[dict[str, Any]]:
+        with self.lock:
+            rows = self.conn.execute(
+                "SELECT item FROM hard_items WHERE tenant = ? ORDER BY received_at, idempotency_key",
+                (tenant,),
+            ).fetchall()
+        return [json.loads(r[0]) for r in rows]
+
+    # -- the model catalogue -------------------------------------------------------------------
+
+    def publish_bundle(self, tenant: str, data: bytes) -> dict[str, Any]:
+        """Add a signed model bundle (``.edgecv``) to ``tenant``'s catalogue; name and version are read
+        from its ``bundle.json`` (the server does not check the signature: devices do)."""
+        name, version = bundle_identity(data)
+        sha = hashlib.sha256(data).hexdigest()
+        with self.lock:
+            self.conn.execute(
+                "INSERT OR REPLACE INTO models (tenant, name, version, sha256, size_bytes, data, published_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (tenant, name, version, sha, len(data), data, time.time()),
+            )
+        return {"name": name, "version": version, "size": len(data), "sha256": sha}
+
+    def list_models(self, tenant: str) -> list[dict[str, Any]]:
+        with self.lock:
+            rows = self.conn.execute(
+                "SELECT name, version, size_bytes, sha256, published_at FROM models WHERE tenant = ?"
+                " ORDER BY name, published_at",
+                (tenant,),
+            ).fetchall()
+        return [
+            {
+                "name": name,
+                "version": version,
+                "size": size,
+                "sha256": sha,
+                "url": f"/v1/tenants/{tenant}/models/{name}/{version}/bundle",
+                "publishedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(published)),
+            }
+            for name, version, size, sha, published in rows
+        ]
+
+    def bundle_info(self, tenant: str, name: str, version: str) -> tuple[int, str] | None:
+        with self.lock:
+            row = self.conn.execute(
+                "SELECT size_bytes, sha256 FROM models WHERE tenant = ? AND name = ? AND version = ?",
+                (tenant, name, version),
+            ).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def bundle_bytes(self, tenant: str, name: str, version: str, start: int, length: int) -> bytes:
+        with self.lock:
+            row = self.conn.execute(
+                "SELECT substr(data, ?, ?) FROM models WHERE tenant = ? AND name = ? AND version = ?",
+                (start + 1, length, tenant, name, version),
+            ).fetchone()
+        return bytes(row[0]) if row and row[0] is not None else b""
+
+    def report_models(self, tenant: str, device_id: str, models: list[dict[str, Any]]) -> None:
+        """Replace what ``device_id`` runs with ``models`` (one transaction)."""
+        now = time.time()
+        with self.lock:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                self.conn.execute(
+                    "DELETE FROM device_models WHERE tenant = ? AND device_id = ?", (tenant, device_id)
+                )
+                self.conn.executemany(
+                    "INSERT OR REPLACE INTO device_models (tenant, device_id, name, version, previous, source,"
+                    " reported_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (
+                            tenant,
+                            device_id,
+                            m["name"],
+                            m.get("version"),
+                            m.get("previous"),
+                            m.get("source"),
+                            now,
+                        )
+                        for m in models
+                    ],
+                )
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+
+    def device_models(self, tenant: str, device_id: str) -> dict[str, Any] | None:
+        with self.lock:
+            rows = self.conn.execute(
+                "SELECT name, version, previous, source, reported_at FROM device_models"
+                " WHERE tenant = ? AND device_id = ? ORDER BY name",
+                (tenant, device_id),
+            ).fetchall()
+        if not rows:
+            return None
+        return {
+            "deviceId": device_id,
+            "models": [{"name": n, "version": v, "previous": p, "source": s} for n, v, p, s, _ in rows],
+            "reportedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(max(r[4] for r in rows))),
+        }
+
     def stats(self, tenant: str | None) -> dict[str, Any]:
         where, params = ("WHERE tenant = ?", (tenant,)) if tenant else ("", ())
         with self.lock:
@@ -313,19 +572,24 @@ class Upstream:
 
 @dataclass
 class Fault:
-    kind: str  # status | delay | drop | hang
+    kind: str  # status | delay | drop | hang | truncate | lie
     count: int = 1  # -1 = until cleared
     status: int = 500
     retry_after: str | None = None  # "5" or "date:5"
     seconds: float = 0.0  # delay length; hang: 0 = until the server stops
     phase: str = "before"  # delay: before or after the commit
-    path: str = "results"  # results | images | jobs | any
+    path: str = "results"  # results | images | jobs | models | hard | any
+    bytes: int = 0  # truncate: body bytes sent before closing; lie: bytes added to the stated length
 
     def __post_init__(self) -> None:
-        if self.kind not in ("status", "delay", "drop", "hang"):
-            raise ValueError(f"fault kind: expected status, delay, drop or hang, got {self.kind!r}")
-        if self.path not in ("results", "images", "jobs", "any"):
-            raise ValueError(f"fault path: expected results, images, jobs or any, got {self.path!r}")
+        if self.kind not in ("status", "delay", "drop", "hang", "truncate", "lie"):
+            raise ValueError(
+                f"fault kind: expected status, delay, drop, hang, truncate or lie, got {self.kind!r}"
+            )
+        if self.path not in ("results", "images", "jobs", "models", "hard", "any"):
+            raise ValueError(
+                f"fault path: expected results, images, jobs, models, hard or any, got {self.path!r}"
+            )
 
     @classmethod
     def parse(cls, spec: str) -> Fault:
@@ -334,7 +598,7 @@ class Fault:
         for part in filter(None, spec.split(",")):
             key, _, value = part.partition("=")
             values[key.strip()] = value.strip()
-        for key, typ in (("count", int), ("status", int), ("seconds", float)):
+        for key, typ in (("count", int), ("status", int), ("seconds", float), ("bytes", int)):
             if key in values:
                 values[key] = typ(values[key])
         return cls(**values)
@@ -434,7 +698,17 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     def _api(self, method: str, path: str, query: dict[str, str]) -> None:
-        area = "results" if RESULTS_RE.match(path) else "images" if IMAGE_RE.match(path) else "jobs"
+        area = (
+            "results"
+            if RESULTS_RE.match(path)
+            else "images"
+            if IMAGE_RE.match(path)
+            else "models"
+            if MODELS_RE.match(path) or BUNDLE_RE.match(path) or DEVICE_MODELS_RE.match(path)
+            else "hard"
+            if HARD_RE.match(path)
+            else "jobs"
+        )
         body = self._read_body()
         if body is None:
             return
@@ -450,6 +724,13 @@ class Handler(BaseHTTPRequestHandler):
             ("PUT", IMAGE_RE, self._put_image),
             ("GET", JOB_RE, self._get_job),
             ("GET", JOBS_RE, self._list_jobs),
+            ("GET", MODELS_RE, self._list_models),
+            ("GET", BUNDLE_RE, self._get_bundle),
+            ("HEAD", BUNDLE_RE, self._get_bundle),
+            ("PUT", DEVICE_MODELS_RE, self._put_device_models),
+            ("GET", DEVICE_MODELS_RE, self._get_device_models),
+            ("POST", HARD_RE, self._post_hard),
+            ("GET", HARD_RE, self._list_hard),
         )
         allowed = []
         for verb, pattern, handler in routes:
@@ -593,11 +874,116 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError as exc:
             self._json(400, {"error": {"code": "invalid_query", "message": str(exc)}})
 
+    def _post_hard(self, tenant: str, *, body: bytes, fault: Fault | None = None, **_: Any) -> None:
+        try:
+            doc = json.loads(body)
+            items = doc["items"]
+            if not isinstance(items, list) or not items:
+                raise ValueError("items must be a non-empty list")
+            for n, item in enumerate(items):
+                if not isinstance(item, dict) or not isinstance(item.get("idempotencyKey"), str):
+                    raise ValueError(f"items[{n}] is not an object with an idempotencyKey string")
+                if not item["idempotencyKey"]:
+                    raise ValueError(f"items[{n}].idempotencyKey is empty")
+        except (ValueError, KeyError, TypeError) as exc:
+            return self._json(
+                400, {"error": {"code": "invalid_batch", "message": f"expected {{'items': [...]}}: {exc}"}}
+            )
+        replies = self.server.upstream.ingest_hard(tenant, items)
+        if not self._after_commit(fault):
+            self._json(200, {"results": replies})
+
+    def _list_hard(self, tenant: str, **_: Any) -> None:
+        self._json(200, {"data": self.server.upstream.hard_items(tenant)})
+
+    def _list_models(self, tenant: str, **_: Any) -> None:
+        self._json(200, {"models": self.server.upstream.list_models(tenant)})
+
+    def _get_bundle(
+        self, tenant: str, name: str, version: str, *, fault: Fault | None = None, **_: Any
+    ) -> None:
+        """The bundle's bytes; ``Range: bytes=N-[M]`` gives 206 with Content-Range (416 past the end),
+        ``If-Range`` with another ETag gives the whole file. Faults: ``truncate`` closes after ``bytes``
+        body bytes; ``lie`` states ``bytes`` more than it has and pads the body with zeros."""
+        info = self.server.upstream.bundle_info(tenant, name, version)
+        if info is None:
+            return self._json(
+                404, {"error": {"code": "model_not_found", "message": f"no bundle {name} {version}"}}
+            )
+        size, sha = info
+        etag = f'"{sha}"'
+        start, end, status = 0, size - 1, 200
+        match = RANGE_RE.match(self.headers.get("Range") or "")
+        if_range = self.headers.get("If-Range")
+        if match and (if_range is None or if_range == etag):
+            start = int(match.group(1))
+            end = min(int(match.group(2)), size - 1) if match.group(2) else size - 1
+            if start >= size or end < start:
+                return self._json(
+                    416,
+                    {"error": {"code": "range_not_satisfiable", "message": f"the bundle has {size} bytes"}},
+                    {"Content-Range": f"bytes */{size}"},
+                )
+            status = 206
+        length = end - start + 1
+        pad = fault.bytes if fault is not None and fault.kind == "lie" else 0
+        headers = {"Accept-Ranges": "bytes", "ETag": etag, "Content-Type": "application/octet-stream"}
+        if status == 206:
+            headers["Content-Range"] = f"bytes {start}-{end + pad}/{size + pad}"
+        self.send_response(status)
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(length + pad))
+        self.end_headers()
+        if self.command == "HEAD":
+            return
+        limit = fault.bytes if fault is not None and fault.kind == "truncate" else None
+        sent, chunk = 0, 1 << 20
+        while sent < length:
+            take = min(chunk, length - sent) if limit is None else min(chunk, length - sent, limit - sent)
+            if take <= 0:
+                break
+            self.wfile.write(self.server.upstream.bundle_bytes(tenant, name, version, start + sent, take))
+            sent += take
+        if limit is not None and sent < length:
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        if pad:
+            self.wfile.write(b"\0" * pad)
+
+    def _put_device_models(self, tenant: str, device_id: str, *, body: bytes, **_: Any) -> None:
+        try:
+            models = parse_model_report(json.loads(body) if body else None)
+        except ValueError as exc:
+            return self._json(400, {"error": {"code": "invalid_report", "message": str(exc)}})
+        self.server.upstream.report_models(tenant, device_id, models)
+        self._json(
+            200,
+            self.server.upstream.device_models(tenant, device_id) or {"deviceId": device_id, "models": []},
+        )
+
+    def _get_device_models(self, tenant: str, device_id: str, **_: Any) -> None:
+        doc = self.server.upstream.device_models(tenant, device_id)
+        if doc is None:
+            return self._json(
+                404,
+                {"error": {"code": "device_not_found", "message": f"device {device_id} reported nothing"}},
+            )
+        self._json(200, doc)
+
     # admin
     def _admin(self, method: str, path: str, query: dict[str, str]) -> None:
         body = self._read_body()
         if body is None:
             return
+        if path == "/_admin/models" and method == "POST":  # body: the bundle file itself
+            try:
+                return self._json(
+                    200, self.server.upstream.publish_bundle(query.get("tenant", "local"), body)
+                )
+            except ValueError as exc:
+                return self._json(400, {"error": {"code": "invalid_bundle", "message": str(exc)}})
         doc = json.loads(body) if body else {}
         if path == "/_admin/faults" and method == "POST":
             items = doc if isinstance(doc, list) else [doc]
@@ -702,6 +1088,10 @@ class ReferenceServer:
         if self._thread is not None:
             self._thread.join(timeout=5)
 
+    def publish(self, bundle: str | Path, tenant: str = "local") -> dict[str, Any]:
+        """Add a signed model bundle file to ``tenant``'s model catalogue (``GET …/models``)."""
+        return self.upstream.publish_bundle(tenant, Path(bundle).read_bytes())
+
     def __enter__(self) -> ReferenceServer:
         return self.start()
 
@@ -727,6 +1117,10 @@ def main(argv: list[str] | None = None) -> int:
         metavar="SPEC",
         help="e.g. kind=status,status=503,count=2,retry_after=date:3 (repeatable, applied in order)",
     )
+    parser.add_argument(
+        "--bundle", action="append", default=[], metavar="FILE", help="publish a model bundle (repeatable)"
+    )
+    parser.add_argument("--bundle-tenant", default="local", help="the tenant --bundle files are published to")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -738,6 +1132,12 @@ def main(argv: list[str] | None = None) -> int:
     except (TypeError, ValueError) as exc:
         parser.error(f"--fault: {exc}")
     server = ReferenceServer(args.db, host=args.host, port=args.port, settings=settings, faults=faults)
+    for bundle in args.bundle:
+        try:
+            published = server.publish(bundle, args.bundle_tenant)
+        except (OSError, ValueError) as exc:
+            parser.error(f"--bundle {bundle}: {exc}")
+        log.info("published %s %s for tenant %s", published["name"], published["version"], args.bundle_tenant)
     if not settings.api_keys:
         log.warning("no --api-key given: authentication is off")
     print(f"listening on {server.url}", flush=True)

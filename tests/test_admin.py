@@ -60,7 +60,18 @@ def test_every_admin_command_has_help(command):
 # -- config init / check -------------------------------------------------------------------------
 
 
-TABLES = ("sync", "api", "webhooks", "retention", "privacy", "mqtt", "folders", "planograms")
+TABLES = (
+    "sync",
+    "api",
+    "webhooks",
+    "retention",
+    "privacy",
+    "mqtt",
+    "folders",
+    "planograms",
+    "model_pull",
+    "hard_images",
+)
 
 
 def test_config_init_writes_a_template_that_validates_and_documents_every_key(tmp_path):
@@ -84,6 +95,8 @@ def test_config_init_writes_a_template_that_validates_and_documents_every_key(tm
         "retention": cfg.retention,
         "privacy": cfg.privacy,
         "mqtt": cfg.mqtt,
+        "model_pull": cfg.model_pull,
+        "hard_images": cfg.hard_images,
     }
     chunks = dict.fromkeys(sections, "")
     current = ""

@@ -93,7 +93,7 @@ def test_agent_api_passes_the_contract_fuzzer(config, tmp_path, token):
     # chooses are supplied from outside the run, as for any fuzzer
     add_sku(config, "example-sku", [("front.bmp", EXAMPLE_BMP_16)], {"name": "Example pack"})
     # and an observation: the stateful phase reaches GET /observations/{id} through links only now and
-    # then (with 20 operations and a bounded budget, a seed-dependent share); a known id keeps it honest
+    # then (with 21 operations and a bounded budget, a seed-dependent share); a known id keeps it honest
     store = Store(config.db_path)
     try:
         seeded = ingest_bytes(store, config, EXAMPLE_BMP_16, name="seed.bmp").observation.id
@@ -113,11 +113,33 @@ def test_agent_api_passes_the_contract_fuzzer(config, tmp_path, token):
             config_file=settings,
             report=tmp_path / "st.ndjson",
         )
-    assert_clean(result, operations=20)
+    assert_clean(result, operations=21)
+
+
+def _example_bundle(tmp_path: Path) -> Path:
+    """A signed bundle named example-model 1.0.0 for the model catalogue operations."""
+    import cv2
+    from helpers.runtime import make_package, red_rectangle_image
+
+    from edgecv.runtime.bundle import generate_keys, pack
+
+    key, _ = generate_keys(tmp_path / "keys")
+    ok, png = cv2.imencode(".png", red_rectangle_image(160, 120, (10, 10, 60, 50)))
+    (tmp_path / "img").mkdir()
+    (tmp_path / "img" / "0.png").write_bytes(png.tobytes())
+    out = tmp_path / "example-model-1.0.0.edgecv"
+    pack(
+        make_package(tmp_path / "src", "example-model", version="1.0.0"),
+        out,
+        key,
+        [tmp_path / "img" / "0.png"],
+    )
+    return out
 
 
 def test_reference_upstream_passes_the_contract_fuzzer(tmp_path):
     key = "fuzz-key-0123456789"
+    bundle = _example_bundle(tmp_path)
     server = subprocess.Popen(
         [
             sys.executable,
@@ -129,6 +151,10 @@ def test_reference_upstream_passes_the_contract_fuzzer(tmp_path):
             str(tmp_path / "up.db"),
             "--api-key",
             key,
+            "--bundle",
+            str(bundle),
+            "--bundle-tenant",
+            "acme",
         ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -139,6 +165,12 @@ def test_reference_upstream_passes_the_contract_fuzzer(tmp_path):
         line = server.stdout.readline()
         match = re.match(r"listening on (http://\S+)", line)
         assert match, f"sync.server did not start: {line!r}"
+        requests.put(
+            f"{match.group(1)}/v1/tenants/acme/devices/dev_example/models",
+            json={"models": [{"name": "example-model", "version": "1.0.0"}]},
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=10,
+        ).raise_for_status()
         result = run_schemathesis(
             str(ROOT / "sync" / "openapi.yaml"),
             "--url",
@@ -151,7 +183,7 @@ def test_reference_upstream_passes_the_contract_fuzzer(tmp_path):
     finally:
         server.terminate()
         server.wait(10)
-    assert_clean(result, operations=5)
+    assert_clean(result, operations=12)
 
 
 def test_the_served_document_describes_this_agent(config, tmp_path):

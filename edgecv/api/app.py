@@ -54,7 +54,13 @@ _STATUS_FOR: list[tuple[type[EdgecvError], int]] = [
     (ConfigError, 422),
     (StoreError, 400),
 ]
-_CODE_STATUS = {"file_too_large": 413, "webhook_from_config": 409, "disk_budget_exceeded": 507, "disk_full": 507}
+_CODE_STATUS = {
+    "file_too_large": 413,
+    "webhook_from_config": 409,
+    "cannot_keep": 409,
+    "disk_budget_exceeded": 507,
+    "disk_full": 507,
+}
 
 
 def _status_for(exc: EdgecvError) -> int:

@@ -7,7 +7,7 @@ knows, so that generated clients and contract fuzzers (schemathesis) reach the r
   for the upload and a webhook URL; ``model`` fields list the installed models (``enum``): the server
   refuses any other with ``422 model_not_found``.
 - **links**: how ids flow from one call to the next (upload → observation, image, start job → get job
-  → its observation; webhook created → get, delete; SKU images added → get, delete the SKU). An upload's
+  → its observation, flag job; webhook created → get, delete; SKU images added → get, delete the SKU). An upload's
   own ``job`` is null without ``model``,
   so the link to a job goes through ``startJob`` (which returns the same job for the same model).
 """
@@ -70,11 +70,13 @@ LINKS: dict[tuple[str, str], dict[str, Any]] = {
         ("startJob", status): {
             "getJob": _link("getJob", "The job.", id="$response.body#/id"),
             "getObservation": _link("getObservation", "Its observation.", id="$response.body#/observationId"),
+            "flagJob": _link("flagJob", "Keep its image for labelling.", id="$response.body#/id"),
         }
         for status in ("200", "201")
     },
     ("getJob", "200"): {
         "getObservation": _link("getObservation", "Its observation.", id="$response.body#/observationId"),
+        "flagJob": _link("flagJob", "Keep its image for labelling.", id="$response.body#/id"),
     },
     ("createWebhook", "201"): {
         "getWebhook": _link("getWebhook", "The endpoint just registered.", id="$response.body#/id"),

@@ -160,7 +160,34 @@ def list_jobs(
     )
 
 
+@tenant_router.post(
+    "/cv/jobs/{id}/flag",
+    operation_id="flagJob",
+    response_model=schemas.FlagOut,
+    responses={404: _ERR, 409: _ERR},
+    dependencies=[Depends(require_json)],
+)
+def flag_job(st: Tenant, id: str, body: schemas.FlagJob) -> JSONResponse:
+    """Keep a completed job's image for labelling (`edgecv export --flagged`), whatever the sampling
+    policy; 409 `cannot_keep` when the job is not completed, its image is gone or the kept images' disk
+    share is used up. Flagging again replaces the reason."""
+    from edgecv.hard_images import HardImages
+
+    kept = HardImages(st.store, st.config, st.budget).flag(id, body.reason)
+    return JSONResponse(
+        {
+            "jobId": kept.job_id,
+            "observationId": kept.observation_id,
+            "reason": kept.reason,
+            "detail": kept.detail,
+            "keptAt": kept.kept_at,
+            "sizeBytes": kept.size_bytes,
+        }
+    )
+
+
 # -- observations ------------------------------------------------------------------------------------
+
 
 def _multipart_body(**properties: dict) -> dict:
     """The OpenAPI request body of a multipart upload: a required ``file`` part and the given fields, no
@@ -286,7 +313,14 @@ async def create_observation(st: Tenant, request: Request) -> JSONResponse:
         name = _safe_name(upload.filename)
     try:
         result = await run_in_threadpool(
-            ingest_bytes, st.store, st.config, data, name=name, metadata=metadata, model=model, budget=st.budget
+            ingest_bytes,
+            st.store,
+            st.config,
+            data,
+            name=name,
+            metadata=metadata,
+            model=model,
+            budget=st.budget,
         )
     except DiskFull:  # 507 with the message; intake pauses until space returns
         if st.budget is not None:
@@ -385,7 +419,9 @@ _FILES = {
 _CATALOG_UPLOAD_DOC = _multipart_body(
     file={**_FILES, "description": "Reference images (JPEG, PNG, WebP; 8 px or more)"},
     **{
-        k: {"type": "number", "minimum": 0, "maximum": 1e8} if t is float else {"type": "string", "maxLength": 256}
+        k: {"type": "number", "minimum": 0, "maximum": 1e8}
+        if t is float
+        else {"type": "string", "maxLength": 256}
         for k, t in _SKU_FIELDS.items()
     },
 )

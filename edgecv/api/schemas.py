@@ -94,6 +94,22 @@ class StartJob(BaseModel):
     model: str = Field(min_length=1, max_length=128)
 
 
+class FlagJob(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str | None = Field(default=None, max_length=500, description="Why the image is flagged.")
+
+
+class FlagOut(BaseModel):
+    jobId: str
+    observationId: str
+    reason: str = Field(
+        description="flagged (or low_confidence, out_of_domain, price_mismatch before a flag)"
+    )
+    detail: str | None
+    keptAt: str
+    sizeBytes: int
+
+
 class ObservationOut(BaseModel):
     id: str
     sha256: str

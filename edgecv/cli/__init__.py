@@ -17,7 +17,7 @@ from edgecv.errors import EdgecvError
 from edgecv.logging_setup import LOG_FORMATS, configure_logging, register_secrets
 from edgecv.paths import private_umask
 
-COMMAND_MODULES = ("jobs", "models", "catalog", "run", "agent", "sync", "serve", "admin", "backup")
+COMMAND_MODULES = ("jobs", "models", "catalog", "run", "agent", "sync", "serve", "admin", "backup", "export")
 
 
 class AppContext:

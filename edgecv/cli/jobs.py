@@ -1,4 +1,4 @@
-"""``edgecv jobs list`` / ``edgecv jobs show``."""
+"""``edgecv jobs list`` / ``edgecv jobs show`` / ``edgecv jobs flag``."""
 
 from __future__ import annotations
 
@@ -95,3 +95,26 @@ def show_job(app: AppContext, job_id: str, annotate: Path | None) -> None:
     click.echo(job.to_json())
     if annotate is not None:
         click.echo(f"annotated image: {annotate}", err=True)
+
+
+@jobs.command("flag")
+@click.argument("job_id")
+@click.option("--reason", default=None, help="Why the result needs a look (kept with the image).")
+@pass_app
+def flag_job(app: AppContext, job_id: str, reason: str | None) -> None:
+    """Keep a completed job's image for labelling (`edgecv export --flagged`), whatever [hard_images] says.
+
+    The image is linked into <data dir>/hard, so retention cannot delete it; it counts against the kept
+    images' disk share (hard_images.max_mb / max_percent)."""
+    from edgecv.hard_images import HardImages
+
+    store = open_store(app)
+    try:
+        kept = HardImages(store, app.config()).flag(job_id, reason)
+    except EdgecvError as exc:
+        raise fail(exc) from None
+    finally:
+        store.close()
+    click.echo(
+        f"flagged {kept.job_id}: image kept in {kept.path}" + (f" ({kept.detail})" if kept.detail else "")
+    )

@@ -1,4 +1,4 @@
-"""``edgecv models list|show|add|eval|keygen|pack|install|rollback``."""
+"""``edgecv models list|show|add|eval|keygen|pack|install|rollback|pull``."""
 
 from __future__ import annotations
 
@@ -202,22 +202,29 @@ def pack_model(app: AppContext, name: str, out: Path | None, key: Path | None, i
 
 
 @models.command("install")
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("source", metavar="FILE|URL")
 @click.option("--json", "as_json", is_flag=True, help="Print the install report as JSON.")
 @pass_app
-def install_model(app: AppContext, file: Path, as_json: bool) -> None:
+def install_model(app: AppContext, source: str, as_json: bool) -> None:
     """Verify a signed bundle, check it on this device and switch to it.
 
-    The signature must come from a key in trusted_keys; every file's sha256 is checked; the package
-    must match its manifest and pass the acceptance check on this device's backend (detections agree
-    with the bundle's; INT8 with FP32). Only then does NAME point at the new version. The previous
-    version is kept for `edgecv models rollback NAME`."""
+    FILE|URL: a bundle file, or an http(s) URL it is downloaded from (resumed where an earlier attempt
+    stopped; the partial file lives in <data dir>/downloads). The signature must come from a key in
+    trusted_keys; every file's sha256 is checked; the package must match its manifest and pass the
+    acceptance check on this device's backend (detections agree with the bundle's; INT8 with FP32).
+    Only then does NAME point at the new version. The previous version is kept for
+    `edgecv models rollback NAME`."""
     from dataclasses import asdict
 
-    from edgecv.runtime.lifecycle import install
+    from edgecv.runtime.lifecycle import install, install_url
 
+    if not source.startswith(("http://", "https://")) and Path(source).is_dir():
+        raise click.ClickException(f"{source} is a folder; give the bundle file (NAME-VERSION.edgecv) or a URL")
     try:
-        report = install(app.config(), file)
+        if source.startswith(("http://", "https://")):
+            report = install_url(app.config(), source)
+        else:
+            report = install(app.config(), Path(source))
     except EdgecvError as exc:
         raise fail(exc) from None
     if as_json:
@@ -244,3 +251,24 @@ def rollback_model(app: AppContext, name: str) -> None:
     except EdgecvError as exc:
         raise fail(exc) from None
     click.echo(f"{name}: {old} -> {new} (run rollback again to return to {old})")
+
+
+@models.command("pull")
+@click.option("--json", "as_json", is_flag=True, help="Print what was done as JSON.")
+@pass_app
+def pull_models(app: AppContext, as_json: bool) -> None:
+    """Once now: install newer versions from the upstream model catalogue and report what runs here.
+
+    Uses [sync] url and api_key; [model_pull] models says which models to follow (default: the ones
+    installed here). Each bundle is verified, gated and switched as by `edgecv models install`."""
+    from edgecv.model_pull import pull_once
+
+    try:
+        outcome = pull_once(app.config())
+    except EdgecvError as exc:
+        raise fail(exc) from None
+    if as_json:
+        click.echo(json.dumps(outcome, indent=2))
+        return
+    for line in outcome["lines"]:
+        click.echo(line)

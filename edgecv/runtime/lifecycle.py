@@ -35,6 +35,7 @@ from edgecv.errors import AcceptanceFailed, EdgecvError, InstallInProgress, Mode
 from edgecv.imageio import decode_file
 from edgecv.paths import ensure_writable_dir
 from edgecv.runtime.bundle import EXPECTED, Bundle, extract_bundle, open_bundle, trusted_public_keys
+from edgecv.runtime.download import discard, download, download_lock
 from edgecv.runtime.package import ModelPackage, load_package
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ class InstallReport:
     precision_agreement: dict = field(default_factory=dict)
     images: int = 0
     seconds: dict = field(default_factory=dict)
+    download: dict = field(default_factory=dict)  # install_url: url, bytes, sha256, resumedFrom
 
 
 @contextmanager
@@ -180,6 +182,64 @@ def install(config: Config, path: Path) -> InstallReport:
         report.seconds["total"] = time.perf_counter() - started
         log.info("installed %s %s (previous: %s)", name, version, state["current"])
         return report
+
+
+def downloads_dir(config: Config) -> Path:
+    return config.data_dir / "downloads"
+
+
+def install_url(
+    config: Config,
+    url: str,
+    *,
+    size: int | None = None,
+    sha256: str | None = None,
+    headers: dict[str, str] | None = None,
+    timeout_s: float = 30.0,
+) -> InstallReport:
+    """``edgecv models install URL``: download with resume (:mod:`edgecv.runtime.download`), then
+    :func:`install` exactly as for a file. A download that stops early keeps its partial file for the
+    next attempt (UpstreamUnreachable); a download whose bytes are refused (or a bundle the install
+    refuses) is deleted. ``size`` / ``sha256``: what the model catalogue says, checked when given."""
+    folder = downloads_dir(config)
+    ensure_writable_dir(folder, "downloads dir")
+    if headers is None:
+        headers = _sync_auth(config, url)
+    started = time.perf_counter()
+    with download_lock(folder, url):
+        got = download(
+            url,
+            folder,
+            size=size,
+            sha256=sha256,
+            headers=headers,
+            timeout_s=timeout_s,
+            min_free_bytes=config.min_free_mb * 1024 * 1024,
+        )
+        fetched = time.perf_counter() - started
+        try:
+            report = install(config, got.path)
+        except InstallInProgress:  # a file install holds the models dir: the complete download is kept
+            raise
+        except ModelBundleError as exc:  # name the URL, not the download's file name
+            discard(folder, url)
+            raise type(exc)(str(exc).replace(str(got.path), url)) from None
+        except BaseException:
+            discard(folder, url)
+            raise
+        discard(folder, url)
+    report.download = {"url": url, "bytes": got.size, "sha256": got.sha256, "resumedFrom": got.resumed_from}
+    report.seconds["download"] = fetched
+    return report
+
+
+def _sync_auth(config: Config, url: str) -> dict[str, str]:
+    """The sync API key, for a URL on the sync server's host only (never sent anywhere else)."""
+    from urllib.parse import urlsplit
+
+    if config.sync.url and config.sync.api_key and urlsplit(url).netloc == urlsplit(config.sync.url).netloc:
+        return {"Authorization": f"Bearer {config.sync.api_key}"}
+    return {}
 
 
 def rollback(config: Config, name: str) -> tuple[str, str]:

@@ -65,7 +65,9 @@ def free_space_reason(data_dir: Path, min_free_bytes: int, *, need: int = 0) -> 
     )
 
 
-def dir_bytes(path: Path) -> int:
+def dir_bytes(path: Path, seen: set | None = None) -> int:
+    """Bytes of the files under ``path``; with ``seen`` (a set shared between calls), a file with
+    several links (a kept hard image and its spooled original) counts once."""
     total = 0
     stack = [path]
     while stack:
@@ -75,7 +77,12 @@ def dir_bytes(path: Path) -> int:
                     if entry.is_dir(follow_symlinks=False):
                         stack.append(Path(entry.path))
                     elif entry.is_file(follow_symlinks=False):
-                        total += entry.stat(follow_symlinks=False).st_size
+                        st = entry.stat(follow_symlinks=False)
+                        if seen is not None and st.st_nlink > 1:
+                            if (st.st_dev, st.st_ino) in seen:
+                                continue
+                            seen.add((st.st_dev, st.st_ino))
+                        total += st.st_size
         except FileNotFoundError:
             continue
     return total
@@ -91,6 +98,7 @@ class DiskBudget:
         self.store, self.data_dir, self.spool_dir = store, Path(data_dir), Path(spool_dir)
         self.budget_bytes = budget_bytes
         self.min_free_bytes = min_free_bytes
+        self.kept_dir: Path | None = None  # images kept for labelling (edgecv.hard_images) count too
         self.last_used: int | None = None
         self.refusing: str | None = None  # the reason new images are refused, None = accepting
         self.disk_full_reason: str | None = None  # intake paused for lack of free space, None = not
@@ -100,13 +108,35 @@ class DiskBudget:
 
     @classmethod
     def from_config(cls, store: Store, config: Config) -> DiskBudget:
-        return cls(
+        budget = cls(
             store,
             config.data_dir,
             config.spool_dir,
             config.sync.disk_budget_mb * MIB,
             config.min_free_mb * MIB,
         )
+        budget.kept_dir = config.hard_images_dir
+        return budget
+
+    def may_keep(self, kept_bytes: int, size_bytes: int, share_bytes: int) -> tuple[bool, str | None]:
+        """May an image of ``size_bytes`` be kept for labelling, beside ``kept_bytes`` already kept?
+        Within the kept images' share (``share_bytes``), the whole budget and ``min_free_mb``."""
+        with self._lock:
+            if self._check_free(size_bytes) is not None:
+                return False, self.disk_full_reason
+            if kept_bytes + size_bytes > share_bytes:
+                return False, (
+                    f"images kept for labelling use {format_size(kept_bytes)} of their "
+                    f"{format_size(share_bytes)} (hard_images.max_mb / max_percent of sync.disk_budget_mb); "
+                    "export them (`edgecv export`) and delete the folder, or raise the share"
+                )
+            if self._measure() + size_bytes > self.budget_bytes:
+                return False, (
+                    f"disk budget reached ({format_size(self.last_used or 0)} of "
+                    f"{format_size(self.budget_bytes)}, sync.disk_budget_mb); no image is kept for labelling"
+                )
+            self.last_used = (self.last_used or 0) + size_bytes
+            return True, None
 
     # -- free space on the filesystem -------------------------------------------------------------
 
@@ -156,7 +186,9 @@ class DiskBudget:
         now = time.monotonic()
         if fresh or self.last_used is None or now - self._measured_at > USAGE_CACHE_S:
             db = sum(p.stat().st_size for p in self._db_files() if p.exists())
-            self.last_used = dir_bytes(self.spool_dir) + db
+            seen: set = set()
+            kept = dir_bytes(self.kept_dir, seen) if self.kept_dir is not None else 0
+            self.last_used = dir_bytes(self.spool_dir, seen) + kept + db
             self._measured_at = now
         return self.last_used
 
