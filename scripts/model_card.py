@@ -13,9 +13,11 @@ from pathlib import Path
 RECIPES = {
     "shelf-detection-v2": {
         "domain": "shelves",
-        "what": "Detects the 24 invented SKUs of the synthetic catalogue and their shelf-edge price tags "
-        "(25 classes) on retail-shelf photos; the `shelf` pipeline turns the boxes into facings, rows, "
-        "price tags and the shelf summary.",
+        "what": "Finds the products on a retail-shelf photo whatever their packaging (class `product`), names "
+        "the 24 invented SKUs of the demo catalogue, and finds the shelf-edge price tags (26 classes); the "
+        "`shelf` pipeline turns the boxes into facings, rows, price tags and the shelf summary, and a "
+        "product catalogue (docs/catalog.md) names any pack by its reference images. NMS is class-agnostic "
+        "(`agnosticNms`): one box per pack.",
         "imgsz": "640x384",
         "size_why": "Shelf photos are 16:9 (1280×720), so the input is a 16:9 letterbox (640×384, 2× "
         "downscale, 12 px of padding top and bottom) instead of a square that would waste 44 % of the "
@@ -23,41 +25,54 @@ RECIPES = {
         "stride-8 cells still see every pack. 640×384 costs 0.6 of a 640×640 input; a larger input "
         "(e.g. 960×544) would help the smallest tags and the mAP50-95 tail but costs 2.1× per image and "
         "did not fit the CPU training budget.",
-        "train": [
-            "--imgsz 640x384 --fliplr 0 --minutes 45 --threads 2 --reg-lo 0   # stopped after 5 min (step ~65)",
-            "--imgsz 640x384 --fliplr 0 --minutes 42 --threads 2 --reg-lo 0 --resume runs/shelves/last.pt   # stopped after 6 min",
-            "--imgsz 640x384 --fliplr 0 --minutes 40 --threads 1 --reg-lo 0 --resume runs/shelves2/last.pt",
-            "--imgsz 640x384 --fliplr 0 --minutes 30 --threads 1 --reg-lo 0 --lr 5e-4 --init runs/shelves3-package   "
-            "# 2.1.0: data/shelves-train = the first 700 images + 320 negatives (below); shelves3 exported "
-            "first as package 2.0.0",
+        "train_count": 400,
+        "synthetic": "**Synthetic images**: 400 images from `scripts/generate.py shelves` (seed 1000) and 1,400 "
+        "from `scripts/generate.py shelves_wide` (seed 2000): shelves stocked with packs made up per image "
+        "(eight pack shapes, random words, shaded / flat / photo-texture / logo artwork, any shelf and panel "
+        "colour, six tag colourways in four layouts, perspective up to ~15 % keystone, exposure ×0.5–×1.6, a "
+        "closer camera; docs/datasets.md), labelled `product`; a third of them also hold demo SKUs under "
+        "their own class. 16 % of the made-up packs wear a real pack shot: the Grocery Store Dataset's "
+        "iconic images of `Packages/Juice` and `Packages/Milk` (MIT; the classes its issue allows for "
+        "training; no other Grocery Store image was read). The network started from 2.1.0 (itself trained "
+        "from random initialisation on a 2-core CPU); no other pretrained weights.",
+        "negatives": "320 images without labels (15 % of the 2,120 training images), written by "
+        "`scripts/train/negatives.py --domain shelves` (seed 103): 173 augmented crops and collages of "
+        "scikit-image's bundled photos (astronaut, cat, coffee, coins, rocket, text, page, …) and 147 "
+        "procedural scenes (noise, gradients, text pages, shapes, stripes, scribbles). Photos shipped with "
+        "scikit-learn, matplotlib and mahotas stay held out for evaluation. INT8 calibration: 100 images of "
+        "`shelves` seed 3000, 100 of `shelves_wide` seed 3000 and 40 negatives (`negatives.py --seed 3003`).",
+        "train": [],
+        "reproduce": [
+            "export EDGECV_GROCERY_STORE=/path/to/GroceryStoreDataset   # Juice and Milk iconic images only",
+            "python scripts/generate.py shelves_wide --out data/wide --count 1400 --seed 2000 --workers 2",
+            "python scripts/generate.py shelves --out data/demo --count 400 --seed 1000 --workers 2",
+            "python scripts/train/negatives.py --out data/neg --count 320 --seed 103 --domain shelves",
+            "python scripts/generate.py shelves_wide --out data/wide-val --count 60 --seed 6000",
+            "mkdir -p data/pn/images data/pn/labels && cp data/wide/names.txt data/pn/",
+            "for d in wide demo neg; do ln -s $PWD/data/$d/images/* data/pn/images/; "
+            "ln -s $PWD/data/$d/labels/*.txt data/pn/labels/ 2>/dev/null; done",
+            "python scripts/train_model.py --data data/pn --val data/wide-val --out runs/pn1 --imgsz 640x384 "
+            "--fliplr 0 --reg-lo 1 --scale 0.5 --exposure 0.2 --lr 5e-4 --init models/shelf-detection-v2 "
+            "--grow-like 24 --minutes 80 --threads 1   # 2.1.0 grown by one class; stopped at 20 min (step ~260)",
+            "python scripts/train_model.py --data data/pn --val data/wide-val --out runs/pn2 --imgsz 640x384 "
+            "--fliplr 0 --reg-lo 1 --scale 0.5 --exposure 0.2 --lr 4e-4 --resume runs/pn1/last.pt --minutes 55 --threads 1",
+            "python scripts/generate.py shelves --out data/calib --count 100 --seed 3000   # + shelves_wide seed 3000 "
+            "(100) + negatives.py --seed 3003 (40) in one folder",
+            "python scripts/export_model.py runs/pn2/model.pt --calib data/calib --calib-count 240 "
+            "--name shelf-detection-v2 --version 2.2.0 --pipeline shelf --out models/shelf-detection-v2   "
+            "# then model.json: domain {scene: retail, threshold: 0.5}, thresholds.agnosticNms true",
+            "python scripts/evaluate_model.py models/shelf-detection-v2 --heldout-seed 5000 --confusion",
+            "python scripts/model_card.py models/shelf-detection-v2",
         ],
-        "negatives": "2.1.0 adds 320 images without labels to the first 700 training images (31 %), written "
-        "by `scripts/train/negatives.py --domain shelves` (seed 103): 173 augmented crops and collages of "
-        "scikit-image's bundled photos (astronaut, cat, coffee, coins, rocket, text, page, …; flips, "
-        "exposure ×0.5–×1.6, gamma, colour gains, blur, noise) and 147 procedural scenes (colour noise, "
-        "gradients, text pages in eight Hershey fonts, shapes, stripes, blurred colour fields, scribbles). "
-        "No Grocery Store photos (they would be products here). Photos shipped with scikit-learn, "
-        "matplotlib and mahotas stay held out for evaluation. INT8 calibration for 2.1.0: 160 images of seed "
-        "3000 and 40 negatives (`negatives.py --seed 3003`).",
-        "prep": [
-            "python scripts/train/negatives.py --out data/shelves-train --count 320 --seed 103 --domain shelves",
-        ],
-        "history": "Three segments, 51 min in all: two short 2-thread starts were stopped because, on the "
-        "shared CPU, two intra-op threads ran 2–3× slower than one (threads waiting on each other while "
-        "other jobs held the cores) and a denormal-float slowdown was fixed (`torch.set_flush_denormal`); "
-        "the final 40-minute segment (1 thread) resumed from the last checkpoint (package 2.0.0). 2.1.0 "
-        "(2026-12-02) fine-tuned 2.0.0 from its ONNX weights (`--init`, BatchNorm folded and frozen) for 30 "
-        "minutes (146 steps: one thread on a CPU shared with two other fine-tunes and other engineers' "
-        "jobs) on the same kind of images plus 31 % negatives, so that it stays silent on images "
-        "without shelves: false detections per held-out photo 23.2 → 1.8 (highest confidence 0.87 → 0.59), "
-        "per procedural negative 14.8 → 0.1, with the in-distribution figures within 0.4 mAP50-95 points. "
-        "Its benchmark below ran while the shared CPU was heavily loaded; the graph is 2.0.0's (255 / 61 / 205 "
-        "img/s INT8 / f32 / bf16 measured nearly idle).",
-        "train_count": 900,
+        "history": "HISTORY_2_2",
+        "class_limit": "- Only the 24 demo SKUs are named by the detector; every other pack is a `product`, named "
+        "by a catalogue of the store's own reference photos (docs/catalog.md) or counted as unknown.",
         "extra_limits": "- Price tags are the smallest objects (≈10×5 px at the input) and the weakest class; "
         "the shelf pipeline OCRs tags from the original image, so a looser tag box still reads.\n"
         "- Look-alike SKUs (same artwork in two sizes, Cola vs Zero, Still vs Sparkling) are told apart by "
-        "size text, height and label colour; see the confusion table in eval-report.json.\n",
+        "size text, height and label colour; see the confusion table in eval-report.json.\n"
+        "- `product` boxes are not named without a catalogue: `objectName` \"product\", counted in "
+        "`unknownProducts` (docs/results.md).\n",
     },
     "building-inspection-v1": {
         "domain": "facades",
@@ -173,7 +188,8 @@ def render(pkg_dir: Path) -> str:
         "",
         "## Training data",
         "",
-        f"**Synthetic images**: {r['train_count']} images from `scripts/generate.py {r['domain']}` "
+        r.get("synthetic")
+        or f"**Synthetic images**: {r['train_count']} images from `scripts/generate.py {r['domain']}` "
         "(seed 1000), rendered by edgecv's own generator (invented brands, OpenCV drawing; see "
         "`docs/datasets.md`). No pretrained weights were used: the network was trained from random "
         "initialisation on a 2-core CPU"
@@ -268,12 +284,28 @@ def render(pkg_dir: Path) -> str:
         "- Trained and evaluated on synthetic renders only: expect a domain gap on real photos (real "
         "packaging, lighting, lens distortion, clutter). Fine-tune on labelled site photos "
         "(`docs/training.md`, *Train on your own photos*) before relying on it in production.",
-        "- The class list is fixed to the generator's invented catalogue; real products need a custom model.",
+        r.get(
+            "class_limit",
+            "- The class list is fixed to the generator's invented catalogue; real products need a custom model.",
+        ),
         r["extra_limits"].rstrip(),
         "",
         "## Reproduce",
         "",
         "```",
+        *(r.get("reproduce") or default_reproduce(r, s, name, manifest, conf)),
+        "```",
+        "",
+        "Training is time-budgeted (`--minutes`) and runs on a shared CPU, so a rerun reaches a similar, "
+        "not bit-identical, model.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def default_reproduce(r: dict, s: dict, name: str, manifest: dict, conf) -> list[str]:
+    """The commands for a model trained on one generator folder (``recipe["reproduce"]`` overrides)."""
+    return [
         f"python scripts/generate.py {r['domain']} --out data/{r['domain']}-train --count {r['train_count']} --seed 1000 --workers 2",
         f"python scripts/generate.py {r['domain']} --out data/{r['domain']}-val --count 60 --seed 2000",
         f"python scripts/generate.py {r['domain']} --out data/{r['domain']}-calib --count 200 --seed 3000",
@@ -292,13 +324,7 @@ def render(pkg_dir: Path) -> str:
         + (" --confusion" if conf else "")
         + f" --training runs/{r['domain']}{len(r['train']) if len(r['train']) > 1 else ''}/train-summary.json",
         f"python scripts/model_card.py models/{name}",
-        "```",
-        "",
-        "Training is time-budgeted (`--minutes`) and runs on a shared CPU, so a rerun reaches a similar, "
-        "not bit-identical, model.",
-        "",
     ]
-    return "\n".join(lines)
 
 
 def heldout_lines(h: dict | None) -> list[str]:

@@ -227,3 +227,24 @@ def test_bundled_models_dir_in_a_checkout():
         assert found == repo / "models"
     else:
         assert found is None
+
+
+def test_agnostic_nms_flag():
+    assert _parse().thresholds.agnostic is False
+    thresholds = {"confidence": 0.25, "iou": 0.5, "maxDetections": 100, "agnosticNms": True}
+    assert _parse(thresholds=thresholds).thresholds.agnostic is True
+    with pytest.raises(ModelPackageError, match="thresholds.agnosticNms: expected true or false, got str"):
+        _parse(thresholds={**thresholds, "agnosticNms": "yes"})
+
+
+def test_agnostic_nms_keeps_one_box_per_object():
+    """Two anchors guessing different classes for one object: per-class NMS keeps both, agnostic one."""
+    import numpy as np
+
+    from edgecv.runtime.decode import nms
+
+    boxes = np.array([[10, 10, 50, 90], [11, 9, 51, 91], [60, 10, 100, 90]], np.float32)
+    scores = np.array([0.9, 0.8, 0.7], np.float32)
+    classes = np.array([0, 1, 1])
+    assert sorted(nms(boxes, scores, classes, 0.5).tolist()) == [0, 1, 2]
+    assert sorted(nms(boxes, scores, classes, 0.5, agnostic=True).tolist()) == [0, 2]

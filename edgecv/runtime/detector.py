@@ -168,6 +168,7 @@ class Detector:
             iou=t.iou if iou is None else iou,
             max_detections=t.max_detections if max_detections is None else max_detections,
             num_classes=self.package.num_classes,
+            agnostic=t.agnostic,
         )
 
     def detect(

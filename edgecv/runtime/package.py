@@ -46,6 +46,7 @@ class Thresholds:
     confidence: float = 0.25
     iou: float = 0.45
     max_detections: int = 300
+    agnostic: bool = False  # NMS across classes: one box per object whatever class each anchor guessed
 
 
 SCENES = ("retail", "facade", "surface")
@@ -148,6 +149,7 @@ class ModelPackage:
                 "confidence": self.thresholds.confidence,
                 "iou": self.thresholds.iou,
                 "maxDetections": self.thresholds.max_detections,
+                "agnosticNms": self.thresholds.agnostic,
             },
             "backends": [{"backend": w.backend, "precision": w.precision} for w in self.weights],
             "default": {"backend": self.default_backend, "precision": self.default_precision},
@@ -263,6 +265,7 @@ def _parse_thresholds(f: _Fields) -> Thresholds:
         confidence=f.number("confidence", 0.25, 0.0, 1.0),
         iou=f.number("iou", 0.45, 0.0, 1.0),
         max_detections=f.integer("maxDetections", 300),
+        agnostic=f.get("agnosticNms", bool, "true or false", False),
     )
 
 
