@@ -15,11 +15,10 @@ import logging
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from train.data import Augment  # noqa: E402
-from train.train import TrainConfig, train  # noqa: E402
+from edgecv.training.data import Augment  # noqa: E402
+from edgecv.training.loop import TrainConfig, train  # noqa: E402
 
 
 def parse_size(text: str) -> tuple[int, int]:
