@@ -275,3 +275,11 @@ def test_torch_is_not_a_runtime_dependency():
     project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
     assert not [d for d in project["dependencies"] if d.lower().startswith("torch")]
     assert not [d for d in project["optional-dependencies"]["train"] if d.lower().startswith("torch")]
+
+
+def test_a_shipped_package_name_is_refused_before_training(tmp_path, cli):
+    data = make_yolo(tmp_path / "yolo")
+    result = cli("models", "train", "--data", str(data), "--name", "shelf-detection-v2")
+    assert result.exit_code == 1
+    assert "Error: 'shelf-detection-v2' is the name of the package in " in result.output
+    assert _installed(tmp_path) == [] and not (tmp_path / "data" / "training").exists()

@@ -47,9 +47,14 @@ class TrainRequest:
     device: str = "auto"
     val_every_min: float | None = None  # default: a tenth of the budget
 
-    def key(self) -> dict:
+    def key(self, names: list[str]) -> dict:
         """What must be the same for ``resume`` to continue a run."""
-        return {"data": str(Path(self.data).resolve()), "base": self.base, "imgsz": list(self.imgsz or [])}
+        return {
+            "data": str(Path(self.data).resolve()),
+            "base": self.base,
+            "imgsz": list(self.imgsz or []),
+            "names": list(names),
+        }
 
 
 @dataclass
@@ -82,6 +87,14 @@ def train_custom(
             f"model name: expected lowercase letters, digits, '.', '_' or '-' (at most 64), got {request.name!r}"
         )
     dest = config.user_models_dir / request.name
+    from edgecv.runtime.installed import installed_models
+
+    other = installed_models(config).get(request.name)
+    if other is not None and other.path.parent.resolve() != config.user_models_dir.resolve():
+        raise TrainingError(
+            f"{request.name!r} is the name of the package in {other.path}; choose another name "
+            "(a trained package would hide it)"
+        )
     if dest.exists() and not request.force:
         raise TrainingError(
             f"model {request.name!r} is already installed at {dest}; use --force to replace it"
@@ -96,7 +109,7 @@ def train_custom(
         raise TrainingError(f"--imgsz {width}x{height}: both sides must be multiples of 32 (e.g. 640x384)")
     run = work_dir(config, request.name)
     request = TrainRequest(**{**asdict(request), "imgsz": (width, height)})
-    continue_from = _prepare_run(run, request)
+    continue_from = _prepare_run(run, request, check.names)
 
     stage(f"loading {len(check.train)} training and {len(check.val)} validation images at {width}x{height}")
     train_ds, val_ds = (
@@ -151,7 +164,7 @@ def _base(config: Config, request: TrainRequest) -> tuple[str | None, list[str] 
     return str(onnx), list(pkg.labels), (pkg.input.width, pkg.input.height)
 
 
-def _prepare_run(run: Path, request: TrainRequest) -> Path | None:
+def _prepare_run(run: Path, request: TrainRequest, names: list[str]) -> Path | None:
     """The run folder: kept for ``resume`` (the checkpoint to continue from), else started afresh."""
     state = run / "request.json"
     last = run / "last.pt"
@@ -161,9 +174,9 @@ def _prepare_run(run: Path, request: TrainRequest) -> Path | None:
                 f"nothing to resume for {request.name!r}: no stopped run in {run}; run without --resume"
             )
         before = json.loads(state.read_text())
-        if before != request.key():
+        if before != request.key(names):
             raise TrainingError(
-                f"--resume: the stopped run of {request.name!r} used {before}, not {request.key()}; "
+                f"--resume: the stopped run of {request.name!r} used {before}, not {request.key(names)}; "
                 "run with the same --data, --from and --imgsz, or without --resume to start over"
             )
         return last
@@ -174,7 +187,7 @@ def _prepare_run(run: Path, request: TrainRequest) -> Path | None:
         )
     shutil.rmtree(run, ignore_errors=True)
     run.mkdir(parents=True)
-    state.write_text(json.dumps(request.key()) + "\n")
+    state.write_text(json.dumps(request.key(names)) + "\n")
     return None
 
 
@@ -253,6 +266,8 @@ def _finish(
     for ws in manifest["weights"]:
         ws["files"] = list(ws["files"])
     installed = install_files(files, manifest, config.user_models_dir, request.force)
+    (run / "last.pt").unlink(missing_ok=True)  # finished: nothing left to resume
+    shutil.rmtree(pkg.parent, ignore_errors=True)
     stage(f"installed {request.name} in {installed.path}")
     return TrainResult(False, checkpoint, installed, report, summary)
 
