@@ -283,3 +283,19 @@ def test_a_shipped_package_name_is_refused_before_training(tmp_path, cli):
     assert result.exit_code == 1
     assert "Error: 'shelf-detection-v2' is the name of the package in " in result.output
     assert _installed(tmp_path) == [] and not (tmp_path / "data" / "training").exists()
+
+
+def test_the_first_ctrl_c_asks_training_to_stop_and_the_second_interrupts():
+    import os
+    import signal
+
+    from edgecv.cli.models import _ctrl_c
+
+    before = signal.getsignal(signal.SIGINT)
+    with _ctrl_c() as stop:
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop.wait(5)  # set by the handler, no KeyboardInterrupt
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            stop.wait(5)
+    assert signal.getsignal(signal.SIGINT) is before
