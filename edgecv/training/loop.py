@@ -318,8 +318,9 @@ def train(
         step, epoch, spent, history = state["step"], state["epoch"], state["elapsed"], state["history"]
         rng.seed(cfg.seed + step)
         log.info("continuing from step %d (%.1f of %.1f min spent)", step, spent / 60, cfg.minutes)
-    autocast = cfg.bf16 if device.type == "cpu" else True
-    amp_dtype = torch.bfloat16 if device.type == "cpu" else torch.float16
+    # bf16 autocast (no loss scaling needed): AMX/AVX-512-BF16 CPUs, and GPUs that have it; else float32
+    autocast = cfg.bf16 if device.type == "cpu" else torch.cuda.is_bf16_supported()
+    amp_dtype = torch.bfloat16
 
     def elapsed() -> float:
         return spent + time.time() - start
