@@ -47,6 +47,13 @@ def make_data(root: Path, train: int, val: int) -> Path:
     return root
 
 
+def memory() -> str:
+    """This process's resident memory now and its peak so far (VmRSS, VmHWM), for the stage lines."""
+    fields = dict(ln.split(":", 1) for ln in Path("/proc/self/status").read_text().splitlines() if ":" in ln)
+    mb = {k: int(fields[k].split()[0]) // 1024 for k in ("VmRSS", "VmHWM") if k in fields}
+    return f"[memory now {mb.get('VmRSS', '?')} MB, peak so far {mb.get('VmHWM', '?')} MB]"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=27.0, help="training budget (export + eval come after)")
@@ -68,18 +75,24 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(check.report()), flush=True)
     size = tuple(int(v) for v in a.imgsz.split("x")) if a.imgsz else None
     request = TrainRequest(data, "bench-plain-shelves", a.base, a.minutes, size, a.threads, force=True)
-    result = train_custom(request, cfg, check, stage=lambda s: print(s, flush=True))
+    result = train_custom(request, cfg, check, stage=lambda s: print(f"{s} {memory()}", flush=True))
     total = time.time() - t1
     r = result.report
     print("\n== figures ==")
     print(f"CPU: {cpu_flags_text()}; threads {a.threads}")
     print(f"data check + load: see log; whole command {total / 60:.1f} min (training budget {a.minutes} min)")
     for h in r["training"].get("history", []):
-        print(f"  val at {h['minutes']:5.1f} min (step {h['step']}): mAP50 {h['mAP50']:.3f}, mAP50-95 {h['mAP50_95']:.3f}")
+        print(
+            f"  val at {h['minutes']:5.1f} min (step {h['step']}): mAP50 {h['mAP50']:.3f}, mAP50-95 {h['mAP50_95']:.3f}"
+        )
     print(f"final (torch, EMA): {json.dumps(r['training'].get('val', {}))}")
     print(f"INT8 (OpenVINO): mAP50 {r['int8']['mAP50']:.3f}, mAP50-95 {r['int8']['mAP50_95']:.3f}")
     print(f"FP32 (OpenVINO f32): mAP50 {r['fp32']['mAP50']:.3f}, mAP50-95 {r['fp32']['mAP50_95']:.3f}")
-    print(f"INT8 loss: {r['int8LossMAP50_95Points']:.2f} mAP50-95 points")
+    print(f"ONNX Runtime INT8: mAP50 {r['onnxInt8']['mAP50']:.3f}, mAP50-95 {r['onnxInt8']['mAP50_95']:.3f}")
+    print(
+        f"INT8 loss: {r['int8LossMAP50_95Points']:.2f} mAP50-95 points (OpenVINO), "
+        f"{r['onnxInt8LossMAP50_95Points']:.2f} (ONNX Runtime)"
+    )
     print(f"per class (INT8): {json.dumps(r['int8']['perClass'])}")
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak memory (max RSS): {rss:.0f} MB")

@@ -7,7 +7,7 @@ from edgecv.training.dataset import DatasetCheck
 
 
 def model_card(report: dict, check: DatasetCheck, request, described: dict) -> str:
-    int8, fp32 = report["int8"], report["fp32"]
+    int8, fp32, ort = report["int8"], report["fp32"], report["onnxInt8"]
     t = report["training"]
     lines = [
         f"# {described['name']} {described['version']}",
@@ -30,8 +30,10 @@ def model_card(report: dict, check: DatasetCheck, request, described: dict) -> s
         "|---|---|---|",
         f"| OpenVINO INT8 (default) | {int8['mAP50']:.3f} | {int8['mAP50_95']:.3f} |",
         f"| OpenVINO FP32 (f32) | {fp32['mAP50']:.3f} | {fp32['mAP50_95']:.3f} |",
+        f"| ONNX Runtime INT8 (`model-int8.onnx`) | {ort['mAP50']:.3f} | {ort['mAP50_95']:.3f} |",
         "",
-        f"INT8 loss: {report['int8LossMAP50_95Points']:.2f} mAP50-95 points.",
+        f"INT8 loss against FP32: {report['int8LossMAP50_95Points']:.2f} mAP50-95 points (OpenVINO), "
+        f"{report['onnxInt8LossMAP50_95Points']:.2f} (ONNX Runtime).",
         "",
         "| class | boxes (all data) | INT8 AP50 | INT8 AP50-95 |",
         "|---|---|---|---|",
