@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import threading
+import os
+import signal
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -15,7 +18,6 @@ import pytest
 from click.testing import CliRunner
 
 from edgecv.cli import main
-from edgecv.config import load_config
 from edgecv.runtime.package import load_package
 from edgecv.training.dataset import check_dataset
 
@@ -205,51 +207,54 @@ def test_without_torch_the_message_names_the_install_commands(tmp_path, cli, mon
     assert _installed(tmp_path) == []
 
 
-# --- a real run -----------------------------------------------------------------------------------------
+# --- a real run (in child processes: torch stays out of the test process) ---------------------------
 
 
-def test_train_stop_resume_install_and_run_a_job(tmp_path, cli):
+@pytest.mark.process
+def test_train_ctrl_c_resume_install_and_run_a_job(tmp_path, cli):
     pytest.importorskip("torch")
     pytest.importorskip("nncf")
-    from edgecv.training.custom import TrainRequest, train_custom
-
     data = make_yolo(tmp_path / "yolo", count=10)
-    config = load_config(overrides={"data_dir": tmp_path / "data"})
-    check = check_dataset(data)
-    stop = threading.Event()
-
-    def progress(p):
-        if p["step"] >= 2:
-            stop.set()  # what the CLI's Ctrl-C handler does
-
-    request = TrainRequest(data, "mine", minutes=0.15, imgsz=(W, H), threads=1)
-    stopped = train_custom(request, config, check, progress=progress, stop=stop)
-    assert stopped.stopped and stopped.checkpoint.name == "last.pt" and stopped.checkpoint.is_file()
-    assert stopped.summary["step"] == 2
+    env = {**os.environ, "EDGECV_DATA_DIR": str(tmp_path / "data")}
+    train = [sys.executable, "-m", "edgecv", "--log-level", "WARNING", "models", "train", "--data", str(data),
+             "--name", "mine", "--minutes", "0.15", "--imgsz", f"{W}x{H}", "--threads", "1"]  # fmt: skip
+    proc = subprocess.Popen(train, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen = []
+    for line in proc.stdout:  # the first progress line comes after the first step
+        seen.append(line)
+        if line.startswith("[") and " step " in line:
+            proc.send_signal(signal.SIGINT)  # Ctrl-C
+            break
+    out = "".join(seen) + proc.communicate(timeout=300)[0]
+    assert proc.returncode == 130, out
+    assert "stopped at step " in out and "continue with: edgecv models train" in out and "--resume" in out
+    assert "Traceback" not in out
+    stopped_at = int(out.split("stopped at step ")[1].split()[0])
+    assert (tmp_path / "data" / "training" / "mine" / "last.pt").is_file()
     assert _installed(tmp_path) == []
 
-    again = cli("models", "train", "--data", str(data), "--name", "mine", "--minutes", "0.15",
-                "--imgsz", f"{W}x{H}", "--threads", "1")  # fmt: skip
+    again = cli("models", "train", "--data", str(data), "--name", "mine", "--imgsz", f"{W}x{H}")
     assert again.exit_code == 1 and "add --resume to continue it" in again.output
 
-    result = cli("models", "train", "--data", str(data), "--name", "mine", "--minutes", "0.15",
-                 "--imgsz", f"{W}x{H}", "--threads", "1", "--resume")  # fmt: skip
-    assert result.exit_code == 0, result.output
-    assert "mine: validation mAP50 " in result.output
+    resumed = subprocess.run([*train, "--resume"], env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "mine: validation mAP50 " in resumed.stdout
     pkg = load_package(tmp_path / "data" / "models" / "mine", verify=True)
     assert pkg.labels == list(NAMES) and (pkg.input.width, pkg.input.height) == (W, H)
     assert {(w.backend, w.precision) for w in pkg.weights} == {
         ("openvino", "int8"), ("openvino", "fp32"), ("onnx", "int8"), ("onnx", "fp32")
     }  # fmt: skip
     report = json.loads((pkg.path / "eval-report.json").read_text())
-    assert report["training"]["step"] > 2  # continued from the checkpoint's step
+    assert report["training"]["step"] > stopped_at  # continued from the checkpoint's step
     assert set(report["int8"]["perClass"]) == set(NAMES)
     for key in ("mAP50", "mAP50_95"):
-        assert 0.0 <= report["int8"][key] <= 1.0 and 0.0 <= report["fp32"][key] <= 1.0
+        for weights in ("int8", "fp32", "onnxInt8"):
+            assert 0.0 <= report[weights][key] <= 1.0
     assert report["int8LossMAP50_95Points"] == pytest.approx(
         100 * (report["fp32"]["mAP50_95"] - report["int8"]["mAP50_95"]), abs=0.01
     )
     assert "## Validation" in (pkg.path / "MODEL_CARD.md").read_text()
+    assert not (tmp_path / "data" / "training" / "mine" / "last.pt").exists()
 
     listed = cli("models", "list")
     assert "mine" in listed.output and "BROKEN" not in listed.output.split("mine", 1)[1].splitlines()[0]

@@ -18,7 +18,9 @@ from pathlib import Path
 
 from edgecv.config import Config
 from edgecv.errors import ModelPackageError, TrainingError
+from edgecv.imageio import decode_file
 from edgecv.runtime.custom import install_files
+from edgecv.runtime.installed import find_package, installed_models
 from edgecv.runtime.package import NAME_RE, ModelPackage
 from edgecv.training import require_torch
 from edgecv.training.dataset import DatasetCheck, write_yolo
@@ -83,23 +85,7 @@ def train_custom(
     """Train, export, evaluate and install ``request.name`` from the checked data (``check`` without
     errors). Returns early, with ``stopped`` and the checkpoint, when ``stop`` is set."""
     check.raise_if_errors()
-    if not NAME_RE.match(request.name or ""):
-        raise ModelPackageError(
-            f"model name: expected lowercase letters, digits, '.', '_' or '-' (at most 64), got {request.name!r}"
-        )
-    dest = config.user_models_dir / request.name
-    from edgecv.runtime.installed import installed_models
-
-    other = installed_models(config).get(request.name)
-    if other is not None and other.path.parent.resolve() != config.user_models_dir.resolve():
-        raise TrainingError(
-            f"{request.name!r} is the name of the package in {other.path}; choose another name "
-            "(a trained package would hide it)"
-        )
-    if dest.exists() and not request.force:
-        raise TrainingError(
-            f"model {request.name!r} is already installed at {dest}; use --force to replace it"
-        )
+    _check_name(config, request)
     require_torch()
     from edgecv.training.data import Augment, DetectionDataset
     from edgecv.training.loop import TrainConfig, train
@@ -117,8 +103,6 @@ def train_custom(
         DetectionDataset(width, height, check.names),
         DetectionDataset(width, height, check.names),
     )
-    from edgecv.imageio import decode_file
-
     for ds, samples in ((train_ds, check.train), (val_ds, check.val)):
         for s in samples:
             ds.add(s.path, decode_file(s.path), s.labels)
@@ -149,12 +133,29 @@ def train_custom(
     return _finish(request, config, check, run, outcome.path, outcome.summary, stage)
 
 
+def _check_name(config: Config, request: TrainRequest) -> None:
+    """The name is valid, hides no other package, and is free (or ``force``)."""
+    if not NAME_RE.match(request.name or ""):
+        raise ModelPackageError(
+            f"model name: expected lowercase letters, digits, '.', '_' or '-' (at most 64), got {request.name!r}"
+        )
+    other = installed_models(config).get(request.name)
+    if other is not None and other.path.parent.resolve() != config.user_models_dir.resolve():
+        raise TrainingError(
+            f"{request.name!r} is the name of the package in {other.path}; choose another name "
+            "(a trained package would hide it)"
+        )
+    dest = config.user_models_dir / request.name
+    if dest.exists() and not request.force:
+        raise TrainingError(
+            f"model {request.name!r} is already installed at {dest}; use --force to replace it"
+        )
+
+
 def _base(config: Config, request: TrainRequest) -> tuple[str | None, list[str] | None, tuple[int, int]]:
     """The base package's ``model-fp32.onnx``, labels and input size (``scratch``: none, 640x384)."""
     if request.base == SCRATCH:
         return None, None, DEFAULT_SIZE
-    from edgecv.runtime.installed import find_package
-
     pkg = find_package(config, request.base)
     onnx = pkg.path / "model-fp32.onnx"
     if not onnx.is_file():
