@@ -218,6 +218,13 @@ class DatasetError(EdgecvError):
     code = "dataset_invalid"
 
 
+class TrainingError(EdgecvError):
+    """``edgecv models train`` cannot start or go on (torch missing, a base package that cannot seed
+    training, no stopped run to resume, a name already taken)."""
+
+    code = "training_failed"
+
+
 class DataDirError(EdgecvError):
     """The data dir (or a folder in it) cannot be created or written by this user."""
 

@@ -20,11 +20,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import re
 import sys
 from pathlib import Path
-
-import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -32,221 +29,15 @@ sys.path.insert(0, str(ROOT))
 
 log = logging.getLogger("export")
 
-DECODE_PATTERN = "/decode/"
-# the last 1x1 conv of every head (DFL logits, class logits): cheap, and the most precision-sensitive
-HEAD_OUT_RE = re.compile(r"/model/head/(box|cls)\.\d/(box|cls)\.\d\.2/")
-
-
-def keep_float(name: str, fp_head: bool) -> bool:
-    """Nodes left out of INT8 quantization: the decode subgraph, and the head outputs with ``fp_head``."""
-    return DECODE_PATTERN in name or (fp_head and HEAD_OUT_RE.search(name) is not None)
-
-
-def export_onnx(model, width: int, height: int, path: Path, names: list[str]) -> None:
-    import onnx
-    import torch
-    from train.model import ExportWrapper
-
-    wrapper = ExportWrapper(model.float().eval(), height, width).eval()
-    x = torch.zeros(1, 3, height, width)
-    torch.onnx.export(
-        wrapper,
-        (x,),
-        str(path),
-        dynamo=False,
-        opset_version=17,
-        input_names=["images"],
-        output_names=["output0"],
-        do_constant_folding=True,
-    )
-    m = onnx.load(str(path))
-    meta = {
-        "names": str(dict(enumerate(names))),
-        "imgsz": str([height, width]),
-        "task": "detect",
-        "stride": "32",
-        "author": "edgecv",
-        "description": "EdgeDet (edgecv scripts/train)",
-    }
-    for k, v in meta.items():
-        p = m.metadata_props.add()
-        p.key, p.value = k, v
-    onnx.checker.check_model(m)
-    onnx.save(m, str(path))
-    with torch.no_grad():
-        ref = wrapper(torch.rand(1, 3, height, width, generator=torch.Generator().manual_seed(0)))
-    log.info("ONNX %s: output %s", path, list(ref.shape))
-
-
-def calibration_tensors(calib_dir: Path, width: int, height: int, limit: int) -> list[np.ndarray]:
-    import cv2
-
-    from edgecv.runtime.package import InputSpec
-    from edgecv.runtime.preprocess import to_tensor
-
-    spec = InputSpec(width=width, height=height)
-    paths = sorted(
-        p for p in (Path(calib_dir) / "images").iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"}
-    )
-    tensors = []
-    for p in paths[:limit]:
-        img = cv2.imread(str(p), cv2.IMREAD_COLOR)
-        tensors.append(to_tensor(img, spec)[0])
-    if not tensors:
-        raise FileNotFoundError(f"{calib_dir}/images: no calibration images")
-    return tensors
-
-
-def openvino_fp32(onnx_path: Path, out_xml: Path):
-    import openvino as ov
-
-    model = ov.convert_model(str(onnx_path))
-    out_xml.parent.mkdir(parents=True, exist_ok=True)
-    ov.save_model(model, str(out_xml), compress_to_fp16=False)
-    return model
-
-
-def openvino_int8(
-    fp32_xml: Path, calib: list[np.ndarray], out_xml: Path, fp_head: bool = False, act_range: str = "default"
-) -> None:
-    """NNCF PTQ. ``act_range="minmax"`` sets activation ranges from the absolute min/max over the
-    calibration set (as ONNX Runtime's MinMax does) instead of NNCF's default averaged statistics: it
-    recovered 2 of the 2.6 mAP50-95 points damage-assessment-v1 lost to INT8."""
-    import nncf
-    import openvino as ov
-    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
-    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
-
-    model = ov.Core().read_model(str(fp32_xml))
-    float_ops = [
-        op.get_friendly_name() for op in model.get_ops() if keep_float(op.get_friendly_name(), fp_head)
-    ]
-    q = nncf.quantize(
-        model,
-        nncf.Dataset(calib),
-        preset=nncf.QuantizationPreset.MIXED,
-        subset_size=len(calib),
-        ignored_scope=nncf.IgnoredScope(names=float_ops, validate=False),
-        advanced_parameters=AdvancedQuantizationParameters(
-            activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX
-        )
-        if act_range == "minmax"
-        else None,
-    )
-    out_xml.parent.mkdir(parents=True, exist_ok=True)
-    ov.save_model(q, str(out_xml), compress_to_fp16=False)
-
-
-def onnx_int8(
-    onnx_path: Path, calib: list[np.ndarray], out_path: Path, fp_head: bool = False, recipe: str = "minmax"
-) -> None:
-    """ONNX Runtime static QDQ quantization (per-channel int8 weights, uint8 activations).
-
-    ``recipe="minmax"`` quantizes every op ONNX Runtime can, with activation ranges from the calibration
-    set's min/max. ``recipe="careful"`` quantizes only the convolutions, takes activation ranges at the
-    0.001/99.999 percentiles and keeps the heads' last convs in float: on building-inspection-v1 1.3.0
-    ``minmax`` lost 13 mAP50-95 points against FP32 and ``careful`` 0.25 (docs/training.md).
-    """
-    import onnx
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.it = iter(calib)
-
-        def get_next(self):
-            t = next(self.it, None)
-            return None if t is None else {"images": t}
-
-    pre = out_path.with_suffix(".pre.onnx")
-    quant_pre_process(str(onnx_path), str(pre), skip_symbolic_shape=True)
-    careful = recipe == "careful"
-    exclude = [n.name for n in onnx.load(str(pre)).graph.node if keep_float(n.name, fp_head or careful)]
-    quantize_static(
-        str(pre),
-        str(out_path),
-        Reader(),
-        quant_format=QuantFormat.QDQ,
-        per_channel=True,
-        activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
-        nodes_to_exclude=exclude,
-        op_types_to_quantize=["Conv"] if careful else None,
-        calibrate_method=CalibrationMethod.Percentile if careful else CalibrationMethod.MinMax,
-        extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
-    )
-    pre.unlink(missing_ok=True)
-
-
-SYNTHETIC_ONLY = "synthetic images only (scripts/generate.py)"
-
-
-def write_package(
-    pkg: Path,
-    *,
-    name: str,
-    version: str,
-    description: str,
-    use_case: str,
-    pipeline: str,
-    width: int,
-    height: int,
-    labels: list[str],
-    conf: float,
-    iou: float,
-    training_data: str = SYNTHETIC_ONLY,
-    max_det: int,
-    evaluation: dict | None = None,
-) -> None:
-    from edgecv.runtime.package import write_manifest
-
-    manifest = {
-        "name": name,
-        "version": version,
-        "description": description,
-        "useCase": use_case,
-        "task": "detect",
-        "pipeline": pipeline,
-        "input": {
-            "width": width,
-            "height": height,
-            "color": "RGB",
-            "layout": "NCHW",
-            "scale": 255.0,
-            "letterbox": True,
-            "padValue": 114,
-        },
-        "labels": labels,
-        "thresholds": {"confidence": conf, "iou": iou, "maxDetections": max_det},
-        "weights": [
-            {
-                "backend": "openvino",
-                "precision": "int8",
-                "files": ["openvino-int8/model.xml", "openvino-int8/model.bin"],
-            },
-            {
-                "backend": "openvino",
-                "precision": "fp32",
-                "files": ["openvino-fp32/model.xml", "openvino-fp32/model.bin"],
-            },
-            {"backend": "onnx", "precision": "int8", "files": ["model-int8.onnx"]},
-            {"backend": "onnx", "precision": "fp32", "files": ["model-fp32.onnx"]},
-        ],
-        "default": {"backend": "openvino", "precision": "int8"},
-        "evaluation": evaluation or {},
-        "training": {
-            "architecture": "EdgeDet (edgecv scripts/train), anchor-free, DFL, strides 8/16/32",
-            "data": training_data,
-        },
-    }
-    write_manifest(pkg, manifest)
+from edgecv.training.export import (  # noqa: E402
+    SYNTHETIC_ONLY,
+    calibration_tensors,
+    export_onnx,
+    onnx_int8,
+    openvino_fp32,
+    openvino_int8,
+    write_package,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -289,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
-    from train.train import load_checkpoint
+    from edgecv.training.loop import load_checkpoint
 
     model, ck = load_checkpoint(a.checkpoint)
     w, h, names = ck["width"], ck["height"], ck["names"]

@@ -4,6 +4,7 @@
 # chromium-driver (the dashboard's browser tests) and mosquitto (the MQTT tests start their own broker on a
 # free loopback port). They are installed here with apt-get when missing (as root, or through passwordless
 # sudo; without either those tests are skipped and say why).
+# The test set-up also installs torch==2.13.0 (CPU build) for the training tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="${1:-}"
@@ -37,5 +38,10 @@ if [ -n "$extras" ]; then
   .venv/bin/python -m pip install --quiet -e ".[${extras}]"
 else
   .venv/bin/python -m pip install --quiet -e .
+fi
+if [[ ",$extras," == *",test,"* ]]; then
+  # the tests of `edgecv models train` train for seconds: torch's CPU build, pinned (a plain `torch` would
+  # pull a multi-GB CUDA build); never a dependency of edgecv itself
+  .venv/bin/python -m pip install --quiet torch==2.13.0
 fi
 echo "edgecv installed in .venv ($(.venv/bin/edgecv --version))"

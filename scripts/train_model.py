@@ -15,11 +15,10 @@ import logging
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from train.data import Augment  # noqa: E402
-from train.train import TrainConfig, train  # noqa: E402
+from edgecv.training.data import Augment  # noqa: E402
+from edgecv.training.loop import TrainConfig, train  # noqa: E402
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -82,8 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         "--grow-like",
         type=int,
         default=0,
-        help="with --init and more classes in the data than the package: new classes start as the mean of "
-        "the package's first N classes (0 = all)",
+        help="with --init and more classes in the data than the package (the data's first names being the "
+        "package's): new classes start as the mean of the package's first N classes (0: off)",
     )
     a = ap.parse_args(argv)
     out = Path(a.out)

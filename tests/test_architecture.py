@@ -174,6 +174,8 @@ FORBIDDEN = {
                  "edgecv.ingest", "edgecv.watcher", "edgecv.cli"),
     "upstream/": ("edgecv.work", "edgecv.runtime", "edgecv.vision", "edgecv.api", "edgecv.cli"),
     "work/": ("edgecv.api", "edgecv.upstream", "edgecv.ingest", "edgecv.watcher", "edgecv.cli"),
+    "training/": ("edgecv.store", "edgecv.api", "edgecv.work", "edgecv.upstream", "edgecv.vision",
+                  "edgecv.ingest", "edgecv.watcher", "edgecv.cli"),
 }  # fmt: skip
 STORE_MAY_IMPORT = ("edgecv.errors", "edgecv.ids", "edgecv.paths", "edgecv.records", "edgecv.store")
 
@@ -201,9 +203,16 @@ def test_only_the_cli_knows_click_and_cli(rel):
     assert _hits(_imports(rel), ("click", "edgecv.cli")) == []
 
 
+@pytest.mark.parametrize("rel", [m for m in _modules() if not m.startswith(("cli/", "training/"))])
+def test_only_the_cli_imports_training(rel):
+    """torch is an optional extra: nothing the agent runs may reach edgecv.training."""
+    assert _hits(_imports(rel), ("edgecv.training",)) == []
+
+
 def test_the_checks_see_imports():
     """The parser finds what the rules look for (a rule over nothing would always pass)."""
     assert "sqlite3" in _imports("store/__init__.py")
     assert "edgecv.runtime.detector" in _imports("work/worker.py")
     assert "edgecv.vision.common" in _imports("vision/shelf.py")  # relative or absolute, resolved
     assert "edgecv.runtime.scene" in _imports("runtime/engines.py")
+    assert "edgecv.training.custom" in _imports("cli/models.py")

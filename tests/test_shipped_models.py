@@ -100,13 +100,13 @@ def test_detects_objects_in_fresh_images(name, generate):
 
 
 def test_careful_onnx_int8_recipe_quantizes_only_convs_and_stays_close(tmp_path, generate):
-    """``export_model.py --ort-recipe careful`` (how building-inspection-v1's model-int8.onnx is made):
+    """``export_model.py --ort-recipe careful`` (``edgecv.training.export``) (how building-inspection-v1's model-int8.onnx is made):
     int8 appears only around convolutions, the heads' last convs and the decode stay float, and the int8
     graph's scores and boxes stay close to FP32's on an image it was not calibrated on."""
     onnx = pytest.importorskip("onnx")
     import onnxruntime as ort
 
-    export = load_script("export_model")
+    from edgecv.training import export
     for folder, indices in (("calib", range(3, 6)), ("check", [6])):  # checked on an unseen image
         (tmp_path / folder / "images").mkdir(parents=True)
         for i in indices:

@@ -1,8 +1,12 @@
-"""``edgecv models list|show|add|eval|keygen|pack|install|rollback|pull``."""
+"""``edgecv models list|show|add|train|eval|keygen|pack|install|rollback|pull``."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
+import sys
+import threading
 from pathlib import Path
 
 import click
@@ -84,6 +88,144 @@ def add_model(app: AppContext, path: Path, name: str, description: str, force: b
     click.echo(
         f"installed {pkg.name} ({len(pkg.labels)} labels, input {pkg.input.width}x{pkg.input.height}) in {pkg.path}"
     )
+
+
+def _size(_ctx, _param, value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    w, _, h = value.lower().partition("x")
+    try:
+        return int(w), int(h or w)
+    except ValueError:
+        raise click.BadParameter(f"expected WIDTHxHEIGHT such as 640x384, got {value!r}") from None
+
+
+@models.command("train")
+@click.option(
+    "--data",
+    "data_dir",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Your labelled photos: a YOLO folder (data.yaml + images/ + labels/, optional train/val split) "
+    "or a COCO folder (annotations.json + images).",
+)
+@click.option("--name", required=True, help="Name of the new model package (jobs use it as their model).")
+@click.option(
+    "--from",
+    "base",
+    default="shelf-detection-v2",
+    show_default=True,
+    help="Package to fine-tune (shelf-detection-v2, building-inspection-v1, damage-assessment-v1, one "
+    "trained here) or scratch. Classes it lacks get a new head.",
+)
+@click.option("--minutes", type=click.FloatRange(min=0.01), default=30.0, show_default=True,
+              help="Training time budget; the learning-rate schedule fits it.")  # fmt: skip
+@click.option(
+    "--imgsz", callback=_size, help="Network input WxH, multiples of 32 (default: the base model's)."
+)
+@click.option("--resume", is_flag=True, help="Continue the stopped run of NAME (Ctrl-C keeps a checkpoint).")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="CPU threads for training (default: the usable cores; 1 on a CPU shared with other jobs).")  # fmt: skip
+@click.option("--force", is_flag=True, help="Replace an installed package NAME, or drop its stopped run.")
+@pass_app
+def train_model(
+    app: AppContext,
+    data_dir: Path,
+    name: str,
+    base: str,
+    minutes: float,
+    imgsz: tuple[int, int] | None,
+    resume: bool,
+    threads: int | None,
+    force: bool,
+) -> None:
+    """Train a detector on your own labelled photos and install it as package NAME.
+
+    The data is checked first (errors stop here with a report; warnings are printed); it is split into
+    train/val when it has no split. Training fine-tunes --from for --minutes (an NVIDIA GPU is used when
+    torch sees one), showing the validation mAP50 and the time left. Ctrl-C stops with a checkpoint;
+    --resume continues. Then the model is exported (ONNX, OpenVINO FP32 and INT8 calibrated on your
+    images), evaluated on the validation split, given a model card and installed. Needs PyTorch:
+    pip install torch==2.13.0 and pip install 'edgecv[train]'."""
+    from edgecv.threads import usable_cores
+    from edgecv.training.custom import TrainRequest, train_custom
+    from edgecv.training.dataset import check_dataset
+
+    cfg = app.config()
+    try:
+        check = check_dataset(data_dir)
+        for line in check.report():
+            click.echo(line, err=line.startswith(("error", "warning")))
+        check.raise_if_errors()
+        request = TrainRequest(data_dir, name, base, minutes, imgsz, threads or usable_cores(), resume, force)
+        with _ctrl_c() as stop:
+            result = train_custom(request, cfg, check, progress=_ProgressLine(), stop=stop, stage=click.echo)
+    except EdgecvError as exc:
+        raise fail(exc) from None
+    if result.stopped:
+        s = result.summary
+        click.echo(
+            f"stopped at step {s['step']} ({s['train_minutes']} of {minutes:g} min); checkpoint {result.checkpoint}"
+        )
+        click.echo(
+            f"continue with: edgecv models train --data {data_dir} --name {name} --from {base} --resume"
+        )
+        raise SystemExit(130)
+    r = result.report
+    click.echo(
+        f"{name}: validation mAP50 {r['int8']['mAP50']:.3f}, mAP50-95 {r['int8']['mAP50_95']:.3f} (INT8); "
+        f"FP32 {r['fp32']['mAP50']:.3f} / {r['fp32']['mAP50_95']:.3f}; "
+        f"INT8 loss {r['int8LossMAP50_95Points']:.2f} mAP50-95 points"
+    )
+    for label, ap in r["int8"]["perClass"].items():
+        click.echo(f"  {label}: AP50 {ap['AP50']:.3f}, AP50-95 {ap['AP50_95']:.3f}")
+    click.echo(
+        f"jobs can use it now: edgecv run IMAGE --model {name}; model card: {result.package.path / 'MODEL_CARD.md'}"
+    )
+
+
+class _ProgressLine:
+    """One line, redrawn in place on a terminal (a new line every 10 % otherwise): progress, step, loss,
+    the latest validation mAP50 and the time left."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stdout.isatty()
+        self.shown = -1.0
+
+    def __call__(self, p: dict) -> None:
+        frac = min(1.0, p["elapsed"] / p["budget"])
+        if (self.tty and frac - self.shown < 0.002) or (not self.tty and frac - self.shown < 0.1):
+            return
+        self.shown = frac
+        left = max(0, int(p["budget"] - p["elapsed"]))
+        val = f"val mAP50 {p['val']['mAP50']:.3f}" if p["val"] else "val mAP50 –"
+        bar = "#" * int(frac * 20)
+        line = f"[{bar:<20}] {100 * frac:3.0f}% step {p['step']} loss {p['loss']:.2f} {val} ETA {left // 60}:{left % 60:02d}"
+        click.echo(f"\r{line}" if self.tty else line, nl=not self.tty)
+        if self.tty and frac >= 1.0:
+            click.echo()
+
+
+@contextlib.contextmanager
+def _ctrl_c():
+    """During training the first Ctrl-C asks the loop to stop after its step and save a checkpoint; a
+    second one interrupts at once."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def handler(_sig, _frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        click.echo("\nstopping after this step (Ctrl-C again to abort without a checkpoint)", err=True)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @models.command("eval")

@@ -251,7 +251,18 @@ def _manifest(
 def _install(
     files: dict[Path, str], weights: dict, manifest: dict, dest_root: Path, force: bool
 ) -> ModelPackage:
-    """Copy into a temporary folder next to the destination, then rename it into place."""
+    manifest = {
+        **manifest,
+        "weights": [weights],
+        "default": {"backend": weights["backend"], "precision": weights["precision"]},
+    }
+    return install_files(files, manifest, dest_root, force)
+
+
+def install_files(files: dict[Path, str], manifest: dict, dest_root: Path, force: bool) -> ModelPackage:
+    """Copy ``files`` (source → path in the package) and the manifest into a temporary folder next to the
+    destination ``dest_root/<name>``, then rename it into place (``edgecv models add`` and ``train``)."""
+    _check_name(manifest["name"])
     dest_root = Path(dest_root)
     dest = dest_root / manifest["name"]
     if dest.exists() and not force:
@@ -259,11 +270,6 @@ def _install(
             f"model {manifest['name']!r} already exists at {dest}; use --force to replace it"
         )
     ensure_writable_dir(dest_root, "models folder")
-    manifest = {
-        **manifest,
-        "weights": [weights],
-        "default": {"backend": weights["backend"], "precision": weights["precision"]},
-    }
     tmp = Path(tempfile.mkdtemp(prefix=f".{manifest['name']}.", dir=dest_root))
     try:
         for src, rel in files.items():

@@ -1,4 +1,3 @@
-"""Training recipe for edgecv's compact detectors (needs the optional ``train`` extra: torch).
-
-Nothing here is imported by the agent at run time.
+"""Training negatives for edgecv's detectors (``negatives.py``). The network, loss, data loading, training
+loop and export live in ``edgecv.training`` (needs the optional ``train`` extra and torch).
 """

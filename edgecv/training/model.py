@@ -286,28 +286,3 @@ def freeze_bn(model: nn.Module) -> None:
         if isinstance(m, nn.BatchNorm2d):
             m.eval()
 
-
-def grow_classes(model: EdgeDet, nc: int, like: range | None = None) -> None:
-    """Add classes after the model's own (``nc`` in all), keeping every trained weight.
-
-    A new class's 1x1 logit conv starts as the mean of the ``like`` classes' rows (default: all old ones),
-    bias included, so a class that generalises old ones (``product`` after 24 products) starts out firing
-    where they fire and training only has to widen it.
-    """
-    if nc < model.nc:
-        raise ValueError(f"cannot shrink {model.nc} classes to {nc}")
-    if nc == model.nc:
-        return
-    like = like if like is not None else range(model.nc)
-    rows = list(like)
-    with torch.no_grad():
-        for seq in model.head.cls:
-            old = seq[-1]
-            new = nn.Conv2d(old.in_channels, nc, 1)
-            new.weight[: model.nc] = old.weight
-            new.bias[: model.nc] = old.bias
-            new.weight[model.nc :] = old.weight[rows].mean(0, keepdim=True)
-            new.bias[model.nc :] = old.bias[rows].mean()
-            seq[-1] = new
-    model.nc = nc
-    model.head.nc = nc

@@ -1,4 +1,4 @@
-"""YOLO-format dataset (``images/`` + ``labels/`` + class names), cached letterboxed, with augmentation.
+"""Training images: a YOLO-format dataset (``images/`` + ``labels/`` + class names), cached letterboxed, with augmentation.
 
 Any folder laid out the Ultralytics way works: ``DIR/images/*.jpg|png``, ``DIR/labels/<stem>.txt`` with one
 ``class cx cy w h`` line per box (normalised 0..1), and class names in ``DIR/names.txt`` (one per line) or
@@ -16,45 +16,14 @@ import cv2
 import numpy as np
 import torch
 
+from edgecv.errors import ImageUnreadable
+from edgecv.imageio import decode, decode_file
+
+from .dataset import IMAGE_SUFFIXES, read_names
+
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 PAD = 114
-
-
-def read_names(root: Path) -> list[str]:
-    """Class names from ``names.txt`` or ``data.yaml`` (simple ``names:`` list/mapping, no yaml dependency)."""
-    root = Path(root)
-    if (root / "names.txt").is_file():
-        return [ln.strip() for ln in (root / "names.txt").read_text().splitlines() if ln.strip()]
-    for yml in ("data.yaml", "dataset.yaml"):
-        if (root / yml).is_file():
-            names = _names_from_yaml((root / yml).read_text())
-            if names:
-                return names
-    raise FileNotFoundError(f"{root}: no names.txt or data.yaml with a 'names:' entry")
-
-
-def _names_from_yaml(text: str) -> list[str]:
-    lines = text.splitlines()
-    for i, ln in enumerate(lines):
-        if ln.strip().startswith("names:"):
-            rest = ln.split(":", 1)[1].strip()
-            if rest.startswith("["):
-                return [s.strip().strip("'\"") for s in rest.strip("[]").split(",") if s.strip()]
-            out: dict[int, str] = {}
-            seq: list[str] = []
-            for sub in lines[i + 1 :]:
-                if not sub.startswith((" ", "\t", "-")):
-                    break
-                s = sub.strip()
-                if s.startswith("- "):
-                    seq.append(s[2:].strip().strip("'\""))
-                elif ":" in s:
-                    k, v = s.split(":", 1)
-                    out[int(k)] = v.strip().strip("'\"")
-            return seq or [out[k] for k in sorted(out)]
-    return []
 
 
 def list_images(root: Path) -> list[Path]:
@@ -114,36 +83,24 @@ class Augment:
         return cls(0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
 
 
-class YoloDataset:
-    """Loads every image once, letterboxed to the network size, and keeps it in memory."""
+class DetectionDataset:
+    """Images letterboxed to the network size and kept in memory, with their boxes (``add``)."""
 
-    def __init__(self, root: Path, width: int, height: int, names: list[str] | None = None, limit: int = 0):
-        self.root, self.width, self.height = Path(root), width, height
-        self.names = names or read_names(self.root)
-        paths = list_images(self.root)
-        if limit:
-            paths = paths[:limit]
-        if not paths:
-            raise FileNotFoundError(f"{root}: images/ holds no images")
-        self.paths = paths
+    def __init__(self, width: int, height: int, names: list[str]):
+        self.width, self.height, self.names = width, height, names
+        self.paths: list[Path] = []
         self.images: list[np.ndarray] = []
         self.labels: list[np.ndarray] = []
-        n_boxes = 0
-        for p in paths:
-            img = cv2.imread(str(p), cv2.IMREAD_COLOR)
-            if img is None:
-                raise ValueError(f"{p}: cannot decode image")
-            h0, w0 = img.shape[:2]
-            lab = read_labels(self.root / "labels" / (p.stem + ".txt"), w0, h0)
-            if len(lab) and lab[:, 0].max() >= len(self.names):
-                raise ValueError(f"{p}: class id {int(lab[:, 0].max())} >= {len(self.names)} names")
-            lb, r, (px, py) = letterbox(img, width, height)
-            lab[:, [1, 3]] = lab[:, [1, 3]] * r + px
-            lab[:, [2, 4]] = lab[:, [2, 4]] * r + py
-            self.images.append(lb)
-            self.labels.append(lab)
-            n_boxes += len(lab)
-        log.info("%s: %d images, %d boxes, %d classes", root, len(paths), n_boxes, len(self.names))
+
+    def add(self, path: Path, img: np.ndarray, lab: np.ndarray) -> None:
+        """One decoded BGR image and its ``[n, 5]`` labels (class, x1, y1, x2, y2 in image pixels)."""
+        lb, r, (px, py) = letterbox(img, self.width, self.height)
+        lab = np.asarray(lab, np.float32).reshape(-1, 5).copy()
+        lab[:, [1, 3]] = lab[:, [1, 3]] * r + px
+        lab[:, [2, 4]] = lab[:, [2, 4]] * r + py
+        self.paths.append(Path(path))
+        self.images.append(lb)
+        self.labels.append(lab)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -172,7 +129,7 @@ class YoloDataset:
             img = np.clip(img.astype(np.float32) + n, 0, 255).astype(np.uint8)
         if aug.jpeg and rng.random() < aug.jpeg:
             ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, rng.randint(30, 85)])
-            img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+            img = decode(buf.tobytes())
         return img, lab
 
     def batch(self, idx: list[int], aug: Augment, rng: random.Random) -> tuple[torch.Tensor, torch.Tensor]:
@@ -186,6 +143,32 @@ class YoloDataset:
         x = torch.from_numpy(np.ascontiguousarray(np.stack(ims))).permute(0, 3, 1, 2).float().div_(255)
         t = torch.from_numpy(np.concatenate(tg)) if tg else torch.zeros((0, 6))
         return x, t
+
+
+class YoloDataset(DetectionDataset):
+    """A YOLO folder, every image loaded once, letterboxed to the network size, kept in memory."""
+
+    def __init__(self, root: Path, width: int, height: int, names: list[str] | None = None, limit: int = 0):
+        self.root = Path(root)
+        super().__init__(width, height, names or read_names(self.root))
+        paths = list_images(self.root)
+        if limit:
+            paths = paths[:limit]
+        if not paths:
+            raise FileNotFoundError(f"{root}: images/ holds no images")
+        n_boxes = 0
+        for p in paths:
+            try:
+                img = decode_file(p)
+            except ImageUnreadable as exc:
+                raise ValueError(f"{p}: cannot decode image ({exc})") from None
+            h0, w0 = img.shape[:2]
+            lab = read_labels(self.root / "labels" / (p.stem + ".txt"), w0, h0)
+            if len(lab) and lab[:, 0].max() >= len(self.names):
+                raise ValueError(f"{p}: class id {int(lab[:, 0].max())} >= {len(self.names)} names")
+            self.add(p, img, lab)
+            n_boxes += len(lab)
+        log.info("%s: %d images, %d boxes, %d classes", root, len(paths), n_boxes, len(self.names))
 
 
 def random_affine(img: np.ndarray, lab: np.ndarray, aug: Augment, rng: random.Random):
