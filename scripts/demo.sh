@@ -13,6 +13,12 @@ for kind in shelves facades damage; do
     cp ".demo/generated/$kind/images/"*.jpg ".demo/inbox/$kind/"
   fi
 done
+if [ ! -f .demo/inbox/shelves/other-brands.jpg ]; then
+  # a shelf of packs the models never saw (scripts/datagen/shelves_wide): found as products, and named
+  # "unknown product" by the demo catalogue, which holds only the 24 demo SKUs
+  .venv/bin/python scripts/generate.py shelves_wide --out .demo/generated/shelves_wide --count 1 --seed 990000 >/dev/null
+  cp .demo/generated/shelves_wide/images/*.jpg .demo/inbox/shelves/other-brands.jpg
+fi
 if [ ! -f .demo/inbox/shelves/not-a-shelf.jpg ]; then
   # a text page sent to the shelf model: the scene check refuses it (no detections, result.domain)
   .venv/bin/python -c "
