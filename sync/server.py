@@ -652,6 +652,20 @@ class Settings:
 # -- HTTP ------------------------------------------------------------------------------------------
 
 
+
+def _batch_items(body: bytes) -> list[dict]:
+    """The ``items`` of a ``{"items": [...]}`` upload, each an object with a non-empty idempotencyKey
+    (raises ValueError / KeyError / TypeError naming what is wrong)."""
+    items = json.loads(body)["items"]
+    if not isinstance(items, list) or not items:
+        raise ValueError("items must be a non-empty list")
+    for n, item in enumerate(items):
+        if not isinstance(item, dict) or not isinstance(item.get("idempotencyKey"), str):
+            raise ValueError(f"items[{n}] is not an object with an idempotencyKey string")
+        if not item["idempotencyKey"]:
+            raise ValueError(f"items[{n}].idempotencyKey is empty")
+    return items
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     # headers and body leave in two writes; with Nagle on, a keep-alive client's delayed ACK holds the
@@ -812,15 +826,7 @@ class Handler(BaseHTTPRequestHandler):
     # API handlers
     def _post_results(self, tenant: str, *, body: bytes, query: dict[str, str], fault: Fault | None) -> None:
         try:
-            doc = json.loads(body)
-            items = doc["items"]
-            if not isinstance(items, list) or not items:
-                raise ValueError("items must be a non-empty list")
-            for n, item in enumerate(items):
-                if not isinstance(item, dict) or not isinstance(item.get("idempotencyKey"), str):
-                    raise ValueError(f"items[{n}] is not an object with an idempotencyKey string")
-                if not item["idempotencyKey"]:
-                    raise ValueError(f"items[{n}].idempotencyKey is empty")
+            items = _batch_items(body)
         except (ValueError, KeyError, TypeError) as exc:
             return self._json(
                 400, {"error": {"code": "invalid_batch", "message": f"expected {{'items': [...]}}: {exc}"}}
@@ -876,15 +882,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _post_hard(self, tenant: str, *, body: bytes, fault: Fault | None = None, **_: Any) -> None:
         try:
-            doc = json.loads(body)
-            items = doc["items"]
-            if not isinstance(items, list) or not items:
-                raise ValueError("items must be a non-empty list")
-            for n, item in enumerate(items):
-                if not isinstance(item, dict) or not isinstance(item.get("idempotencyKey"), str):
-                    raise ValueError(f"items[{n}] is not an object with an idempotencyKey string")
-                if not item["idempotencyKey"]:
-                    raise ValueError(f"items[{n}].idempotencyKey is empty")
+            items = _batch_items(body)
         except (ValueError, KeyError, TypeError) as exc:
             return self._json(
                 400, {"error": {"code": "invalid_batch", "message": f"expected {{'items': [...]}}: {exc}"}}

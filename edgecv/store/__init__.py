@@ -71,9 +71,10 @@ def _job(row: sqlite3.Row, result: Any = None) -> Job:
     )
 
 
-def _observation(row: sqlite3.Row) -> Observation:
+def _observation(row: sqlite3.Row, id_key: str = "id", created_key: str = "created_at") -> Observation:
+    """An observation from a row (``id_key`` / ``created_key`` name those columns in a joined query)."""
     return Observation(
-        id=row["id"],
+        id=row[id_key],
         sha256=row["sha256"],
         spool_path=row["spool_path"],
         original_name=row["original_name"],
@@ -82,7 +83,7 @@ def _observation(row: sqlite3.Row) -> Observation:
         width=row["width"],
         height=row["height"],
         metadata=json.loads(row["metadata"]),
-        created_at=row["created_at"],
+        created_at=row[created_key],
     )
 
 

@@ -5,7 +5,6 @@ The policy lives in :mod:`edgecv.hard_images`; this module only reads and writes
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from edgecv.records import Job, Observation
@@ -63,18 +62,7 @@ def completed_since(store: Store, after: tuple[str, str], limit: int) -> list[tu
 
 
 def _obs_of(row) -> Observation:
-    return Observation(
-        id=row["o_id"],
-        sha256=row["sha256"],
-        spool_path=row["spool_path"],
-        original_name=row["original_name"],
-        media_type=row["media_type"],
-        size_bytes=row["size_bytes"],
-        width=row["width"],
-        height=row["height"],
-        metadata=json.loads(row["metadata"]),
-        created_at=row["o_created_at"],
-    )
+    return _observation(row, id_key="o_id", created_key="o_created_at")
 
 
 def job_with_observation(store: Store, job_id: str) -> tuple[Job, Observation] | None:
