@@ -57,3 +57,16 @@ def test_opening_detectors_keeps_numpy_blas_on_one_thread():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     before, after = out.stdout.strip().split("] [")
     assert before == "[2" and after == "1]", out.stdout
+
+
+def test_malloc_arenas_are_capped_unless_the_operator_chose(monkeypatch):
+    import sys
+
+    from edgecv.threads import limit_malloc_arenas
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("glibc only")
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert limit_malloc_arenas() is False  # the operator's value stands
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    assert limit_malloc_arenas() is True

@@ -16,6 +16,7 @@ from edgecv.config import Config, load_config
 from edgecv.errors import EdgecvError
 from edgecv.logging_setup import LOG_FORMATS, configure_logging, register_secrets
 from edgecv.paths import private_umask
+from edgecv.threads import limit_malloc_arenas
 
 COMMAND_MODULES = ("jobs", "models", "catalog", "run", "agent", "sync", "serve", "admin", "backup", "export")
 
@@ -94,6 +95,7 @@ def main(
 ) -> None:
     """edgecv: the CV Jobs API on edge hardware."""
     private_umask()  # what edgecv writes (job log, spool, quarantine, caches) is for this user only
+    limit_malloc_arenas()  # before any thread: per-thread arenas made a long-running agent's RSS creep
     ctx.obj = AppContext(config_file, {"data_dir": data_dir, "log_level": log_level})
     configure_logging((log_level or "INFO").upper(), log_format)
 
