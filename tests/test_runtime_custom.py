@@ -108,6 +108,21 @@ def test_add_onnx_refuses_existing_name_unless_forced(tmp_path):
     assert add_ultralytics_onnx(src, "custom", dest, description="v2", force=True).description == "v2"
 
 
+def test_force_replaces_a_bundle_installed_symlink_and_keeps_its_version(tmp_path):
+    """A model installed from a signed bundle is a symlink into models/.versions: --force replaces the link
+    with the new package and leaves the versioned folder alone."""
+    src, dest = _export(tmp_path), tmp_path / "models"
+    add_ultralytics_onnx(src, "custom", dest)
+    versioned = dest / ".versions" / "custom" / "1.0.0" / "custom"
+    versioned.parent.mkdir(parents=True)
+    (dest / "custom").rename(versioned)
+    (dest / "custom").symlink_to(versioned.relative_to(dest))
+    pkg = add_ultralytics_onnx(src, "custom", dest, description="v2", force=True)
+    assert pkg.description == "v2"
+    assert not (dest / "custom").is_symlink() and (dest / "custom").is_dir()
+    assert (versioned / "model.json").is_file()
+
+
 def test_add_onnx_refuses_bad_name_missing_file_and_garbage(tmp_path):
     with pytest.raises(ModelPackageError, match="model name: expected lowercase letters"):
         add_ultralytics_onnx(_export(tmp_path), "My Model", tmp_path / "models")

@@ -276,7 +276,9 @@ def install_files(files: dict[Path, str], manifest: dict, dest_root: Path, force
             (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, tmp / rel)
         write_manifest(tmp, manifest)
-        if dest.exists():
+        if dest.is_symlink():  # a version installed from a signed bundle: its folder stays in .versions
+            dest.unlink()
+        elif dest.exists():
             shutil.rmtree(dest)
         tmp.rename(dest)
     except BaseException:
