@@ -9,12 +9,17 @@ from __future__ import annotations
 import json
 import tarfile
 
-import cv2
 import numpy as np
 import onnx
 import pytest
 from click.testing import CliRunner
-from helpers.runtime import make_package, read_manifest_json, rect_detector, red_rectangle_image
+from helpers.runtime import (
+    acceptance_images,
+    make_package,
+    read_manifest_json,
+    rect_detector,
+    red_rectangle_image,
+)
 
 from edgecv.cli import main
 from edgecv.config import load_config
@@ -48,12 +53,7 @@ def cfg(tmp_path, keys):
 
 @pytest.fixture
 def images(tmp_path):
-    folder = tmp_path / "acceptance-images"
-    folder.mkdir()
-    for i, box in enumerate([(10, 10, 60, 50), (40, 20, 120, 90), (5, 30, 30, 80)]):
-        ok, data = cv2.imencode(".png", red_rectangle_image(160, 120, box))
-        (folder / f"{i}.png").write_bytes(data.tobytes())
-    return sorted(folder.iterdir())
+    return acceptance_images(tmp_path / "acceptance-images")
 
 
 def build(tmp_path, keys, images, version: str, **extra):

@@ -11,10 +11,9 @@ import tarfile
 import threading
 import time
 
-import cv2
 import pytest
 from click.testing import CliRunner
-from helpers.runtime import make_package, red_rectangle_image
+from helpers.runtime import acceptance_images, make_package
 from helpers.sync_server import API_KEY, TENANT, add_faults, device_config, free_port, start_server
 
 from edgecv.cli import main
@@ -35,12 +34,7 @@ def keys(tmp_path):
 
 @pytest.fixture
 def images(tmp_path):
-    folder = tmp_path / "acceptance-images"
-    folder.mkdir()
-    for i, box in enumerate([(10, 10, 60, 50), (40, 20, 120, 90), (5, 30, 30, 80)]):
-        ok, data = cv2.imencode(".png", red_rectangle_image(160, 120, box))
-        (folder / f"{i}.png").write_bytes(data.tobytes())
-    return sorted(folder.iterdir())
+    return acceptance_images(tmp_path / "acceptance-images")
 
 
 @pytest.fixture

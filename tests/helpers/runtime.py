@@ -172,3 +172,14 @@ def red_rectangle_image(width: int, height: int, box: tuple[int, int, int, int])
     x1, y1, x2, y2 = box
     image[y1:y2, x1:x2] = (0, 0, 255)
     return image
+
+
+def acceptance_images(folder: Path) -> list[Path]:
+    """Three PNGs of red rectangles (what ``rect_detector`` finds) in ``folder``: a bundle's acceptance set."""
+    import cv2
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, box in enumerate([(10, 10, 60, 50), (40, 20, 120, 90), (5, 30, 30, 80)]):
+        ok, data = cv2.imencode(".png", red_rectangle_image(160, 120, box))
+        (folder / f"{i}.png").write_bytes(data.tobytes())
+    return sorted(folder.iterdir())
