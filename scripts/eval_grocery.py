@@ -68,7 +68,9 @@ def classes(root: Path, which: str) -> dict[str, dict]:
     return out
 
 
-def run(args, data: dict[str, dict], k: int, catalogued: list[str], detectors) -> dict:
+def run(
+    args, data: dict[str, dict], k: int, catalogued: list[str], detectors, use_keypoints: bool = True
+) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         cfg = Config(data_dir=Path(tmp) / "data", catalog=Path(tmp) / "catalog")
         for name in catalogued:
@@ -82,7 +84,9 @@ def run(args, data: dict[str, dict], k: int, catalogued: list[str], detectors) -
             for path in v["test"]:
                 image = decode(path.read_bytes())
                 t0 = time.perf_counter()
-                m = service.match_image(image, index, cfg.catalog_threshold, detector, top=5)
+                m = service.match_image(
+                    image, index, cfg.catalog_threshold, detector, top=5, use_keypoints=use_keypoints
+                )
                 elapsed.append(time.perf_counter() - t0)
                 rows.append((name, m))
     return {"rows": rows, "ms": 1e3 * float(np.median(elapsed))}
@@ -95,6 +99,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--k", type=int, nargs="+", default=[1, 5])
     p.add_argument("--leave-out", type=float, default=1 / 3)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--keypoints",
+        choices=["on", "off", "both"],
+        default="both",
+        help="catalog match with keypoint evidence (the default), without (appearance alone), or both",
+    )
+    p.add_argument(
+        "--sweep",
+        action="store_true",
+        help="also print unknown-product F1 over thresholds (choose thresholds on the allowed classes only)",
+    )
     args = p.parse_args(argv)
     data = classes(args.grocery_store, args.classes)
     if not data:
@@ -116,20 +131,30 @@ def main(argv: list[str] | None = None) -> int:
     det_ms = 1e3 * float(np.median(t))
     rng = np.random.default_rng(args.seed)
     left_out = set(rng.choice(names, max(1, round(len(names) * args.leave_out)), replace=False).tolist())
-    for k in args.k:
-        full = run(args, data, k, names, detectors)
+    modes = {"on": [True], "off": [False], "both": [False, True]}[args.keypoints]
+    for k, use_kp in [(k, m) for k in args.k for m in modes]:
+        full = run(args, data, k, names, detectors, use_kp)
         top1 = np.mean([m["candidates"][0]["sku"] == name for name, m in full["rows"]])
         top5 = np.mean([name in [c["sku"] for c in m["candidates"]] for name, m in full["rows"]])
         src = np.mean([m["source"] == "detector" for _, m in full["rows"]])
-        part = run(args, data, k, [n for n in names if n not in left_out], detectors)
+        part = run(args, data, k, [n for n in names if n not in left_out], detectors, use_kp)
         truth_unknown = np.array([name in left_out for name, _ in part["rows"]])
         said_unknown = np.array([m["sku"] is None for _, m in part["rows"]])
         tp = int((truth_unknown & said_unknown).sum())
         prec = tp / max(int(said_unknown.sum()), 1)
         rec = tp / max(int(truth_unknown.sum()), 1)
         f1 = 2 * prec * rec / max(prec + rec, 1e-9)
+        if args.sweep:
+            best = np.array([m["score"] for _, m in part["rows"]])
+            cells = []
+            for t in np.arange(0.60, 1.21, 0.05):
+                said = best < t
+                tp_ = int((truth_unknown & said).sum())
+                p_, r_ = tp_ / max(int(said.sum()), 1), tp_ / max(int(truth_unknown.sum()), 1)
+                cells.append(f"{t:.2f}: {2 * p_ * r_ / max(p_ + r_, 1e-9):.3f}")
+            print(f"  unknown F1 by threshold on the best score: {', '.join(cells)}")
         print(
-            f"k={k}: top-1 {top1:.3f}, top-5 {top5:.3f} ({len(full['rows'])} photos; the detector's box used "
+            f"k={k}, keypoints {'on' if use_kp else 'off'}: top-1 {top1:.3f}, top-5 {top5:.3f} ({len(full['rows'])} photos; the detector's box used "
             f"for {src:.0%}); {len(left_out)} classes left out: unknown product precision {prec:.3f} "
             f"recall {rec:.3f} F1 {f1:.3f}; {full['ms']:.1f} ms per photo (shelf detector alone "
             f"{det_ms:.1f} ms per 1280x720 image: {full['ms'] / det_ms:.1f}x)"

@@ -179,6 +179,57 @@ def test_match_uses_the_photo_itself_when_no_detector_is_given(cat_config):
     assert out["candidates"][0]["score"] >= out["candidates"][1]["score"]
 
 
+def printed(seed: int, size: int = 240) -> np.ndarray:
+    """A pack whose colours and layout are the same for every seed; only its fine print (a pattern of
+    small marks and letters) differs: what the embedding hardly sees and keypoints do."""
+    rng = np.random.default_rng(seed)
+    img = np.full((size, size * 2 // 3, 3), (40, 140, 210), np.uint8)
+    cv2.rectangle(img, (0, size // 3), (img.shape[1], size // 2), (240, 240, 240), -1)
+    for _ in range(60):
+        x, y = int(rng.integers(5, img.shape[1] - 15)), int(rng.integers(5, size - 15))
+        c = tuple(int(v) for v in rng.integers(0, 255, 3))
+        if rng.random() < 0.5:
+            cv2.circle(img, (x, y), int(rng.integers(2, 7)), c, -1)
+        else:
+            cv2.putText(
+                img, chr(65 + int(rng.integers(26))), (x, y + 10), cv2.FONT_HERSHEY_SIMPLEX, 0.45, c, 1
+            )
+    return img
+
+
+def test_keypoints_tell_apart_packs_that_differ_only_in_their_print(cat_config, monkeypatch):
+    for i in range(3):
+        add_sku(cat_config, f"print-{i}", [("front.png", png(printed(i)))], {"name": f"Print {i}"})
+    index = build(cat_config.catalog_dir, cat_config.cache_dir)
+    # a phone photo of print-1: turned 8 degrees, a little smaller, on a grey background, softened, JPEG
+    pack_ = printed(1)
+    photo = np.full((348, 348, 3), 110, np.uint8)
+    small = cv2.resize(
+        pack_, (pack_.shape[1] * 5 // 6, pack_.shape[0] * 5 // 6), interpolation=cv2.INTER_AREA
+    )
+    y, x = (348 - small.shape[0]) // 2, (348 - small.shape[1]) // 2
+    photo[y : y + small.shape[0], x : x + small.shape[1]] = small
+    photo = cv2.warpAffine(
+        photo, cv2.getRotationMatrix2D((174, 174), 8, 1.0), (348, 348), borderValue=(110, 110, 110)
+    )
+    photo = cv2.imdecode(cv2.imencode(".jpg", cv2.GaussianBlur(photo, (0, 0), 0.6))[1], cv2.IMREAD_COLOR)
+    out = match_image(photo, index, 0.75, detector=None, top=3)
+    first, *rest = out["candidates"]
+    assert first["sku"] == "print-1", out
+    assert first["keypointVotes"] >= 10 and all(
+        c["keypointVotes"] * 3 <= first["keypointVotes"] for c in rest
+    )
+    spread = first["appearance"] - min(c["appearance"] for c in rest)
+    assert first["score"] - rest[0]["score"] > spread  # the keypoints decided it, not the appearance
+    # the reference keypoints were cached on disk by file digest: a new index does not make them again
+    from edgecv.catalog import keypoints
+
+    assert len(list((cat_config.cache_dir / "catalog" / "keypoints").glob("*.npy"))) == 3
+    monkeypatch.setattr(keypoints, "describe", lambda *a: pytest.fail("reference keypoints made again"))
+    again = build(cat_config.catalog_dir, cat_config.cache_dir)
+    assert all(len(a) for i in range(3) for a in again.sku_keypoints(i))
+
+
 def test_the_index_is_cached_and_a_change_re_embeds_only_what_changed(cat_config, monkeypatch):
     _fill(cat_config, 3)
     first = build(cat_config.catalog_dir, cat_config.cache_dir)
@@ -429,7 +480,9 @@ def test_the_shipped_embedder_loads_checks_its_sha256_and_embeds(tmp_path):
 
     model = learned.embedder()
     assert model is not None, "the catalogue's learned embedder ships in edgecv/catalog/embedder"
-    crops = np.stack([cv2.resize(pack(i), (learned.SIZE, learned.SIZE)) for i in range(3)] * 30)  # > one batch
+    crops = np.stack(
+        [cv2.resize(pack(i), (learned.SIZE, learned.SIZE)) for i in range(3)] * 30
+    )  # > one batch
     out = model.embed(crops)
     assert out.shape == (90, model.dim) and np.allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-3)
     assert np.allclose(out[0], out[3]) and not np.allclose(out[0], out[1], atol=0.05)

@@ -23,7 +23,7 @@ from edgecv.evaluation import (
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 sys.path.insert(0, str(SCRIPTS))
-from heldout import negatives, shelves_plain  # noqa: E402
+from heldout import facade_kinds, negatives, shelves_plain  # noqa: E402
 
 BOX = (100, 60, 180, 140)
 
@@ -104,6 +104,22 @@ def test_second_style_shelves_write_yolo_labels_of_products_and_tags(tmp_path):
         assert set(rows[:, 0].astype(int)) == {0, 1}
         assert (rows[:, 1:] > 0).all() and (rows[:, 1:] <= 1).all()
     source = (SCRIPTS / "heldout" / "shelves_plain.py").read_text()
+    assert "import datagen" not in source and "from datagen" not in source
+
+
+def test_facade_kinds_are_a_clean_new_class_set_for_models_train(tmp_path):
+    from edgecv.training.dataset import check_dataset
+
+    out = facade_kinds.write_set(tmp_path / "kinds", 6, seed=3, size=(640, 360))
+    check = check_dataset(out)
+    assert check.names == facade_kinds.NAMES and not check.errors, check.report()
+    rows = np.array(
+        [[float(v) for v in ln.split()] for lab in (out / "labels").iterdir() for ln in lab.read_text().splitlines()]
+    )
+    assert len(set(rows[:, 0].astype(int))) >= 4  # most kinds appear in six images
+    assert (rows[:, 1:] > 0).all() and (rows[:, 1:] <= 1).all()
+    assert (rows[:, 3] * 640 > 4).all() and (rows[:, 4] * 360 > 4).all()
+    source = (SCRIPTS / "heldout" / "facade_kinds.py").read_text()
     assert "import datagen" not in source and "from datagen" not in source
 
 

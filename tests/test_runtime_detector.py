@@ -100,6 +100,16 @@ def test_openvino_default_precision_is_close_too(package, onnx_detector):
     np.testing.assert_allclose(a.confidence, b.confidence, atol=1e-2)
 
 
+def test_an_isa_cap_below_bf16_compiles_in_f32(package, monkeypatch):
+    """oneDNN capped at AVX2 (an operator's setting, or scripts/bench.py --isa avx2) cannot run the bf16
+    OpenVINO picks on an AVX512_BF16 / AMX CPU: it gave empty outputs and every job failed."""
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    capped = Detector.open(package, backend="openvino")
+    assert capped.runtime.inference_precision == "f32"
+    red = capped.detect(red_rectangle_image(400, 200, IMAGE_BOX))
+    np.testing.assert_allclose(red.xyxy[0], IMAGE_BOX, atol=TOLERANCE)
+
+
 def test_openvino_runs_onnx_weights_when_package_has_no_ir(tmp_path):
     package = load_package(make_package(tmp_path))
     name, weights = resolve_weights(package, "openvino")

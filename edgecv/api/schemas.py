@@ -202,6 +202,8 @@ class CatalogCandidate(BaseModel):
     sku: str
     name: str
     score: float
+    appearance: float | None = None  # the embedding's similarity alone (when keypoints were checked)
+    keypointVotes: int | None = None  # photo keypoints matching this SKU's references
 
 
 class CatalogMatch(BaseModel):

@@ -22,6 +22,7 @@ import numpy as np
 
 from edgecv.catalog import features
 from edgecv.catalog.folder import Problem, Sku, scan, signature
+from edgecv.catalog.keypoints import ReferenceKeypoints
 from edgecv.catalog.matching import DEFAULT_THRESHOLD, Matcher, Matches
 from edgecv.errors import EdgecvError
 from edgecv.imageio import decode_sized, read_file
@@ -105,8 +106,10 @@ class CatalogIndex:
     version: str
     problems: list[Problem] = field(default_factory=list)
     digests: dict[str, str] = field(default_factory=dict)  # "sku/file" -> sha256 of the file
+    cache_dir: Path | None = None  # where reference keypoints are cached (catalog match)
 
     def __post_init__(self) -> None:
+        self.keypoints = ReferenceKeypoints(self.cache_dir)
         self.matcher = Matcher(self.emb, self.owner, len(self.skus))
         self.emb = self.matcher.emb  # one copy: rows are already grouped by SKU
         self.by_id = {s.id: i for i, s in enumerate(self.skus)}
@@ -121,6 +124,16 @@ class CatalogIndex:
 
     def describe(self) -> dict:
         return {"version": self.version, "skus": len(self.skus), "references": int(len(self.emb))}
+
+    def sku_keypoints(self, i: int) -> list[np.ndarray]:
+        """SIFT descriptors of each of SKU ``i``'s reference images (made on first use, then cached)."""
+        sku = self.skus[i]
+        return [
+            self.keypoints.of(
+                f"{sku.id}/{p.name}", self.digests.get(f"{sku.id}/{p.name}"), lambda p=p: load_reference(p)[0]
+            )
+            for p in sku.images
+        ]
 
     def recognise(
         self, image: np.ndarray, boxes: np.ndarray, threshold: float, confidence: np.ndarray | None = None
@@ -257,7 +270,15 @@ def build(root: Path, cache_dir: Path | None = None, max_pixels: int | None = No
         _save_cache(cache_path, fresh)
     emb = np.concatenate(rows, dtype=np.float32) if rows else np.zeros((0, features.dim()), np.float32)
     return CatalogIndex(
-        root, kept, emb, np.asarray(owner, np.int64), source, _version(kept, stats), problems, digests
+        root,
+        kept,
+        emb,
+        np.asarray(owner, np.int64),
+        source,
+        _version(kept, stats),
+        problems,
+        digests,
+        cache_dir,
     )
 
 

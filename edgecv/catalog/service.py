@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from edgecv.catalog import features
+from edgecv.catalog import features, keypoints
 from edgecv.catalog.folder import Problem, Sku, add, check_sku_id, remove
 from edgecv.catalog.index import UNKNOWN, CatalogIndex, build, check, reference_image
 from edgecv.config import Config
@@ -78,18 +78,35 @@ class Candidate:
     sku: str
     name: str
     score: float
+    appearance: float | None = None  # the embedding's similarity alone
+    keypoint_votes: int | None = None  # photo keypoints that matched this SKU's references (ratio test)
 
     def to_dict(self) -> dict:
-        return {"sku": self.sku, "name": self.name, "score": round(self.score, 4)}
+        out = {"sku": self.sku, "name": self.name, "score": round(self.score, 4)}
+        if self.appearance is not None:
+            out["appearance"] = round(self.appearance, 4)
+        if self.keypoint_votes is not None:
+            out["keypointVotes"] = self.keypoint_votes
+        return out
 
 
 def match_image(
-    image: np.ndarray, index: CatalogIndex, threshold: float, detector=None, top: int = 5
+    image: np.ndarray,
+    index: CatalogIndex,
+    threshold: float,
+    detector=None,
+    top: int = 5,
+    use_keypoints: bool = True,
 ) -> dict:
     """The catalogue SKUs most like the product in ``image``, best first, and the verdict (the best SKU
     when it reaches ``threshold``, else unknown product). With a detector, its largest product box and the
     whole image are both tried and the better match is kept (a close-up of one pack fills the frame, and
-    a shelf detector may see nothing in it); without one, the whole image."""
+    a shelf detector may see nothing in it); without one, the whole image.
+
+    With ``use_keypoints`` the ``keypoints.SHORTLIST`` SKUs most alike in appearance are checked with keypoints
+    (``edgecv.catalog.keypoints``): each SKU's score is its appearance similarity plus a bonus for the
+    photo's keypoints that match its reference images and no other's; the verdict then takes
+    ``threshold + keypoints.THRESHOLD_SHIFT``."""
     h, w = image.shape[:2]
     # the whole photo and its centre (a pack held up to the camera fills the middle, not the corners)
     boxes = [np.array([0.0, 0.0, w, h])] + [
@@ -109,16 +126,35 @@ def match_image(
     scores = index.matcher.scores(emb)
     scores[~usable] = -1.0
     pick = int(np.argmax(scores.max(axis=1))) if len(index) else 0
-    row = scores[pick] if len(index) else np.zeros(0)
+    appearance = scores[pick] if len(index) else np.zeros(0)
+    row, votes = appearance.astype(np.float64), None
+    if use_keypoints and len(row):
+        short = np.argsort(-appearance)[: keypoints.SHORTLIST]
+        v = keypoints.votes(
+            keypoints.describe(image, keypoints.QUERY_SIDE), [index.sku_keypoints(int(i)) for i in short]
+        )
+        votes = np.zeros(len(row), np.int64)
+        votes[short] = v.astype(np.int64)
+        row = row + keypoints.bonus(votes)
+        threshold = threshold + keypoints.THRESHOLD_SHIFT
     order = np.argsort(-row)[: max(1, top)] if len(row) else []
-    candidates = [Candidate(index.skus[i].id, index.skus[i].name, float(row[i])) for i in order]
+    candidates = [
+        Candidate(
+            index.skus[i].id,
+            index.skus[i].name,
+            float(row[i]),
+            float(appearance[i]) if votes is not None else None,
+            int(votes[i]) if votes is not None else None,
+        )
+        for i in order
+    ]
     best = candidates[0] if candidates and candidates[0].score >= threshold else None
     x1, y1, x2, y2 = (int(round(v)) for v in boxes[pick])
     return {
         "sku": best.sku if best else None,
         "name": best.name if best else UNKNOWN,
         "score": round(candidates[0].score, 4) if candidates else 0.0,
-        "threshold": threshold,
+        "threshold": round(threshold, 4),
         "source": sources[pick],
         "boundingBox": {"x": x1, "y": y1, "width": x2 - x1, "height": y2 - y1},
         "candidates": [c.to_dict() for c in candidates],

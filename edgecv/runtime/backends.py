@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import itertools
 import logging
+import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +29,15 @@ DEVICES = ("CPU", "GPU", "NPU", "AUTO")
 AUTO_PREFERENCE = ("GPU", "NPU", "CPU")
 PERFORMANCE_HINTS = ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT")
 INFERENCE_PRECISIONS = {"f32": "f32", "fp32": "f32", "bf16": "bf16", "f16": "f16", "fp16": "f16"}
+
+
+# ``ONEDNN_MAX_CPU_ISA`` values (oneDNN's names) under which bf16 kernels are not available
+_NO_BF16_ISAS = {"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI"}
+
+
+def _isa_cap_without_bf16() -> bool:
+    """Whether an operator (or ``scripts/bench.py --isa``) capped oneDNN below bf16 (docs/performance.md)."""
+    return os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip().upper() in _NO_BF16_ISAS
 
 
 class Backend(Protocol):
@@ -192,6 +202,10 @@ class OpenVinoBackend:
                 config["INFERENCE_PRECISION_HINT"] = INFERENCE_PRECISIONS[precision.lower()]
             else:
                 log.info("inference_precision %s ignored on %s (device picks its own)", precision, target)
+        elif plain == "CPU" and _isa_cap_without_bf16():
+            # OpenVINO picks bf16 from what the CPU has, but oneDNN capped below AVX512_CORE_BF16 cannot run
+            # it: the scene check's compile gave an empty output and every job failed. f32 instead.
+            config["INFERENCE_PRECISION_HINT"] = "f32"
         if num_threads and plain == "CPU":
             config["INFERENCE_NUM_THREADS"] = int(num_threads)
         if pinning is not None and plain == "CPU":
@@ -234,9 +248,15 @@ class OpenVinoBackend:
         request = self._request()
         try:
             request.infer({0: tensor}, share_inputs=True)
-            return np.array(request.get_output_tensor(0).data, dtype=np.float32)
+            out = np.array(request.get_output_tensor(0).data, dtype=np.float32)
         except RuntimeError as exc:
             raise InferenceError(f"OpenVINO inference failed on {self.device}: {exc}") from exc
+        if out.size == 0 and tensor.size:
+            raise InferenceError(
+                f"OpenVINO on {self.device} returned an empty output {list(out.shape)} "
+                f"(precision {self.inference_precision}): the compiled model cannot run here"
+            )
+        return out
 
     def infer_queue(self, callback: InferCallback) -> OpenVinoQueue:
         """Asynchronous requests (as many as the device's optimal number) calling ``callback`` per result.
