@@ -13,11 +13,14 @@ DIR/labels/*.txt (YOLO) and DIR/names.txt, no split (the command makes one). Ima
 
 from __future__ import annotations
 
-import argparse
+import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script too
+from heldout.yolo import cli, write_yolo  # noqa: E402
 
 NAMES = ["satellite-dish", "wall-lamp", "vent-grille", "awning", "security-camera"]
 PLASTER = [
@@ -331,34 +334,11 @@ def render(rng: np.random.Generator, width: int = 1280, height: int = 720):
 
 def write_set(out: Path, count: int, seed: int = 0, size: tuple[int, int] = (1280, 720)) -> Path:
     """Write ``count`` images with YOLO labels and names.txt to ``out``; returns ``out``."""
-    out = Path(out)
-    (out / "images").mkdir(parents=True, exist_ok=True)
-    (out / "labels").mkdir(exist_ok=True)
-    (out / "names.txt").write_text("\n".join(NAMES) + "\n")
-    w, h = size
-    for i in range(count):
-        img, boxes, cls = render(np.random.default_rng([seed, i]), w, h)
-        stem = f"facade-kinds_{seed}_{i:06d}"
-        cv2.imwrite(str(out / "images" / f"{stem}.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 70 + i % 25])
-        lines = [
-            f"{c} {(b[0] + b[2]) / 2 / w:.6f} {(b[1] + b[3]) / 2 / h:.6f} {(b[2] - b[0]) / w:.6f} {(b[3] - b[1]) / h:.6f}"
-            for b, c in zip(boxes, cls, strict=True)
-        ]
-        (out / "labels" / f"{stem}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
-    return out
+    return write_yolo(out, NAMES, "facade-kinds", render, count, seed, size, quality=lambda i: 70 + i % 25)
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", required=True, type=Path)
-    ap.add_argument("--count", type=int, default=30)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--size", default="1280x720")
-    a = ap.parse_args(argv)
-    w, h = (int(v) for v in a.size.lower().split("x"))
-    write_set(a.out, a.count, a.seed, (w, h))
-    print(f"wrote {a.count} images to {a.out}")
-    return 0
+    return cli(__doc__, write_set, argv)
 
 
 if __name__ == "__main__":
